@@ -1,0 +1,300 @@
+//! The `wire` command-line program: `wire node` runs a node; `wire kv ...` and
+//! `wire cluster ...` talk to a node's HTTP API.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::NodeOptions;
+use crate::node::Node;
+
+/// Wire: a distributed stream-processing engine.
+#[derive(Debug, Parser)]
+#[command(name = "wire", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node.
+    Node(NodeArgs),
+    /// Read and write the replicated key-value space.
+    Kv {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// Inspect and change cluster membership.
+    Cluster {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// A TOML file with the node's options (flags given here override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log filter (tracing's env-filter syntax); `RUST_LOG` overrides it.
+    #[arg(long, default_value = "info,openraft=warn")]
+    log_level: String,
+    #[command(flatten)]
+    options: NodeOptions,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// HTTP address of the node to talk to.
+    #[arg(long, global = true, env = "WIRE_ADDR", default_value = "127.0.0.1:8081")]
+    addr: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Print a key's value.
+    Get {
+        key: String,
+        /// linearizable (default), leader or local.
+        #[arg(long)]
+        consistency: Option<String>,
+    },
+    /// Set a key; VALUE `-` reads the value from standard input.
+    Put { key: String, value: String },
+    /// Delete a key.
+    Delete { key: String },
+    /// List keys and values.
+    List {
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Print the node's status.
+    Status,
+    /// Ask the cluster to add a node.
+    Join {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long)]
+        http_addr: String,
+        #[arg(long)]
+        raft_addr: String,
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a member.
+    Remove { node_id: u64 },
+}
+
+/// Runs the program with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => run_node(args).await,
+            Command::Kv { target, command } => kv(&target.addr, command).await,
+            Command::Cluster { target, command } => cluster(&target.addr, command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn run_node(args: NodeArgs) -> Result<ExitCode, String> {
+    init_logging(args.log_format, &args.log_level);
+    let file = match &args.config {
+        Some(path) => NodeOptions::from_toml_file(path).map_err(|e| e.to_string())?,
+        None => NodeOptions::default(),
+    };
+    let config = match file.merge(args.options).validate() {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("invalid configuration ({} problems):", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let node = Node::start(config).await.map_err(|e| e.to_string())?;
+    wait_for_signal().await;
+    tracing::info!("signal received: shutting down");
+    node.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Sends a request and prints the answer: the body on success (exit 0), the error on
+/// standard error otherwise (exit 1).
+async fn send(req: reqwest::RequestBuilder) -> Result<ExitCode, String> {
+    let resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(&body);
+        if !body.ends_with(b"\n") {
+            let _ = out.write_all(b"\n");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{status}: {}", String::from_utf8_lossy(&body));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn key_url(addr: &str, key: &str) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!("http://{addr}/kv/{encoded}")
+}
+
+async fn kv(addr: &str, command: KvCommand) -> Result<ExitCode, String> {
+    let http = client()?;
+    let req = match command {
+        KvCommand::Get { key, consistency } => {
+            let mut req = http.get(key_url(addr, &key));
+            if let Some(c) = consistency {
+                req = req.query(&[("consistency", c)]);
+            }
+            req
+        }
+        KvCommand::Put { key, value } => {
+            let body = if value == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map_err(|e| format!("reading standard input: {e}"))?;
+                buf
+            } else {
+                value.into_bytes()
+            };
+            http.put(key_url(addr, &key)).body(body)
+        }
+        KvCommand::Delete { key } => http.delete(key_url(addr, &key)),
+        KvCommand::List {
+            prefix,
+            limit,
+            after,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            if let Some(p) = prefix {
+                query.push(("prefix", p));
+            }
+            if let Some(l) = limit {
+                query.push(("limit", l.to_string()));
+            }
+            if let Some(a) = after {
+                query.push(("after", a));
+            }
+            http.get(format!("http://{addr}/kv")).query(&query)
+        }
+    };
+    send(req).await
+}
+
+async fn cluster(addr: &str, command: ClusterCommand) -> Result<ExitCode, String> {
+    let http = client()?;
+    let req = match command {
+        ClusterCommand::Status => http.get(format!("http://{addr}/status")),
+        ClusterCommand::Join {
+            node_id,
+            http_addr,
+            raft_addr,
+            learner,
+        } => http
+            .post(format!("http://{addr}/cluster/join"))
+            .json(&crate::cluster::JoinRequest {
+                node_id,
+                http_addr,
+                raft_addr,
+                learner,
+            }),
+        ClusterCommand::Remove { node_id } => {
+            http.delete(format!("http://{addr}/cluster/members/{node_id}"))
+        }
+    };
+    send(req).await
+}

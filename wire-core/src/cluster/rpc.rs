@@ -1,0 +1,111 @@
+//! The node-level calls on the Raft listener: a follower forwards writes, read-index requests,
+//! joins, removals and leadership hand-offs to the leader here. Bodies are MessagePack; the
+//! reply is `Result<T, RemoteFailure>`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::JoinRequest;
+use crate::consensus::network::{decode_body, Msgpack};
+use crate::consensus::{Command, NodeId};
+use crate::node::Node;
+use crate::Error;
+
+/// Paths of the node-level endpoints.
+pub mod paths {
+    pub const WRITE: &str = "/internal/write";
+    pub const READ_INDEX: &str = "/internal/read-index";
+    pub const JOIN: &str = "/internal/join";
+    pub const REMOVE: &str = "/internal/remove";
+    pub const CAMPAIGN: &str = "/internal/campaign";
+}
+
+/// An [`Error`] as it crosses between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RemoteFailure {
+    NotLeader(Option<NodeId>),
+    Invalid(String),
+    NotFound(String),
+    Conflict(String),
+    Unavailable(String),
+    Other(String),
+}
+
+impl From<Error> for RemoteFailure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotLeader { leader } => RemoteFailure::NotLeader(leader),
+            Error::Invalid(s) => RemoteFailure::Invalid(s),
+            Error::Kv(k) => RemoteFailure::Invalid(k.to_string()),
+            Error::NotFound(s) => RemoteFailure::NotFound(s),
+            Error::Conflict(s) => RemoteFailure::Conflict(s),
+            Error::Unavailable(s) => RemoteFailure::Unavailable(s),
+            Error::Shutdown => RemoteFailure::Unavailable("the leader is shutting down".into()),
+            other => RemoteFailure::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<RemoteFailure> for Error {
+    fn from(f: RemoteFailure) -> Self {
+        match f {
+            RemoteFailure::NotLeader(leader) => Error::NotLeader { leader },
+            RemoteFailure::Invalid(s) => Error::Invalid(s),
+            RemoteFailure::NotFound(s) => Error::NotFound(s),
+            RemoteFailure::Conflict(s) => Error::Conflict(s),
+            RemoteFailure::Unavailable(s) => Error::Unavailable(s),
+            RemoteFailure::Other(s) => Error::Internal(format!("on the leader: {s}")),
+        }
+    }
+}
+
+fn reply<T: Serialize>(r: Result<T, Error>) -> Response {
+    Msgpack(r.map_err(RemoteFailure::from)).into_response()
+}
+
+async fn write(State(node): State<Node>, body: Bytes) -> Response {
+    match decode_body::<Command>(&body) {
+        Ok(cmd) => reply(node.write_local(cmd).await),
+        Err(r) => r,
+    }
+}
+
+async fn read_index(State(node): State<Node>, body: Bytes) -> Response {
+    match decode_body::<bool>(&body) {
+        Ok(linearizable) => reply(node.read_index_local(linearizable).await),
+        Err(r) => r,
+    }
+}
+
+async fn join(State(node): State<Node>, body: Bytes) -> Response {
+    match decode_body::<JoinRequest>(&body) {
+        Ok(req) => reply(node.join_local(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn remove(State(node): State<Node>, body: Bytes) -> Response {
+    match decode_body::<NodeId>(&body) {
+        Ok(id) => reply(node.remove_local(id).await),
+        Err(r) => r,
+    }
+}
+
+async fn campaign(State(node): State<Node>) -> Response {
+    reply(node.campaign().await)
+}
+
+/// The node-level endpoints, served on the `--raft-addr` listener beside Raft's own.
+pub fn routes(node: Node) -> Router {
+    Router::new()
+        .route(paths::WRITE, post(write))
+        .route(paths::READ_INDEX, post(read_index))
+        .route(paths::JOIN, post(join))
+        .route(paths::REMOVE, post(remove))
+        .route(paths::CAMPAIGN, post(campaign))
+        .with_state(node)
+}

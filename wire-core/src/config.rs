@@ -1,0 +1,366 @@
+//! Node configuration: the options of `wire node` (flags or a TOML file given by `--config`),
+//! their defaults (defined here once), and validation that reports every problem at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Defaults, defined once.
+pub mod defaults {
+    pub const NODE_ID: u64 = 1;
+    pub const HTTP_ADDR: &str = "127.0.0.1:8081";
+    pub const RAFT_ADDR: &str = "127.0.0.1:9081";
+    pub const DATA_DIR: &str = "wire-data";
+    pub const HEARTBEAT_MS: u64 = 150;
+    pub const ELECTION_TIMEOUT_MIN_MS: u64 = 750;
+    pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1500;
+    pub const SNAPSHOT_THRESHOLD: u64 = 10_000;
+    pub const SNAPSHOT_KEEP_LOGS: u64 = 1_000;
+    pub const JOIN_TIMEOUT_SECS: u64 = 60;
+    pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+}
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    /// The option at fault, as named in the TOML file (`--http-addr` is `http_addr`).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The options of a node as given by a user: every field optional, so that a TOML file and
+/// command-line flags can be merged (flags win) before validation. Unknown TOML keys are
+/// rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct NodeOptions {
+    /// This node's id: a positive integer, unique in the cluster [default: 1].
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Address of the public HTTP API [default: 127.0.0.1:8081].
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// Address of the node-to-node Raft listener [default: 127.0.0.1:9081].
+    #[arg(long)]
+    pub raft_addr: Option<String>,
+    /// Directory of the node's database; created if missing [default: wire-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Start a new single-node cluster with this node as its first member (ignored when the
+    /// data dir already holds a cluster).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap: Option<bool>,
+    /// HTTP addresses of existing members to join through, tried in turn (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub join: Option<Vec<String>>,
+    /// Join as a non-voting learner.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub learner: Option<bool>,
+    /// Raft heartbeat interval in milliseconds [default: 150].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Lower bound of the randomized election timeout, in milliseconds [default: 750].
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Upper bound of the randomized election timeout, in milliseconds [default: 1500].
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot after this many log entries since the last one [default: 10000].
+    #[arg(long)]
+    pub snapshot_threshold: Option<u64>,
+    /// Log entries kept behind a snapshot for lagging followers [default: 1000].
+    #[arg(long)]
+    pub snapshot_keep_logs: Option<u64>,
+    /// How long to keep trying the `--join` addresses, in seconds [default: 60].
+    #[arg(long)]
+    pub join_timeout_secs: Option<u64>,
+    /// Longest a write or linearizable read may wait for the cluster, in milliseconds
+    /// [default: 5000].
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+}
+
+impl NodeOptions {
+    /// Reads options from a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("config", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text)
+            .map_err(|e| ConfigError::new("config", format!("{}: {}", path.display(), e.problem)))
+    }
+
+    /// Parses options from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string().trim_end().to_string()))
+    }
+
+    /// Parses options from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(text).map_err(|e| ConfigError::new("config", e.to_string()))
+    }
+
+    /// Overlays `other` on `self`: fields set in `other` win.
+    pub fn merge(self, other: NodeOptions) -> NodeOptions {
+        NodeOptions {
+            node_id: other.node_id.or(self.node_id),
+            http_addr: other.http_addr.or(self.http_addr),
+            raft_addr: other.raft_addr.or(self.raft_addr),
+            data_dir: other.data_dir.or(self.data_dir),
+            bootstrap: other.bootstrap.or(self.bootstrap),
+            join: other.join.or(self.join),
+            learner: other.learner.or(self.learner),
+            heartbeat_ms: other.heartbeat_ms.or(self.heartbeat_ms),
+            election_timeout_min_ms: other.election_timeout_min_ms.or(self.election_timeout_min_ms),
+            election_timeout_max_ms: other.election_timeout_max_ms.or(self.election_timeout_max_ms),
+            snapshot_threshold: other.snapshot_threshold.or(self.snapshot_threshold),
+            snapshot_keep_logs: other.snapshot_keep_logs.or(self.snapshot_keep_logs),
+            join_timeout_secs: other.join_timeout_secs.or(self.join_timeout_secs),
+            request_timeout_ms: other.request_timeout_ms.or(self.request_timeout_ms),
+        }
+    }
+
+    /// Validates the options into a [`NodeConfig`], creating the data dir and checking that
+    /// it is writable. Every problem found is returned, not just the first.
+    pub fn validate(self) -> Result<NodeConfig, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let node_id = self.node_id.unwrap_or(defaults::NODE_ID);
+        if node_id == 0 {
+            errors.push(ConfigError::new("node_id", "must be a positive integer"));
+        }
+        let addr = |field: &'static str, value: Option<String>, default: &str, errors: &mut Vec<ConfigError>| {
+            let text = value.unwrap_or_else(|| default.to_string());
+            match text.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(ConfigError::new(
+                        field,
+                        format!("'{text}' is not an IP:port address (for example 127.0.0.1:8081)"),
+                    ));
+                    None
+                }
+            }
+        };
+        let http_addr = addr("http_addr", self.http_addr, defaults::HTTP_ADDR, &mut errors);
+        let raft_addr = addr("raft_addr", self.raft_addr, defaults::RAFT_ADDR, &mut errors);
+        if let (Some(h), Some(r)) = (http_addr, raft_addr) {
+            if h == r && h.port() != 0 {
+                errors.push(ConfigError::new("raft_addr", format!("must differ from http_addr ({h})")));
+            }
+        }
+        let bootstrap = self.bootstrap.unwrap_or(false);
+        let join = self.join.unwrap_or_default();
+        let join: Vec<String> = join.into_iter().map(|j| j.trim().to_string()).filter(|j| !j.is_empty()).collect();
+        if bootstrap && !join.is_empty() {
+            errors.push(ConfigError::new(
+                "bootstrap",
+                "--bootstrap and --join exclude each other: bootstrap starts a new cluster, join enters an existing one",
+            ));
+        }
+        for j in &join {
+            if !is_host_port(j) {
+                errors.push(ConfigError::new("join", format!("'{j}' is not a host:port address")));
+            }
+        }
+        let heartbeat_ms = self.heartbeat_ms.unwrap_or(defaults::HEARTBEAT_MS);
+        let election_min = self.election_timeout_min_ms.unwrap_or(defaults::ELECTION_TIMEOUT_MIN_MS);
+        let election_max = self.election_timeout_max_ms.unwrap_or(defaults::ELECTION_TIMEOUT_MAX_MS);
+        if heartbeat_ms == 0 {
+            errors.push(ConfigError::new("heartbeat_ms", "must be positive"));
+        }
+        if election_min <= heartbeat_ms {
+            errors.push(ConfigError::new(
+                "election_timeout_min_ms",
+                format!("must exceed heartbeat_ms ({heartbeat_ms})"),
+            ));
+        }
+        if election_max <= election_min {
+            errors.push(ConfigError::new(
+                "election_timeout_max_ms",
+                format!("must exceed election_timeout_min_ms ({election_min})"),
+            ));
+        }
+        let snapshot_threshold = self.snapshot_threshold.unwrap_or(defaults::SNAPSHOT_THRESHOLD);
+        if snapshot_threshold == 0 {
+            errors.push(ConfigError::new("snapshot_threshold", "must be positive"));
+        }
+        let request_timeout_ms = self.request_timeout_ms.unwrap_or(defaults::REQUEST_TIMEOUT_MS);
+        if request_timeout_ms == 0 {
+            errors.push(ConfigError::new("request_timeout_ms", "must be positive"));
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+        if let Err(problem) = check_writable(&data_dir) {
+            errors.push(ConfigError::new("data_dir", problem));
+        }
+        match (errors.is_empty(), http_addr, raft_addr) {
+            (true, Some(http_addr), Some(raft_addr)) => Ok(NodeConfig {
+                node_id,
+                http_addr,
+                raft_addr,
+                data_dir,
+                bootstrap,
+                join,
+                learner: self.learner.unwrap_or(false),
+                heartbeat_ms,
+                election_timeout_min_ms: election_min,
+                election_timeout_max_ms: election_max,
+                snapshot_threshold,
+                snapshot_keep_logs: self.snapshot_keep_logs.unwrap_or(defaults::SNAPSHOT_KEEP_LOGS),
+                join_timeout_secs: self.join_timeout_secs.unwrap_or(defaults::JOIN_TIMEOUT_SECS),
+                request_timeout_ms,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn is_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains('/'),
+        None => false,
+    }
+}
+
+fn check_writable(dir: &Path) -> Result<(), String> {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Err(format!("cannot create {}: {e}", dir.display()));
+    }
+    let probe = dir.join(".wire-write-probe");
+    match std::fs::write(&probe, b"probe") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("{} is not writable: {e}", dir.display())),
+    }
+}
+
+/// A validated node configuration. Build it with [`NodeOptions::validate`] (or
+/// [`NodeConfig::single`] for a quick single-node setup); pass it to `Node::start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster.
+    pub node_id: u64,
+    /// Public HTTP API address; port 0 picks a free port.
+    pub http_addr: SocketAddr,
+    /// Node-to-node Raft address; port 0 picks a free port.
+    pub raft_addr: SocketAddr,
+    /// Directory of the node's database.
+    pub data_dir: PathBuf,
+    /// Start a new cluster with this node as its only member.
+    pub bootstrap: bool,
+    /// HTTP addresses of members to join through.
+    pub join: Vec<String>,
+    /// Join as a non-voting learner.
+    pub learner: bool,
+    /// Raft heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Log entries between snapshots.
+    pub snapshot_threshold: u64,
+    /// Log entries kept behind a snapshot.
+    pub snapshot_keep_logs: u64,
+    /// How long to keep trying the join addresses.
+    pub join_timeout_secs: u64,
+    /// Longest a write or linearizable read waits for the cluster.
+    pub request_timeout_ms: u64,
+}
+
+impl NodeConfig {
+    /// A bootstrapping single node on free loopback ports, storing under `data_dir`.
+    pub fn single(data_dir: impl Into<PathBuf>, node_id: u64) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            raft_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            bootstrap: true,
+            join: Vec::new(),
+            learner: false,
+            heartbeat_ms: defaults::HEARTBEAT_MS,
+            election_timeout_min_ms: defaults::ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max_ms: defaults::ELECTION_TIMEOUT_MAX_MS,
+            snapshot_threshold: defaults::SNAPSHOT_THRESHOLD,
+            snapshot_keep_logs: defaults::SNAPSHOT_KEEP_LOGS,
+            join_timeout_secs: defaults::JOIN_TIMEOUT_SECS,
+            request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let opts = NodeOptions {
+            node_id: Some(0),
+            http_addr: Some("localhost".into()),
+            raft_addr: Some("1.2.3.4:99999".into()),
+            bootstrap: Some(true),
+            join: Some(vec!["127.0.0.1:8081".into(), "nope".into()]),
+            data_dir: Some(PathBuf::from("/proc/wire-cannot-write-here")),
+            ..Default::default()
+        };
+        let errors = opts.validate().map(|_| ()).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["node_id", "http_addr", "raft_addr", "bootstrap", "join", "data_dir"],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_keys_are_rejected() {
+        let file = NodeOptions::from_toml("node_id = 3\nhttp_addr = \"127.0.0.1:8083\"\n")
+            .map_err(|e| e.to_string());
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => panic!("valid toml rejected: {e}"),
+        };
+        let merged = file.merge(NodeOptions {
+            node_id: Some(4),
+            ..Default::default()
+        });
+        assert_eq!(merged.node_id, Some(4));
+        assert_eq!(merged.http_addr.as_deref(), Some("127.0.0.1:8083"));
+        let err = NodeOptions::from_toml("nod_id = 3\n").map(|_| ()).unwrap_err();
+        assert!(err.problem.contains("unknown field `nod_id`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let dir = match dir {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let config = NodeOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }
+        .validate();
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(config.http_addr.to_string(), defaults::HTTP_ADDR);
+        assert_eq!(config.election_timeout_min_ms, defaults::ELECTION_TIMEOUT_MIN_MS);
+    }
+}

@@ -1,0 +1,37 @@
+//! The typed commands the replicated state machine applies, and their responses. Applying a
+//! command is deterministic: it depends only on the command and the state before it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::Txn;
+
+/// A change to the replicated state, proposed through Raft.
+///
+/// Later parts of Wire add variants for pipelines, assignments and checkpoints; the tables
+/// they write already exist (see [`super::tables`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set a user key.
+    KvPut {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Remove a user key.
+    KvDelete { key: String },
+    /// Check conditions, then apply one branch of writes atomically.
+    KvTxn(Txn),
+}
+
+/// What applying a [`Command`] (or a Raft-internal entry) produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Blank and membership entries.
+    None,
+    /// A put: whether the key existed before.
+    KvPut { existed: bool },
+    /// A delete: whether the key existed.
+    KvDelete { existed: bool },
+    /// A transaction: whether the compares held (the `success` branch ran).
+    KvTxn { succeeded: bool },
+}

@@ -1,0 +1,260 @@
+//! Node-to-node RPC on the `--raft-addr` listener: Raft messages (append, vote, snapshot
+//! chunks) and the node-level calls a follower makes to its leader (forwarded writes,
+//! read-index, joins). Framing: HTTP/1.1 POST with a MessagePack body, over pooled
+//! keep-alive connections that reconnect on demand; every call carries a timeout.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+    InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{decode, encode, NodeId, Raft, TypeConfig, WireNode};
+
+/// Paths of the Raft message endpoints.
+pub mod paths {
+    pub const APPEND: &str = "/raft/append";
+    pub const VOTE: &str = "/raft/vote";
+    pub const SNAPSHOT: &str = "/raft/snapshot";
+}
+
+/// Why a peer call failed before the peer answered.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// No connection could be made, or it broke: back off and retry later.
+    #[error("peer {addr} unreachable: {detail}")]
+    Unreachable { addr: String, detail: String },
+    /// The call did not finish in time.
+    #[error("peer {addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    /// The peer answered with something that is not a valid reply.
+    #[error("peer {addr} answered badly: {detail}")]
+    Protocol { addr: String, detail: String },
+}
+
+/// A client for node-to-node calls; cheap to clone (shares its connection pool).
+#[derive(Clone, Debug)]
+pub struct PeerClient {
+    http: reqwest::Client,
+}
+
+impl PeerClient {
+    /// Builds a client; `connect_timeout` bounds each connection attempt.
+    pub fn new(connect_timeout: Duration) -> Result<Self, crate::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .map_err(|e| crate::Error::Internal(format!("building the peer client: {e}")))?;
+        Ok(Self { http })
+    }
+
+    /// The underlying HTTP client (for JSON calls to a peer's public API).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// POSTs `req` to `http://{addr}{path}` and decodes the reply.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let body = encode(req).map_err(|e| PeerError::Protocol {
+            addr: addr.to_string(),
+            detail: format!("encoding request: {e}"),
+        })?;
+        let result = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/msgpack")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await;
+        let resp = result.map_err(|e| classify(addr, timeout, e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| classify(addr, timeout, e))?;
+        if !status.is_success() {
+            return Err(PeerError::Protocol {
+                addr: addr.to_string(),
+                detail: format!("status {status}: {}", String::from_utf8_lossy(&bytes)),
+            });
+        }
+        decode(&bytes).map_err(|e| PeerError::Protocol {
+            addr: addr.to_string(),
+            detail: format!("decoding reply: {e}"),
+        })
+    }
+}
+
+fn classify(addr: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
+    if e.is_timeout() {
+        PeerError::Timeout {
+            addr: addr.to_string(),
+            timeout,
+        }
+    } else {
+        PeerError::Unreachable {
+            addr: addr.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Creates a connection handle per target for openraft.
+#[derive(Clone)]
+pub struct Network {
+    client: PeerClient,
+}
+
+impl Network {
+    pub fn new(client: PeerClient) -> Self {
+        Self { client }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &WireNode) -> Connection {
+        Connection {
+            client: self.client.clone(),
+            target,
+            addr: node.raft_addr.clone(),
+        }
+    }
+}
+
+/// Sends Raft messages to one peer.
+pub struct Connection {
+    client: PeerClient,
+    target: NodeId,
+    addr: String,
+}
+
+impl Connection {
+    async fn send<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, WireNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let reply: Result<Resp, RaftError<NodeId, E>> = self
+            .client
+            .call(&self.addr, path, req, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                PeerError::Unreachable { .. } | PeerError::Timeout { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                PeerError::Protocol { .. } => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, WireNode, RaftError<NodeId>>> {
+        self.send(paths::APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, WireNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.send(paths::SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, WireNode, RaftError<NodeId>>> {
+        self.send(paths::VOTE, &rpc, &option).await
+    }
+}
+
+/// A MessagePack reply body.
+pub(crate) struct Msgpack<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Msgpack<T> {
+    fn into_response(self) -> Response {
+        match encode(&self.0) {
+            Ok(bytes) => (
+                [(axum::http::header::CONTENT_TYPE, "application/msgpack")],
+                bytes,
+            )
+                .into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding reply: {e}"))
+                .into_response(),
+        }
+    }
+}
+
+/// Decodes a MessagePack request body, or answers 400 naming the problem.
+pub(crate) fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    decode(body).map_err(|e| {
+        (StatusCode::BAD_REQUEST, format!("malformed request: {e}")).into_response()
+    })
+}
+
+async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
+    match decode_body::<AppendEntriesRequest<TypeConfig>>(&body) {
+        Ok(req) => Msgpack(raft.append_entries(req).await).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
+    match decode_body::<VoteRequest<NodeId>>(&body) {
+        Ok(req) => Msgpack(raft.vote(req).await).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
+    match decode_body::<InstallSnapshotRequest<TypeConfig>>(&body) {
+        Ok(req) => Msgpack(raft.install_snapshot(req).await).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The Raft message endpoints, to be served on the `--raft-addr` listener.
+pub fn raft_routes(raft: Raft) -> Router {
+    Router::new()
+        .route(paths::APPEND, post(append))
+        .route(paths::VOTE, post(vote))
+        .route(paths::SNAPSHOT, post(snapshot))
+        .with_state(raft)
+}

@@ -1,0 +1,310 @@
+//! Key-value routes: `GET|PUT|DELETE /kv/{key}`, `GET /kv` (list with pagination) and
+//! `POST /kv/txn` (atomic compare-and-write across keys).
+//!
+//! Values travel as the raw request/response body on `/kv/{key}`; in JSON (list, txn) a
+//! value is a `value` string when it is UTF-8, or `value_base64` otherwise.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::consensus::CommandResponse;
+use crate::kv::{self, Compare, Txn, TxnOp};
+use crate::node::{Consistency, Node};
+
+/// Query of a single-key read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    consistency: Option<String>,
+}
+
+fn consistency(c: Option<String>) -> Result<Consistency, ApiError> {
+    match c {
+        None => Ok(Consistency::default()),
+        Some(c) => c
+            .parse()
+            .map_err(|e: String| ApiError::bad_request(format!("consistency: {e}"))),
+    }
+}
+
+async fn get_key(node: Node, key: String, query: ReadQuery) -> Result<Response, ApiError> {
+    let consistency = consistency(query.consistency)?;
+    match node.kv_get(&key, consistency).await? {
+        Some(value) => Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            value,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(format!("key '{key}' not found"))),
+    }
+}
+
+async fn put_key(node: Node, key: String, body: Bytes) -> Result<Response, ApiError> {
+    let outcome = node.kv_put(&key, body.to_vec()).await?;
+    let existed = matches!(outcome.response, CommandResponse::KvPut { existed: true });
+    Ok(Json(json!({"index": outcome.index, "existed": existed})).into_response())
+}
+
+async fn delete_key(node: Node, key: String) -> Result<Response, ApiError> {
+    let outcome = node.kv_delete(&key).await?;
+    let existed = matches!(outcome.response, CommandResponse::KvDelete { existed: true });
+    Ok(Json(json!({"index": outcome.index, "deleted": existed})).into_response())
+}
+
+pub async fn get(
+    State(node): State<Node>,
+    key: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (Path(key), Query(query)) = (key?, query?);
+    get_key(node, key, query).await
+}
+
+pub async fn put(
+    State(node): State<Node>,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path(key) = key?;
+    put_key(node, key, body?).await
+}
+
+pub async fn delete(
+    State(node): State<Node>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(key) = key?;
+    delete_key(node, key).await
+}
+
+/// `/kv/txn` is a route of its own; these serve the key named `txn` on it.
+pub async fn get_txn_key(
+    State(node): State<Node>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    get_key(node, "txn".into(), query).await
+}
+
+pub async fn put_txn_key(
+    State(node): State<Node>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    put_key(node, "txn".into(), body?).await
+}
+
+pub async fn delete_txn_key(State(node): State<Node>) -> Result<Response, ApiError> {
+    delete_key(node, "txn".into()).await
+}
+
+/// Query of `GET /kv`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+    consistency: Option<String>,
+}
+
+/// A key and its value in JSON.
+#[derive(Debug, Serialize)]
+struct Item {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+}
+
+fn item(key: String, value: Vec<u8>) -> Item {
+    match String::from_utf8(value) {
+        Ok(s) => Item {
+            key,
+            value: Some(s),
+            value_base64: None,
+        },
+        Err(e) => Item {
+            key,
+            value: None,
+            value_base64: Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+        },
+    }
+}
+
+/// Default page size of `GET /kv`.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+pub async fn list(
+    State(node): State<Node>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > kv::MAX_LIST_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {}",
+            kv::MAX_LIST_LIMIT
+        )));
+    }
+    let consistency = consistency(q.consistency)?;
+    let prefix = q.prefix.unwrap_or_default();
+    let (items, more) = node
+        .kv_list(&prefix, q.after.as_deref(), limit, consistency)
+        .await?;
+    let next_after = if more {
+        items.last().map(|(k, _)| k.clone())
+    } else {
+        None
+    };
+    let items: Vec<Item> = items.into_iter().map(|(k, v)| item(k, v)).collect();
+    Ok(Json(json!({"items": items, "more": more, "next_after": next_after})).into_response())
+}
+
+/// A value in a transaction body: `value` (UTF-8 text) or `value_base64`.
+struct JsonValue {
+    value: Option<String>,
+    value_base64: Option<String>,
+}
+
+impl JsonValue {
+    fn bytes(self, path: &str) -> Result<Vec<u8>, ApiError> {
+        match (self.value, self.value_base64) {
+            (Some(v), None) => Ok(v.into_bytes()),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| ApiError::bad_request(format!("{path}.value_base64: {e}"))),
+            _ => Err(ApiError::bad_request(format!(
+                "{path}: give exactly one of value or value_base64"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonCompare {
+    key: String,
+    op: CompareOp,
+    value: Option<String>,
+    value_base64: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CompareOp {
+    Equals,
+    Exists,
+    Absent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonOp {
+    op: WriteOp,
+    key: String,
+    value: Option<String>,
+    value_base64: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WriteOp {
+    Put,
+    Delete,
+}
+
+/// Body of `POST /kv/txn`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonTxn {
+    #[serde(default)]
+    compare: Vec<JsonCompare>,
+    #[serde(default)]
+    success: Vec<JsonOp>,
+    #[serde(default)]
+    failure: Vec<JsonOp>,
+}
+
+fn value_of(value: Option<String>, value_base64: Option<String>, path: &str) -> Result<Vec<u8>, ApiError> {
+    JsonValue { value, value_base64 }.bytes(path)
+}
+
+fn no_value(value: &Option<String>, value_base64: &Option<String>, path: &str) -> Result<(), ApiError> {
+    if value.is_some() || value_base64.is_some() {
+        Err(ApiError::bad_request(format!(
+            "{path}: this operation takes no value"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn ops(list: Vec<JsonOp>, branch: &str) -> Result<Vec<TxnOp>, ApiError> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let path = format!("{branch}[{i}]");
+            Ok(match op.op {
+                WriteOp::Put => TxnOp::Put {
+                    key: op.key,
+                    value: value_of(op.value, op.value_base64, &path)?,
+                },
+                WriteOp::Delete => {
+                    no_value(&op.value, &op.value_base64, &path)?;
+                    TxnOp::Delete { key: op.key }
+                }
+            })
+        })
+        .collect()
+}
+
+impl JsonTxn {
+    fn into_txn(self) -> Result<Txn, ApiError> {
+        let compare = self
+            .compare
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let path = format!("compare[{i}]");
+                Ok(match c.op {
+                    CompareOp::Equals => Compare::Equals {
+                        key: c.key,
+                        value: value_of(c.value, c.value_base64, &path)?,
+                    },
+                    CompareOp::Exists => {
+                        no_value(&c.value, &c.value_base64, &path)?;
+                        Compare::Exists { key: c.key }
+                    }
+                    CompareOp::Absent => {
+                        no_value(&c.value, &c.value_base64, &path)?;
+                        Compare::Absent { key: c.key }
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(Txn {
+            compare,
+            success: ops(self.success, "success")?,
+            failure: ops(self.failure, "failure")?,
+        })
+    }
+}
+
+pub async fn txn(
+    State(node): State<Node>,
+    body: Result<Json<JsonTxn>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let outcome = node.kv_txn(body.into_txn()?).await?;
+    let succeeded = matches!(outcome.response, CommandResponse::KvTxn { succeeded: true });
+    Ok(Json(json!({"succeeded": succeeded, "index": outcome.index})).into_response())
+}

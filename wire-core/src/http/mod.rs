@@ -1,0 +1,40 @@
+//! The public HTTP API (axum): status and health, cluster membership, the key-value space.
+//! Every error is JSON `{"error": code, "detail": text}`; see [`error::ApiError`].
+
+mod cluster;
+pub mod error;
+mod kv;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::node::Node;
+use error::ApiError;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The public API of `node`.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/status", get(cluster::status))
+        .route("/health", get(cluster::health))
+        .route("/ready", get(cluster::ready))
+        .route("/cluster/join", post(cluster::join))
+        .route("/cluster/members", get(cluster::members))
+        .route("/cluster/members/{id}", axum::routing::delete(cluster::remove))
+        .route("/kv", get(kv::list))
+        .route(
+            "/kv/txn",
+            post(kv::txn)
+                .get(kv::get_txn_key)
+                .put(kv::put_txn_key)
+                .delete(kv::delete_txn_key),
+        )
+        .route("/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(node)
+}

@@ -1,0 +1,26 @@
+//! Wire's engine: a node that runs a Raft cluster (openraft, storage in redb), serves a
+//! replicated key-value space and cluster management over HTTP, and (in later parts) runs
+//! stream-processing pipelines.
+//!
+//! ```no_run
+//! # async fn run() -> wire_core::Result<()> {
+//! let config = wire_core::NodeConfig::single("/tmp/wire-doc", 1);
+//! let node = wire_core::Node::start(config).await?;
+//! node.kv_put("greeting", b"hello".to_vec()).await?;
+//! assert_eq!(node.kv_get("greeting", wire_core::Consistency::Linearizable).await?, Some(b"hello".to_vec()));
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod consensus;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod node;
+
+pub use config::{NodeConfig, NodeOptions};
+pub use error::{Error, Result};
+pub use node::{Consistency, Node, NodeStatus};

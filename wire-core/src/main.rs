@@ -1,0 +1,5 @@
+//! The `wire` program; see [`wire_core::cli`].
+
+fn main() -> std::process::ExitCode {
+    wire_core::cli::main()
+}

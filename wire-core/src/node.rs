@@ -1,0 +1,850 @@
+//! A Wire node: one redb database, one Raft instance, the public HTTP listener and the
+//! node-to-node listener. Every interface (HTTP, CLI, C, Python) goes through [`Node`]: writes
+//! are forwarded to the leader, reads wait for the consistency they ask for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use redb::Database;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::cluster::rpc::{self, RemoteFailure};
+use crate::cluster::{plan_join, JoinPlan, JoinRequest};
+use crate::config::NodeConfig;
+use crate::consensus::network::{self, Network, PeerClient, PeerError};
+use crate::consensus::{
+    Command, CommandResponse, LogStore, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
+};
+use crate::kv::{self, Txn};
+use crate::{Error, Result};
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read began: the leader confirms its
+    /// leadership with a quorum (read-index) and this node waits until it has applied that far.
+    #[default]
+    Linearizable,
+    /// Sees what the leader has applied, without the quorum round (stale only across a
+    /// leader change).
+    Leader,
+    /// This node's applied state, possibly stale.
+    Local,
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "leader" => Ok(Consistency::Leader),
+            "local" => Ok(Consistency::Local),
+            other => Err(format!(
+                "unknown consistency '{other}': use linearizable, leader or local"
+            )),
+        }
+    }
+}
+
+/// The result of a committed write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// The log index the write was committed at.
+    pub index: u64,
+    /// What applying it produced.
+    pub response: CommandResponse,
+}
+
+/// The leader as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    pub id: NodeId,
+    pub http_addr: String,
+}
+
+/// A member as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub http_addr: String,
+    pub raft_addr: String,
+    pub voter: bool,
+}
+
+/// A log position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// What `GET /status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub http_addr: String,
+    pub raft_addr: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub leader: Option<LeaderInfo>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot: Option<LogPosition>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberInfo>,
+}
+
+/// A running node. Clones share it. Call [`Node::shutdown`] to stop it.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    config: NodeConfig,
+    me: WireNode,
+    http_addr: SocketAddr,
+    raft_addr: SocketAddr,
+    raft: Raft,
+    state: StateMachineStore,
+    peers: PeerClient,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+/// The address others should use to reach a listener bound at `bound`.
+fn advertised(bound: SocketAddr) -> String {
+    if bound.ip().is_unspecified() {
+        let ip = match bound.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        SocketAddr::new(ip, bound.port()).to_string()
+    } else {
+        bound.to_string()
+    }
+}
+
+impl Node {
+    /// Starts a node: opens (or creates) its database, binds both listeners, starts Raft,
+    /// then bootstraps or joins as configured. Returns once the node serves requests (and,
+    /// with `join`, once it is a member).
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
+        let db_path = config.data_dir.join("wire.redb");
+        let db = Database::create(&db_path)
+            .map_err(|e| Error::Storage(format!("opening {}: {e}", db_path.display())))?;
+        let db = Arc::new(db);
+        let log_store = LogStore::open(db.clone()).map_err(Error::storage)?;
+        let state = StateMachineStore::open(db).map_err(Error::storage)?;
+
+        let http_listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| Error::io(format!("binding http_addr {}", config.http_addr), e))?;
+        let raft_listener = TcpListener::bind(config.raft_addr)
+            .await
+            .map_err(|e| Error::io(format!("binding raft_addr {}", config.raft_addr), e))?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the http address", e))?;
+        let raft_addr = raft_listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the raft address", e))?;
+        let me = WireNode {
+            http_addr: advertised(http_addr),
+            raft_addr: advertised(raft_addr),
+        };
+
+        let raft_config = openraft::Config {
+            cluster_name: "wire".into(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+            max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
+            max_payload_entries: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Invalid(format!("raft settings: {e}")))?;
+        let peers = PeerClient::new(Duration::from_millis(500))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network::new(peers.clone()),
+            log_store,
+            state.clone(),
+        )
+        .await
+        .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
+
+        let (stop, _) = watch::channel(false);
+        let node = Node {
+            inner: Arc::new(NodeInner {
+                config,
+                me,
+                http_addr,
+                raft_addr,
+                raft: raft.clone(),
+                state,
+                peers,
+                stop,
+                tasks: Mutex::new(Vec::new()),
+                stopped: AtomicBool::new(false),
+            }),
+        };
+        let raft_app = network::raft_routes(raft.clone()).merge(rpc::routes(node.clone()));
+        node.serve(raft_listener, raft_app);
+        node.serve(http_listener, crate::http::router(node.clone()));
+        tracing::info!(
+            node_id = node.id(),
+            http_addr = %node.inner.me.http_addr,
+            raft_addr = %node.inner.me.raft_addr,
+            "node started"
+        );
+
+        if let Err(e) = node.enter_cluster().await {
+            let _ = node.shutdown().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    fn serve(&self, listener: TcpListener, app: axum::Router) {
+        let mut stop = self.inner.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "listener failed");
+            }
+        });
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.push(task);
+        }
+    }
+
+    async fn enter_cluster(&self) -> Result<()> {
+        let raft = &self.inner.raft;
+        let initialized = raft.is_initialized().await.map_err(fatal)?;
+        if self.inner.config.bootstrap && !initialized {
+            let members = BTreeMap::from([(self.id(), self.inner.me.clone())]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| Error::Internal(format!("bootstrapping: {e}")))?;
+            tracing::info!(node_id = self.id(), "bootstrapped a new cluster");
+        } else if self.inner.config.bootstrap {
+            tracing::info!("data dir already holds a cluster; --bootstrap ignored");
+        }
+        if !self.inner.config.join.is_empty() {
+            self.join_through_peers().await?;
+        }
+        Ok(())
+    }
+
+    /// Joins through the configured `--join` addresses, tried in turn until one accepts.
+    async fn join_through_peers(&self) -> Result<()> {
+        let want_voter = !self.inner.config.learner;
+        {
+            let metrics = self.metrics();
+            let membership = metrics.membership_config.membership();
+            let is_voter = membership.voter_ids().any(|v| v == self.id());
+            if membership.get_node(&self.id()) == Some(&self.inner.me) && is_voter == want_voter {
+                tracing::info!("already a member with these addresses; not joining again");
+                return Ok(());
+            }
+        }
+        let req = JoinRequest {
+            node_id: self.id(),
+            http_addr: self.inner.me.http_addr.clone(),
+            raft_addr: self.inner.me.raft_addr.clone(),
+            learner: self.inner.config.learner,
+        };
+        let timeout = Duration::from_secs(self.inner.config.join_timeout_secs);
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("no attempt made");
+        loop {
+            for addr in &self.inner.config.join {
+                let result = self
+                    .inner
+                    .peers
+                    .http()
+                    .post(format!("http://{addr}/cluster/join"))
+                    .json(&req)
+                    .timeout(timeout)
+                    .send()
+                    .await;
+                match result {
+                    Ok(resp) if resp.status().is_success() => {
+                        tracing::info!(through = %addr, "joined the cluster");
+                        return Ok(());
+                    }
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body = resp.text().await.unwrap_or_default();
+                        if status.is_client_error() && status.as_u16() != 429 {
+                            return Err(Error::Conflict(format!(
+                                "join refused by {addr} ({status}): {body}"
+                            )));
+                        }
+                        last_error = format!("{addr} answered {status}: {body}");
+                    }
+                    Err(e) => last_error = format!("{addr}: {e}"),
+                }
+                tracing::warn!(error = %last_error, "join attempt failed");
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "could not join through {:?} within {}s; last error: {last_error}",
+                    self.inner.config.join,
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.config.node_id
+    }
+
+    /// The bound address of the public HTTP API.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.inner.http_addr
+    }
+
+    /// The bound address of the node-to-node listener.
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.inner.raft_addr
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// The Raft instance (for metrics and tests).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    fn metrics(&self) -> RaftMetrics {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.config.request_timeout_ms)
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits until a leader is known, up to `deadline`.
+    async fn leader(&self, deadline: Instant) -> Result<(NodeId, WireNode)> {
+        loop {
+            self.check_running()?;
+            let metrics = self.metrics();
+            if let Some(id) = metrics.current_leader {
+                if let Some(node) = metrics.membership_config.membership().get_node(&id) {
+                    return Ok((id, node.clone()));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "no leader: an election is in progress or a quorum of voters is unreachable"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `local` on this node if it leads, or sends `req` to the leader's `path`; retries
+    /// while the leader moves or cannot be reached, until the request timeout.
+    async fn on_leader<Req, Resp, F, Fut>(&self, path: &str, req: &Req, local: F) -> Result<Resp>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Resp>>,
+    {
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            let (leader_id, leader) = self.leader(deadline).await?;
+            let result = if leader_id == self.id() {
+                local().await
+            } else {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match self
+                    .inner
+                    .peers
+                    .call::<Req, std::result::Result<Resp, RemoteFailure>>(
+                        &leader.raft_addr,
+                        path,
+                        req,
+                        remaining.max(Duration::from_millis(100)),
+                    )
+                    .await
+                {
+                    Ok(reply) => reply.map_err(Error::from),
+                    Err(e @ PeerError::Unreachable { .. }) => Err(Error::NotLeader {
+                        leader: Some(leader_id),
+                    })
+                    .inspect_err(|_| tracing::debug!(error = %e, "leader unreachable")),
+                    Err(e) => Err(Error::Unavailable(e.to_string())),
+                }
+            };
+            match result {
+                Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(Error::NotLeader { .. }) => {
+                    return Err(Error::Unavailable(format!(
+                        "the leader did not settle within {} ms",
+                        self.request_timeout().as_millis()
+                    )))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Proposes a command through Raft, on the leader wherever it is; returns once it is
+    /// committed and applied on the leader.
+    pub async fn write(&self, command: Command) -> Result<WriteOutcome> {
+        self.check_running()?;
+        self.on_leader(rpc::paths::WRITE, &command, || {
+            self.write_local(command.clone())
+        })
+        .await
+    }
+
+    /// Proposes a command on this node, which must be the leader.
+    pub(crate) async fn write_local(&self, command: Command) -> Result<WriteOutcome> {
+        self.check_running()?;
+        let timeout = self.request_timeout();
+        match tokio::time::timeout(timeout, self.inner.raft.client_write(command)).await {
+            Err(_) => Err(Error::Unavailable(format!(
+                "write not committed within {} ms; is a quorum of voters reachable?",
+                timeout.as_millis()
+            ))),
+            Ok(Ok(resp)) => Ok(WriteOutcome {
+                index: resp.log_id.index,
+                response: resp.data,
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(Error::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(Error::Invalid(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(fatal(f)),
+        }
+    }
+
+    /// The index a read must wait for, computed on this node, which must be the leader.
+    pub(crate) async fn read_index_local(&self, linearizable: bool) -> Result<u64> {
+        self.check_running()?;
+        if !linearizable {
+            let metrics = self.metrics();
+            if metrics.current_leader != Some(self.id()) {
+                return Err(Error::NotLeader {
+                    leader: metrics.current_leader,
+                });
+            }
+            return Ok(metrics.last_applied.map(|l| l.index).unwrap_or(0));
+        }
+        let timeout = self.request_timeout();
+        match tokio::time::timeout(timeout, self.inner.raft.get_read_log_id()).await {
+            Err(_) => Err(Error::Unavailable(format!(
+                "leadership not confirmed by a quorum within {} ms",
+                timeout.as_millis()
+            ))),
+            Ok(Ok((read, _))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(Error::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                Err(Error::Unavailable(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(fatal(f)),
+        }
+    }
+
+    /// Waits until this node's state is fresh enough for a read at `consistency`.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<()> {
+        self.check_running()?;
+        let linearizable = match consistency {
+            Consistency::Local => return Ok(()),
+            Consistency::Leader => false,
+            Consistency::Linearizable => true,
+        };
+        let index = self
+            .on_leader(rpc::paths::READ_INDEX, &linearizable, || {
+                self.read_index_local(linearizable)
+            })
+            .await?;
+        self.inner
+            .raft
+            .wait(Some(self.request_timeout()))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable(format!("catching up to index {index}: {e}")))
+    }
+
+    /// Sets a user key.
+    pub async fn kv_put(&self, key: &str, value: Vec<u8>) -> Result<WriteOutcome> {
+        kv::validate_key(key)?;
+        kv::validate_value(&value)?;
+        self.write(Command::KvPut {
+            key: key.to_string(),
+            value,
+        })
+        .await
+    }
+
+    /// Removes a user key.
+    pub async fn kv_delete(&self, key: &str) -> Result<WriteOutcome> {
+        kv::validate_key(key)?;
+        self.write(Command::KvDelete {
+            key: key.to_string(),
+        })
+        .await
+    }
+
+    /// Applies a transaction atomically; the response says which branch ran.
+    pub async fn kv_txn(&self, txn: Txn) -> Result<WriteOutcome> {
+        txn.validate()?;
+        self.write(Command::KvTxn(txn)).await
+    }
+
+    /// Reads a user key at the given consistency.
+    pub async fn kv_get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
+        kv::validate_key(key)?;
+        self.read_barrier(consistency).await?;
+        self.inner.state.kv_get(key)
+    }
+
+    /// Lists keys with `prefix` after `after`, at most `limit`; also says whether more follow.
+    pub async fn kv_list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<(Vec<(String, Vec<u8>)>, bool)> {
+        self.read_barrier(consistency).await?;
+        self.inner.state.kv_list(prefix, after, limit)
+    }
+
+    /// The replicated state machine's local view (for reads that need no barrier).
+    pub fn state(&self) -> &StateMachineStore {
+        &self.inner.state
+    }
+
+    /// Adds or updates a member, on the leader wherever it is.
+    pub async fn join(&self, req: JoinRequest) -> Result<()> {
+        self.check_running()?;
+        for (field, addr) in [("http_addr", &req.http_addr), ("raft_addr", &req.raft_addr)] {
+            if addr.parse::<SocketAddr>().is_err() {
+                return Err(Error::Invalid(format!(
+                    "{field}: '{addr}' is not an IP:port address"
+                )));
+            }
+        }
+        if req.node_id == 0 {
+            return Err(Error::Invalid("node_id: must be a positive integer".into()));
+        }
+        self.on_leader(rpc::paths::JOIN, &req, || self.join_local(req.clone()))
+            .await
+    }
+
+    fn membership_change_error(
+        e: RaftError<NodeId, ClientWriteError<NodeId, WireNode>>,
+    ) -> Error {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+                leader: f.leader_id,
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                Error::Conflict(c.to_string())
+            }
+            RaftError::Fatal(f) => fatal(f),
+        }
+    }
+
+    /// Executes a join on this node, which must be the leader.
+    pub(crate) async fn join_local(&self, req: JoinRequest) -> Result<()> {
+        let metrics = self.metrics();
+        if metrics.current_leader != Some(self.id()) {
+            return Err(Error::NotLeader {
+                leader: metrics.current_leader,
+            });
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let plan = plan_join(membership.nodes(), &voters, &req);
+        tracing::info!(node_id = req.node_id, plan = ?plan, "join");
+        let raft = &self.inner.raft;
+        let id = req.node_id;
+        let timeout = Duration::from_secs(self.inner.config.join_timeout_secs);
+        let promote = match plan {
+            JoinPlan::AlreadyMember => return Ok(()),
+            JoinPlan::Conflict(reason) => return Err(Error::Conflict(reason)),
+            JoinPlan::Promote => true,
+            JoinPlan::UpdateAddress { promote } => {
+                raft.change_membership(
+                    ChangeMembers::SetNodes(BTreeMap::from([(id, req.node())])),
+                    true,
+                )
+                .await
+                .map_err(Self::membership_change_error)?;
+                promote
+            }
+            JoinPlan::Add { promote } => {
+                match tokio::time::timeout(timeout, raft.add_learner(id, req.node(), true)).await
+                {
+                    Err(_) => {
+                        return Err(Error::Unavailable(format!(
+                            "node {id} did not catch up within {}s",
+                            timeout.as_secs()
+                        )))
+                    }
+                    Ok(r) => r.map_err(Self::membership_change_error)?,
+                };
+                promote
+            }
+        };
+        if promote {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(Self::membership_change_error)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a member (voter or learner), on the leader wherever it is.
+    pub async fn remove_member(&self, id: NodeId) -> Result<()> {
+        self.check_running()?;
+        self.on_leader(rpc::paths::REMOVE, &id, || self.remove_local(id))
+            .await
+    }
+
+    pub(crate) async fn remove_local(&self, id: NodeId) -> Result<()> {
+        let metrics = self.metrics();
+        if metrics.current_leader != Some(self.id()) {
+            return Err(Error::NotLeader {
+                leader: metrics.current_leader,
+            });
+        }
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(Error::NotFound(format!("member {id}")));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(Error::Conflict(format!(
+                    "node {id} is the only voter; removing it would leave no cluster"
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.inner
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(Self::membership_change_error)?;
+        tracing::info!(node_id = id, "removed member");
+        Ok(())
+    }
+
+    /// Starts an election on this node at once (the leader's hand-off asks for it).
+    pub(crate) async fn campaign(&self) -> Result<()> {
+        self.check_running()?;
+        tracing::info!("leader handed off leadership: campaigning");
+        self.inner.raft.trigger().elect().await.map_err(fatal)
+    }
+
+    /// The node's view of the cluster.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        let metrics = self.metrics();
+        let committed = self
+            .inner
+            .raft
+            .with_raft_state(|st| st.committed.map(|c| c.index))
+            .await
+            .ok()
+            .flatten();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| MemberInfo {
+                id: *id,
+                http_addr: n.http_addr.clone(),
+                raft_addr: n.raft_addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let role = if self.inner.stopped.load(Ordering::SeqCst) {
+            "shutdown"
+        } else {
+            match metrics.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+        };
+        Ok(NodeStatus {
+            node_id: self.id(),
+            http_addr: self.inner.me.http_addr.clone(),
+            raft_addr: self.inner.me.raft_addr.clone(),
+            role: role.to_string(),
+            leader: metrics.current_leader.and_then(|id| {
+                membership.get_node(&id).map(|n| LeaderInfo {
+                    id,
+                    http_addr: n.http_addr.clone(),
+                })
+            }),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            committed_index: committed,
+            applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot: metrics.snapshot.map(|s| LogPosition {
+                term: s.leader_id.term,
+                index: s.index,
+            }),
+            purged_index: metrics.purged.map(|p| p.index),
+            members,
+        })
+    }
+
+    /// Whether the node takes part in a cluster with a known leader.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.stopped.load(Ordering::SeqCst) && self.metrics().current_leader.is_some()
+    }
+
+    /// If this node leads and another voter exists, asks the most caught-up voter to take
+    /// over, and waits (up to two election timeouts) for it to do so.
+    async fn hand_off_leadership(&self) {
+        let metrics = self.metrics();
+        if metrics.current_leader != Some(self.id()) {
+            return;
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let matched: BTreeMap<NodeId, u64> = metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let target = membership
+            .voter_ids()
+            .filter(|v| *v != self.id())
+            .max_by_key(|v| matched.get(v).copied().unwrap_or(0));
+        let Some(target) = target else { return };
+        let Some(node) = membership.get_node(&target) else {
+            return;
+        };
+        tracing::info!(to = target, "handing off leadership before shutdown");
+        self.inner.raft.runtime_config().heartbeat(false);
+        let timeout = Duration::from_millis(self.inner.config.election_timeout_max_ms);
+        let reply = self
+            .inner
+            .peers
+            .call::<(), std::result::Result<(), RemoteFailure>>(
+                &node.raft_addr,
+                rpc::paths::CAMPAIGN,
+                &(),
+                timeout,
+            )
+            .await;
+        if let Err(e) = reply {
+            tracing::warn!(error = %e, "leadership hand-off failed");
+            return;
+        }
+        let waited = self
+            .inner
+            .raft
+            .wait(Some(timeout * 2))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != Some(m.id),
+                "hand-off",
+            )
+            .await;
+        match waited {
+            Ok(m) => tracing::info!(leader = ?m.current_leader, "leadership handed off"),
+            Err(e) => tracing::warn!(error = %e, "no new leader seen before shutdown"),
+        }
+    }
+
+    /// Stops the node: hands off leadership if it leads, stops Raft, closes both listeners.
+    /// Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.hand_off_leadership().await;
+        let raft_result = self.inner.raft.shutdown().await;
+        let _ = self.inner.stop.send(true);
+        let tasks = match self.inner.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+                abort.abort();
+            }
+        }
+        tracing::info!(node_id = self.id(), "node stopped");
+        raft_result.map_err(|e| Error::Internal(format!("stopping raft: {e}")))
+    }
+}
+
+fn fatal(f: openraft::error::Fatal<NodeId>) -> Error {
+    match f {
+        openraft::error::Fatal::Stopped => Error::Shutdown,
+        other => Error::Storage(other.to_string()),
+    }
+}
