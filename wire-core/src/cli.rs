@@ -62,7 +62,12 @@ enum LogFormat {
 #[derive(Debug, clap::Args)]
 struct Target {
     /// HTTP address of the node to talk to.
-    #[arg(long, global = true, env = "WIRE_ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        global = true,
+        env = "WIRE_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
     addr: String,
 }
 
@@ -112,7 +117,10 @@ enum ClusterCommand {
 /// Runs the program with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -139,7 +147,9 @@ fn init_logging(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -201,7 +211,10 @@ fn client() -> Result<reqwest::Client, String> {
 /// Sends a request and prints the answer: the body on success (exit 0), the error on
 /// standard error otherwise (exit 1).
 async fn send(req: reqwest::RequestBuilder) -> Result<ExitCode, String> {
-    let resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| e.to_string())?;
     if status.is_success() {

@@ -95,15 +95,17 @@ pub struct NodeOptions {
 impl NodeOptions {
     /// Reads options from a TOML file.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new("config", format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
         Self::from_toml(&text)
             .map_err(|e| ConfigError::new("config", format!("{}: {}", path.display(), e.problem)))
     }
 
     /// Parses options from TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string().trim_end().to_string()))
+        toml::from_str(text)
+            .map_err(|e| ConfigError::new("config", e.to_string().trim_end().to_string()))
     }
 
     /// Parses options from JSON text.
@@ -122,8 +124,12 @@ impl NodeOptions {
             join: other.join.or(self.join),
             learner: other.learner.or(self.learner),
             heartbeat_ms: other.heartbeat_ms.or(self.heartbeat_ms),
-            election_timeout_min_ms: other.election_timeout_min_ms.or(self.election_timeout_min_ms),
-            election_timeout_max_ms: other.election_timeout_max_ms.or(self.election_timeout_max_ms),
+            election_timeout_min_ms: other
+                .election_timeout_min_ms
+                .or(self.election_timeout_min_ms),
+            election_timeout_max_ms: other
+                .election_timeout_max_ms
+                .or(self.election_timeout_max_ms),
             snapshot_threshold: other.snapshot_threshold.or(self.snapshot_threshold),
             snapshot_keep_logs: other.snapshot_keep_logs.or(self.snapshot_keep_logs),
             join_timeout_secs: other.join_timeout_secs.or(self.join_timeout_secs),
@@ -139,7 +145,10 @@ impl NodeOptions {
         if node_id == 0 {
             errors.push(ConfigError::new("node_id", "must be a positive integer"));
         }
-        let addr = |field: &'static str, value: Option<String>, default: &str, errors: &mut Vec<ConfigError>| {
+        let addr = |field: &'static str,
+                    value: Option<String>,
+                    default: &str,
+                    errors: &mut Vec<ConfigError>| {
             let text = value.unwrap_or_else(|| default.to_string());
             match text.parse::<SocketAddr>() {
                 Ok(a) => Some(a),
@@ -152,16 +161,33 @@ impl NodeOptions {
                 }
             }
         };
-        let http_addr = addr("http_addr", self.http_addr, defaults::HTTP_ADDR, &mut errors);
-        let raft_addr = addr("raft_addr", self.raft_addr, defaults::RAFT_ADDR, &mut errors);
+        let http_addr = addr(
+            "http_addr",
+            self.http_addr,
+            defaults::HTTP_ADDR,
+            &mut errors,
+        );
+        let raft_addr = addr(
+            "raft_addr",
+            self.raft_addr,
+            defaults::RAFT_ADDR,
+            &mut errors,
+        );
         if let (Some(h), Some(r)) = (http_addr, raft_addr) {
             if h == r && h.port() != 0 {
-                errors.push(ConfigError::new("raft_addr", format!("must differ from http_addr ({h})")));
+                errors.push(ConfigError::new(
+                    "raft_addr",
+                    format!("must differ from http_addr ({h})"),
+                ));
             }
         }
         let bootstrap = self.bootstrap.unwrap_or(false);
         let join = self.join.unwrap_or_default();
-        let join: Vec<String> = join.into_iter().map(|j| j.trim().to_string()).filter(|j| !j.is_empty()).collect();
+        let join: Vec<String> = join
+            .into_iter()
+            .map(|j| j.trim().to_string())
+            .filter(|j| !j.is_empty())
+            .collect();
         if bootstrap && !join.is_empty() {
             errors.push(ConfigError::new(
                 "bootstrap",
@@ -170,12 +196,19 @@ impl NodeOptions {
         }
         for j in &join {
             if !is_host_port(j) {
-                errors.push(ConfigError::new("join", format!("'{j}' is not a host:port address")));
+                errors.push(ConfigError::new(
+                    "join",
+                    format!("'{j}' is not a host:port address"),
+                ));
             }
         }
         let heartbeat_ms = self.heartbeat_ms.unwrap_or(defaults::HEARTBEAT_MS);
-        let election_min = self.election_timeout_min_ms.unwrap_or(defaults::ELECTION_TIMEOUT_MIN_MS);
-        let election_max = self.election_timeout_max_ms.unwrap_or(defaults::ELECTION_TIMEOUT_MAX_MS);
+        let election_min = self
+            .election_timeout_min_ms
+            .unwrap_or(defaults::ELECTION_TIMEOUT_MIN_MS);
+        let election_max = self
+            .election_timeout_max_ms
+            .unwrap_or(defaults::ELECTION_TIMEOUT_MAX_MS);
         if heartbeat_ms == 0 {
             errors.push(ConfigError::new("heartbeat_ms", "must be positive"));
         }
@@ -191,15 +224,21 @@ impl NodeOptions {
                 format!("must exceed election_timeout_min_ms ({election_min})"),
             ));
         }
-        let snapshot_threshold = self.snapshot_threshold.unwrap_or(defaults::SNAPSHOT_THRESHOLD);
+        let snapshot_threshold = self
+            .snapshot_threshold
+            .unwrap_or(defaults::SNAPSHOT_THRESHOLD);
         if snapshot_threshold == 0 {
             errors.push(ConfigError::new("snapshot_threshold", "must be positive"));
         }
-        let request_timeout_ms = self.request_timeout_ms.unwrap_or(defaults::REQUEST_TIMEOUT_MS);
+        let request_timeout_ms = self
+            .request_timeout_ms
+            .unwrap_or(defaults::REQUEST_TIMEOUT_MS);
         if request_timeout_ms == 0 {
             errors.push(ConfigError::new("request_timeout_ms", "must be positive"));
         }
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
         if let Err(problem) = check_writable(&data_dir) {
             errors.push(ConfigError::new("data_dir", problem));
         }
@@ -216,8 +255,12 @@ impl NodeOptions {
                 election_timeout_min_ms: election_min,
                 election_timeout_max_ms: election_max,
                 snapshot_threshold,
-                snapshot_keep_logs: self.snapshot_keep_logs.unwrap_or(defaults::SNAPSHOT_KEEP_LOGS),
-                join_timeout_secs: self.join_timeout_secs.unwrap_or(defaults::JOIN_TIMEOUT_SECS),
+                snapshot_keep_logs: self
+                    .snapshot_keep_logs
+                    .unwrap_or(defaults::SNAPSHOT_KEEP_LOGS),
+                join_timeout_secs: self
+                    .join_timeout_secs
+                    .unwrap_or(defaults::JOIN_TIMEOUT_SECS),
                 request_timeout_ms,
             }),
             _ => Err(errors),
@@ -227,7 +270,9 @@ impl NodeOptions {
 
 fn is_host_port(s: &str) -> bool {
     match s.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains('/'),
+        Some((host, port)) => {
+            !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains('/')
+        }
         None => false,
     }
 }
@@ -321,7 +366,14 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["node_id", "http_addr", "raft_addr", "bootstrap", "join", "data_dir"],
+            [
+                "node_id",
+                "http_addr",
+                "raft_addr",
+                "bootstrap",
+                "join",
+                "data_dir"
+            ],
             "{errors:?}"
         );
     }
@@ -340,7 +392,9 @@ mod tests {
         });
         assert_eq!(merged.node_id, Some(4));
         assert_eq!(merged.http_addr.as_deref(), Some("127.0.0.1:8083"));
-        let err = NodeOptions::from_toml("nod_id = 3\n").map(|_| ()).unwrap_err();
+        let err = NodeOptions::from_toml("nod_id = 3\n")
+            .map(|_| ())
+            .unwrap_err();
         assert!(err.problem.contains("unknown field `nod_id`"), "{err}");
     }
 
@@ -361,6 +415,9 @@ mod tests {
             Err(e) => panic!("{e:?}"),
         };
         assert_eq!(config.http_addr.to_string(), defaults::HTTP_ADDR);
-        assert_eq!(config.election_timeout_min_ms, defaults::ELECTION_TIMEOUT_MIN_MS);
+        assert_eq!(
+            config.election_timeout_min_ms,
+            defaults::ELECTION_TIMEOUT_MIN_MS
+        );
     }
 }

@@ -24,7 +24,8 @@ use crate::cluster::{plan_join, JoinPlan, JoinRequest};
 use crate::config::NodeConfig;
 use crate::consensus::network::{self, Network, PeerClient, PeerError};
 use crate::consensus::{
-    Command, CommandResponse, LogStore, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
+    Command, CommandResponse, KvPage, LogStore, NodeId, Raft, RaftMetrics, StateMachineStore,
+    WireNode,
 };
 use crate::kv::{self, Txn};
 use crate::{Error, Result};
@@ -151,8 +152,8 @@ impl Node {
         let db = Database::create(&db_path)
             .map_err(|e| Error::Storage(format!("opening {}: {e}", db_path.display())))?;
         let db = Arc::new(db);
-        let log_store = LogStore::open(db.clone()).map_err(Error::storage)?;
-        let state = StateMachineStore::open(db).map_err(Error::storage)?;
+        let log_store = LogStore::open(db.clone())?;
+        let state = StateMachineStore::open(db)?;
 
         let http_listener = TcpListener::bind(config.http_addr)
             .await
@@ -564,7 +565,7 @@ impl Node {
         after: Option<&str>,
         limit: usize,
         consistency: Consistency,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool)> {
+    ) -> Result<KvPage> {
         self.read_barrier(consistency).await?;
         self.inner.state.kv_list(prefix, after, limit)
     }
@@ -591,9 +592,7 @@ impl Node {
             .await
     }
 
-    fn membership_change_error(
-        e: RaftError<NodeId, ClientWriteError<NodeId, WireNode>>,
-    ) -> Error {
+    fn membership_change_error(e: RaftError<NodeId, ClientWriteError<NodeId, WireNode>>) -> Error {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
                 leader: f.leader_id,
@@ -634,8 +633,7 @@ impl Node {
                 promote
             }
             JoinPlan::Add { promote } => {
-                match tokio::time::timeout(timeout, raft.add_learner(id, req.node(), true)).await
-                {
+                match tokio::time::timeout(timeout, raft.add_learner(id, req.node(), true)).await {
                     Err(_) => {
                         return Err(Error::Unavailable(format!(
                             "node {id} did not catch up within {}s",
@@ -833,7 +831,10 @@ impl Node {
         };
         for task in tasks {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(3), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

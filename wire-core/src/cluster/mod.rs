@@ -110,15 +110,25 @@ mod tests {
 
     #[test]
     fn joins_are_planned_from_the_membership() {
-        let members: BTreeMap<NodeId, WireNode> =
-            [(1, node(8081, 9081)), (2, node(8082, 9082)), (3, node(8083, 9083))].into();
+        let members: BTreeMap<NodeId, WireNode> = [
+            (1, node(8081, 9081)),
+            (2, node(8082, 9082)),
+            (3, node(8083, 9083)),
+        ]
+        .into();
         let voters: BTreeSet<NodeId> = [1, 2].into();
         let plan = |r: JoinRequest| plan_join(&members, &voters, &r);
 
         assert_eq!(plan(req(2, 8082, 9082, false)), JoinPlan::AlreadyMember);
         assert_eq!(plan(req(3, 8083, 9083, true)), JoinPlan::AlreadyMember);
-        assert_eq!(plan(req(4, 8084, 9084, false)), JoinPlan::Add { promote: true });
-        assert_eq!(plan(req(4, 8084, 9084, true)), JoinPlan::Add { promote: false });
+        assert_eq!(
+            plan(req(4, 8084, 9084, false)),
+            JoinPlan::Add { promote: true }
+        );
+        assert_eq!(
+            plan(req(4, 8084, 9084, true)),
+            JoinPlan::Add { promote: false }
+        );
         assert_eq!(plan(req(3, 8083, 9083, false)), JoinPlan::Promote);
         assert_eq!(
             plan(req(2, 8092, 9092, false)),
@@ -128,7 +138,13 @@ mod tests {
             plan(req(3, 8093, 9093, false)),
             JoinPlan::UpdateAddress { promote: true }
         );
-        assert!(matches!(plan(req(5, 8082, 9095, false)), JoinPlan::Conflict(_)));
-        assert!(matches!(plan(req(1, 8081, 9081, true)), JoinPlan::Conflict(_)));
+        assert!(matches!(
+            plan(req(5, 8082, 9095, false)),
+            JoinPlan::Conflict(_)
+        ));
+        assert!(matches!(
+            plan(req(1, 8081, 9081, true)),
+            JoinPlan::Conflict(_)
+        ));
     }
 }

@@ -2,7 +2,6 @@
 //! joins, removals and leadership hand-offs to the leader here. Bodies are MessagePack; the
 //! reply is `Result<T, RemoteFailure>`.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -10,7 +9,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::JoinRequest;
-use crate::consensus::network::{decode_body, Msgpack};
+use crate::consensus::network::{Msgpack, MsgpackBody};
 use crate::consensus::{Command, NodeId};
 use crate::node::Node;
 use crate::Error;
@@ -67,32 +66,23 @@ fn reply<T: Serialize>(r: Result<T, Error>) -> Response {
     Msgpack(r.map_err(RemoteFailure::from)).into_response()
 }
 
-async fn write(State(node): State<Node>, body: Bytes) -> Response {
-    match decode_body::<Command>(&body) {
-        Ok(cmd) => reply(node.write_local(cmd).await),
-        Err(r) => r,
-    }
+async fn write(State(node): State<Node>, MsgpackBody(cmd): MsgpackBody<Command>) -> Response {
+    reply(node.write_local(cmd).await)
 }
 
-async fn read_index(State(node): State<Node>, body: Bytes) -> Response {
-    match decode_body::<bool>(&body) {
-        Ok(linearizable) => reply(node.read_index_local(linearizable).await),
-        Err(r) => r,
-    }
+async fn read_index(
+    State(node): State<Node>,
+    MsgpackBody(linearizable): MsgpackBody<bool>,
+) -> Response {
+    reply(node.read_index_local(linearizable).await)
 }
 
-async fn join(State(node): State<Node>, body: Bytes) -> Response {
-    match decode_body::<JoinRequest>(&body) {
-        Ok(req) => reply(node.join_local(req).await),
-        Err(r) => r,
-    }
+async fn join(State(node): State<Node>, MsgpackBody(req): MsgpackBody<JoinRequest>) -> Response {
+    reply(node.join_local(req).await)
 }
 
-async fn remove(State(node): State<Node>, body: Bytes) -> Response {
-    match decode_body::<NodeId>(&body) {
-        Ok(id) => reply(node.remove_local(id).await),
-        Err(r) => r,
-    }
+async fn remove(State(node): State<Node>, MsgpackBody(id): MsgpackBody<NodeId>) -> Response {
+    reply(node.remove_local(id).await)
 }
 
 async fn campaign(State(node): State<Node>) -> Response {

@@ -50,7 +50,11 @@ db_from!(
 );
 
 impl StoreError {
-    pub(crate) fn into_storage(self, subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> StorageError {
+    pub(crate) fn into_storage(
+        self,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+    ) -> StorageError {
         StorageIOError::new(subject, verb, AnyError::new(&self)).into()
     }
 }
@@ -72,7 +76,7 @@ pub struct LogStore {
 
 impl LogStore {
     /// Opens the log store on `db`, creating its tables (durable when this returns).
-    pub fn open(db: Arc<Database>) -> Result<Self, StorageError> {
+    pub fn open(db: Arc<Database>) -> Result<Self, crate::Error> {
         let create = || -> Result<(), StoreError> {
             let txn = db.begin_write()?;
             txn.open_table(tables::RAFT_LOG)?;
@@ -80,11 +84,14 @@ impl LogStore {
             txn.commit()?;
             Ok(())
         };
-        create().map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Write))?;
+        create().map_err(crate::Error::storage)?;
         Ok(Self { db })
     }
 
-    fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    fn read_meta<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::RAFT_META)?;
         match table.get(key)? {
@@ -104,7 +111,8 @@ impl LogStore {
         blocking(move || {
             let mut txn = db.begin_write()?;
             txn.set_durability(durability)?;
-            txn.open_table(tables::RAFT_META)?.insert(key, bytes.as_slice())?;
+            txn.open_table(tables::RAFT_META)?
+                .insert(key, bytes.as_slice())?;
             txn.commit()?;
             Ok(())
         })
@@ -192,7 +200,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// All entries are written in one transaction, fsynced before `callback` is told: Raft
     /// counts this node toward a quorum only for entries on disk. Many pending client writes
     /// arrive here as one batch, so one fsync covers them all.
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandResponse};
 pub use log_store::LogStore;
-pub use state_machine::StateMachineStore;
+pub use state_machine::{KvPage, StateMachineStore};
 
 /// The identity of a node in the cluster.
 pub type NodeId = u64;

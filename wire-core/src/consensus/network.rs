@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,8 +16,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -216,38 +216,51 @@ impl<T: Serialize> IntoResponse for Msgpack<T> {
                 bytes,
             )
                 .into_response(),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding reply: {e}"))
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding reply: {e}"),
+            )
                 .into_response(),
         }
     }
 }
 
-/// Decodes a MessagePack request body, or answers 400 naming the problem.
-pub(crate) fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    decode(body).map_err(|e| {
-        (StatusCode::BAD_REQUEST, format!("malformed request: {e}")).into_response()
-    })
-}
+/// A MessagePack request body; a body that does not decode is answered 400 naming the
+/// problem.
+pub(crate) struct MsgpackBody<T>(pub T);
 
-async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_body::<AppendEntriesRequest<TypeConfig>>(&body) {
-        Ok(req) => Msgpack(raft.append_entries(req).await).into_response(),
-        Err(r) => r,
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MsgpackBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        decode(&bytes).map(MsgpackBody).map_err(|e| {
+            (StatusCode::BAD_REQUEST, format!("malformed request: {e}")).into_response()
+        })
     }
 }
 
-async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_body::<VoteRequest<NodeId>>(&body) {
-        Ok(req) => Msgpack(raft.vote(req).await).into_response(),
-        Err(r) => r,
-    }
+async fn append(
+    State(raft): State<Raft>,
+    MsgpackBody(req): MsgpackBody<AppendEntriesRequest<TypeConfig>>,
+) -> Response {
+    Msgpack(raft.append_entries(req).await).into_response()
 }
 
-async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_body::<InstallSnapshotRequest<TypeConfig>>(&body) {
-        Ok(req) => Msgpack(raft.install_snapshot(req).await).into_response(),
-        Err(r) => r,
-    }
+async fn vote(
+    State(raft): State<Raft>,
+    MsgpackBody(req): MsgpackBody<VoteRequest<NodeId>>,
+) -> Response {
+    Msgpack(raft.vote(req).await).into_response()
+}
+
+async fn snapshot(
+    State(raft): State<Raft>,
+    MsgpackBody(req): MsgpackBody<InstallSnapshotRequest<TypeConfig>>,
+) -> Response {
+    Msgpack(raft.install_snapshot(req).await).into_response()
 }
 
 /// The Raft message endpoints, to be served on the `--raft-addr` listener.

@@ -13,14 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::log_store::{blocking, StoreError};
 use super::tables::{self, sm_meta};
-use super::{decode, encode, Command, CommandResponse, LogId, NodeId, StorageError, StoredMembership, TypeConfig, WireNode};
+use super::{
+    decode, encode, Command, CommandResponse, LogId, NodeId, StorageError, StoredMembership,
+    TypeConfig, WireNode,
+};
 use crate::kv::TxnOp;
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -54,6 +59,14 @@ struct StoredSnapshot {
 
 const CURRENT: &str = "current";
 
+/// A page of keys and values, in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvPage {
+    pub items: Vec<(String, Vec<u8>)>,
+    /// Whether more keys match after the last one.
+    pub more: bool,
+}
+
 /// The state machine of a node. Clones share the database; a clone serves reads.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -63,7 +76,7 @@ pub struct StateMachineStore {
 
 impl StateMachineStore {
     /// Opens the state machine on `db`, creating its tables (durable when this returns).
-    pub fn open(db: Arc<Database>) -> Result<Self, StorageError> {
+    pub fn open(db: Arc<Database>) -> Result<Self, crate::Error> {
         let create = || -> Result<(), StoreError> {
             let txn = db.begin_write()?;
             txn.open_table(tables::SM_META)?;
@@ -76,7 +89,7 @@ impl StateMachineStore {
             txn.commit()?;
             Ok(())
         };
-        create().map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        create().map_err(crate::Error::storage)?;
         Ok(Self {
             db,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
@@ -100,8 +113,8 @@ impl StateMachineStore {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool), crate::Error> {
-        let read = || -> Result<(Vec<(String, Vec<u8>)>, bool), StoreError> {
+    ) -> Result<KvPage, crate::Error> {
+        let read = || -> Result<KvPage, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(tables::KV)?;
             let start = match after {
@@ -125,7 +138,7 @@ impl StateMachineStore {
                 }
                 out.push((key.to_string(), v.value().to_vec()));
             }
-            Ok((out, more))
+            Ok(KvPage { items: out, more })
         };
         read().map_err(crate::Error::storage)
     }
@@ -214,11 +227,13 @@ impl StateMachineStore {
             }
             for item in txn.open_table(tables::KV)?.iter()? {
                 let (k, v) = item?;
-                body.kv.push((k.value().to_string(), ByteBuf::from(v.value())));
+                body.kv
+                    .push((k.value().to_string(), ByteBuf::from(v.value())));
             }
             for item in txn.open_table(tables::PIPELINES)?.iter()? {
                 let (k, v) = item?;
-                body.pipelines.push((k.value().to_string(), ByteBuf::from(v.value())));
+                body.pipelines
+                    .push((k.value().to_string(), ByteBuf::from(v.value())));
             }
             for item in txn.open_table(tables::ASSIGNMENTS)?.iter()? {
                 let (k, v) = item?;
@@ -228,7 +243,8 @@ impl StateMachineStore {
             for item in txn.open_table(tables::CHECKPOINTS)?.iter()? {
                 let (k, v) = item?;
                 let (name, part) = k.value();
-                body.checkpoints.push(((name.to_string(), part), ByteBuf::from(v.value())));
+                body.checkpoints
+                    .push(((name.to_string(), part), ByteBuf::from(v.value())));
             }
             (last_applied, membership, body)
         };
@@ -252,7 +268,8 @@ impl StateMachineStore {
     fn store_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StoreError> {
         let bytes = encode(stored)?;
         let txn = self.db.begin_write()?;
-        txn.open_table(tables::SNAPSHOT)?.insert(CURRENT, bytes.as_slice())?;
+        txn.open_table(tables::SNAPSHOT)?
+            .insert(CURRENT, bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -294,8 +311,12 @@ impl StateMachineStore {
             }
             let mut m = txn.open_table(tables::SM_META)?;
             m.insert(sm_meta::LAST_APPLIED, encode(&meta.last_log_id)?.as_slice())?;
-            m.insert(sm_meta::MEMBERSHIP, encode(&meta.last_membership)?.as_slice())?;
-            txn.open_table(tables::SNAPSHOT)?.insert(CURRENT, stored.as_slice())?;
+            m.insert(
+                sm_meta::MEMBERSHIP,
+                encode(&meta.last_membership)?.as_slice(),
+            )?;
+            txn.open_table(tables::SNAPSHOT)?
+                .insert(CURRENT, stored.as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -349,7 +370,10 @@ fn apply_command(txn: &WriteTransaction, command: &Command) -> Result<CommandRes
 }
 
 /// Rewrites the members table from a membership entry.
-fn write_members(txn: &WriteTransaction, m: &openraft::Membership<NodeId, WireNode>) -> Result<(), StoreError> {
+fn write_members(
+    txn: &WriteTransaction,
+    m: &openraft::Membership<NodeId, WireNode>,
+) -> Result<(), StoreError> {
     let voters: std::collections::BTreeSet<NodeId> = m.voter_ids().collect();
     let mut table = txn.open_table(tables::MEMBERS)?;
     table.retain(|_, _| false)?;
@@ -421,7 +445,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         blocking(move || this.install_blocking(meta_owned, data))
             .await
-            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write))?;
+            .map_err(|e| {
+                e.into_storage(
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                    ErrorVerb::Write,
+                )
+            })?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }

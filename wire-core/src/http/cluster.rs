@@ -51,9 +51,9 @@ pub async fn remove(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(id) = id?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("member id '{id}' is not a positive integer")))?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("member id '{id}' is not a positive integer"))
+    })?;
     node.remove_member(id).await?;
     Ok(Json(json!({"removed": id})))
 }

@@ -75,12 +75,16 @@ impl From<Error> for ApiError {
             Error::Kv(KvError::ValueTooLarge { .. }) | Error::Kv(KvError::TxnTooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
-            Error::Kv(_) | Error::Invalid(_) | Error::Config(_) => ApiError::bad_request(e.to_string()),
+            Error::Kv(_) | Error::Invalid(_) | Error::Config(_) => {
+                ApiError::bad_request(e.to_string())
+            }
             Error::NotFound(_) => ApiError::not_found(e.to_string()),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            Error::Unavailable(_) | Error::NotLeader { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
-            }
+            Error::Unavailable(_) | Error::NotLeader { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
             Error::Shutdown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -38,11 +38,9 @@ fn consistency(c: Option<String>) -> Result<Consistency, ApiError> {
 async fn get_key(node: Node, key: String, query: ReadQuery) -> Result<Response, ApiError> {
     let consistency = consistency(query.consistency)?;
     match node.kv_get(&key, consistency).await? {
-        Some(value) => Ok((
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            value,
-        )
-            .into_response()),
+        Some(value) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
+        }
         None => Err(ApiError::not_found(format!("key '{key}' not found"))),
     }
 }
@@ -55,7 +53,10 @@ async fn put_key(node: Node, key: String, body: Bytes) -> Result<Response, ApiEr
 
 async fn delete_key(node: Node, key: String) -> Result<Response, ApiError> {
     let outcome = node.kv_delete(&key).await?;
-    let existed = matches!(outcome.response, CommandResponse::KvDelete { existed: true });
+    let existed = matches!(
+        outcome.response,
+        CommandResponse::KvDelete { existed: true }
+    );
     Ok(Json(json!({"index": outcome.index, "deleted": existed})).into_response())
 }
 
@@ -157,9 +158,10 @@ pub async fn list(
     }
     let consistency = consistency(q.consistency)?;
     let prefix = q.prefix.unwrap_or_default();
-    let (items, more) = node
+    let page = node
         .kv_list(&prefix, q.after.as_deref(), limit, consistency)
         .await?;
+    let (items, more) = (page.items, page.more);
     let next_after = if more {
         items.last().map(|(k, _)| k.clone())
     } else {
@@ -234,11 +236,23 @@ pub struct JsonTxn {
     failure: Vec<JsonOp>,
 }
 
-fn value_of(value: Option<String>, value_base64: Option<String>, path: &str) -> Result<Vec<u8>, ApiError> {
-    JsonValue { value, value_base64 }.bytes(path)
+fn value_of(
+    value: Option<String>,
+    value_base64: Option<String>,
+    path: &str,
+) -> Result<Vec<u8>, ApiError> {
+    JsonValue {
+        value,
+        value_base64,
+    }
+    .bytes(path)
 }
 
-fn no_value(value: &Option<String>, value_base64: &Option<String>, path: &str) -> Result<(), ApiError> {
+fn no_value(
+    value: &Option<String>,
+    value_base64: &Option<String>,
+    path: &str,
+) -> Result<(), ApiError> {
     if value.is_some() || value_base64.is_some() {
         Err(ApiError::bad_request(format!(
             "{path}: this operation takes no value"

@@ -23,7 +23,10 @@ pub fn router(node: Node) -> Router {
         .route("/ready", get(cluster::ready))
         .route("/cluster/join", post(cluster::join))
         .route("/cluster/members", get(cluster::members))
-        .route("/cluster/members/{id}", axum::routing::delete(cluster::remove))
+        .route(
+            "/cluster/members/{id}",
+            axum::routing::delete(cluster::remove),
+        )
         .route("/kv", get(kv::list))
         .route(
             "/kv/txn",

@@ -1,0 +1,9 @@
+//! Wire's integration tests, one binary with a module per topic (linking once keeps the
+//! suite fast). Multi-node tests start real `wire node` processes on 127.0.0.1.
+
+mod support;
+
+mod bad_input;
+mod cluster;
+mod kv_api;
+mod storage_suite;

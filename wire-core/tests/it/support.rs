@@ -1,0 +1,307 @@
+//! Test fixtures: real `wire node` processes on free loopback ports with temp data dirs, an
+//! in-process node, and small HTTP helpers.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests start at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Retries `f` until it yields `Some`, or panics naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client")
+}
+
+/// One `wire node` process.
+pub struct Proc {
+    pub id: u64,
+    pub http: String,
+    pub raft: String,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Flags every test node gets: short Raft timers so elections settle fast.
+const FAST: &[&str] = &[
+    "--heartbeat-ms",
+    "100",
+    "--election-timeout-min-ms",
+    "500",
+    "--election-timeout-max-ms",
+    "1000",
+];
+
+impl Proc {
+    fn spawn(&mut self, extra: &[String]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_wire"))
+            .arg("node")
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--http-addr", &self.http])
+            .args(["--raft-addr", &self.raft])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(FAST)
+            .args(extra)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .expect("spawn wire node");
+        self.child = Some(child);
+    }
+
+    /// Starts node `id` under `root` with fresh ports.
+    pub fn start(root: &std::path::Path, id: u64, extra: &[String]) -> Proc {
+        let mut p = Proc {
+            id,
+            http: format!("127.0.0.1:{}", free_port()),
+            raft: format!("127.0.0.1:{}", free_port()),
+            dir: root.join(format!("node{id}")),
+            log: root.join(format!("node{id}.log")),
+            child: None,
+        };
+        p.spawn(extra);
+        p
+    }
+
+    /// Starts the process again with the same id, addresses and data dir.
+    pub fn restart(&mut self, extra: &[String]) {
+        assert!(self.child.is_none(), "node {} is still running", self.id);
+        self.spawn(extra);
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn status(&self) -> Option<Value> {
+        let resp = http().get(self.url("/status")).send().await.ok()?;
+        resp.json().await.ok()
+    }
+
+    pub async fn put(&self, key: &str, value: &str) -> reqwest::Result<reqwest::Response> {
+        http()
+            .put(self.url(&format!("/kv/{key}")))
+            .body(value.to_string())
+            .send()
+            .await
+    }
+
+    /// A read at `consistency`: `Some(value)`, or `None` if the key is absent. Panics on an
+    /// error answer.
+    pub async fn get(&self, key: &str, consistency: &str) -> Option<String> {
+        let resp = http()
+            .get(self.url(&format!("/kv/{key}?consistency={consistency}")))
+            .send()
+            .await
+            .expect("get");
+        match resp.status().as_u16() {
+            200 => Some(resp.text().await.expect("body")),
+            404 => None,
+            s => panic!(
+                "GET {key} on node {} answered {s}: {}",
+                self.id,
+                resp.text().await.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+impl Proc {
+    /// The value if the node answers 200 now; `None` on any error (node down, key absent).
+    pub async fn try_get(&self, key: &str, consistency: &str) -> Option<String> {
+        let resp = http()
+            .get(self.url(&format!("/kv/{key}?consistency={consistency}")))
+            .send()
+            .await
+            .ok()?;
+        if resp.status() != 200 {
+            return None;
+        }
+        resp.text().await.ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A cluster of `wire node` processes: node 1 bootstraps, the others join through it.
+pub struct Cluster {
+    pub nodes: Vec<Proc>,
+    pub root: TempDir,
+}
+
+impl Cluster {
+    pub async fn start(n: u64, extra: &[&str]) -> Cluster {
+        let root = tempfile::tempdir().expect("temp dir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut first_args = extra.clone();
+        first_args.push("--bootstrap".into());
+        let first = Proc::start(root.path(), 1, &first_args);
+        let mut cluster = Cluster {
+            nodes: vec![first],
+            root,
+        };
+        cluster.wait_leader(Duration::from_secs(20)).await;
+        for id in 2..=n {
+            let mut args = extra.clone();
+            args.push("--join".into());
+            args.push(cluster.nodes[0].http.clone());
+            let p = Proc::start(cluster.root.path(), id, &args);
+            cluster.nodes.push(p);
+            cluster
+                .wait_members(id as usize, Duration::from_secs(30))
+                .await;
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &Proc {
+        self.nodes.iter().find(|p| p.id == id).expect("node")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Proc {
+        self.nodes.iter_mut().find(|p| p.id == id).expect("node")
+    }
+
+    /// Waits until some running node reports itself leader; returns its id.
+    pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        eventually(timeout, "a leader", || async {
+            for p in &self.nodes {
+                if let Some(s) = p.status().await {
+                    if s["role"] == "leader" {
+                        return s["node_id"].as_u64();
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Waits until node 1's status lists `n` voters.
+    pub async fn wait_members(&self, n: usize, timeout: Duration) {
+        eventually(timeout, "members", || async {
+            for p in &self.nodes {
+                if let Some(s) = p.status().await {
+                    if s["role"] == "leader" {
+                        let voters = s["members"]
+                            .as_array()?
+                            .iter()
+                            .filter(|m| m["voter"] == true)
+                            .count();
+                        return (voters == n).then_some(());
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+}
+
+/// An in-process single node with its temp dir.
+pub struct Embedded {
+    pub node: wire_core::Node,
+    pub dir: TempDir,
+}
+
+impl Embedded {
+    pub async fn start() -> Embedded {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = wire_core::Node::start(wire_core::NodeConfig::single(dir.path(), 1))
+            .await
+            .expect("start node");
+        eventually(Duration::from_secs(10), "leader", || async {
+            node.is_ready().then_some(())
+        })
+        .await;
+        Embedded { node, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.node.http_addr(), path)
+    }
+}
