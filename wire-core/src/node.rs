@@ -23,9 +23,9 @@ use crate::cluster::rpc::{self, RemoteFailure};
 use crate::cluster::{plan_join, JoinPlan, JoinRequest};
 use crate::config::NodeConfig;
 use crate::consensus::network::{self, Network, PeerClient, PeerError};
+use crate::consensus::proposer::{self, fatal, Proposer};
 use crate::consensus::{
-    Command, CommandResponse, KvPage, LogStore, NodeId, Raft, RaftMetrics, StateMachineStore,
-    WireNode,
+    Command, CommandResponse, KvPage, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
 };
 use crate::kv::{self, Txn};
 use crate::{Error, Result};
@@ -123,6 +123,10 @@ struct NodeInner {
     raft: Raft,
     state: StateMachineStore,
     peers: PeerClient,
+    /// Packs writes into Raft entries (used while this node leads).
+    proposer: Proposer,
+    /// Packs writes into forwarding calls to the leader (used while another node leads).
+    forwarder: std::sync::OnceLock<Proposer>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
@@ -152,8 +156,7 @@ impl Node {
         let db = Database::create(&db_path)
             .map_err(|e| Error::Storage(format!("opening {}: {e}", db_path.display())))?;
         let db = Arc::new(db);
-        let log_store = LogStore::open(db.clone())?;
-        let state = StateMachineStore::open(db)?;
+        let (log_store, state) = crate::consensus::open_stores(db)?;
 
         let http_listener = TcpListener::bind(config.http_addr)
             .await
@@ -197,6 +200,7 @@ impl Node {
         .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
 
         let (stop, _) = watch::channel(false);
+        let config_timeout = config.request_timeout_ms;
         let node = Node {
             inner: Arc::new(NodeInner {
                 config,
@@ -206,11 +210,27 @@ impl Node {
                 raft: raft.clone(),
                 state,
                 peers,
+                proposer: Proposer::start(proposer::to_raft(
+                    raft.clone(),
+                    Duration::from_millis(config_timeout),
+                )),
+                forwarder: std::sync::OnceLock::new(),
                 stop,
                 tasks: Mutex::new(Vec::new()),
                 stopped: AtomicBool::new(false),
             }),
         };
+        let weak = Arc::downgrade(&node.inner);
+        let forward: proposer::Submit = Arc::new(move |command| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let node = Node {
+                    inner: weak.upgrade().ok_or(Error::Shutdown)?,
+                };
+                node.forward(command).await.map(|o| (o.index, o.response))
+            })
+        });
+        let _ = node.inner.forwarder.set(Proposer::start(forward));
         let raft_app = network::raft_routes(raft.clone()).merge(rpc::routes(node.clone()));
         node.serve(raft_listener, raft_app);
         node.serve(http_listener, crate::http::router(node.clone()));
@@ -438,38 +458,32 @@ impl Node {
     }
 
     /// Proposes a command through Raft, on the leader wherever it is; returns once it is
-    /// committed and applied on the leader.
+    /// committed and applied on the leader. Concurrent writes share entries (on the leader)
+    /// and forwarding calls (on a follower).
     pub async fn write(&self, command: Command) -> Result<WriteOutcome> {
         self.check_running()?;
+        match self.inner.forwarder.get() {
+            Some(forwarder) if self.metrics().current_leader != Some(self.id()) => {
+                forwarder.propose(command).await
+            }
+            _ => self.forward(command).await,
+        }
+    }
+
+    /// Sends one (possibly packed) command to the leader, or proposes it here if this node
+    /// leads.
+    async fn forward(&self, command: Command) -> Result<WriteOutcome> {
         self.on_leader(rpc::paths::WRITE, &command, || {
             self.write_local(command.clone())
         })
         .await
     }
 
-    /// Proposes a command on this node, which must be the leader.
+    /// Proposes a command on this node, which must be the leader; concurrent writes are
+    /// packed into shared entries ([`crate::consensus::proposer`]).
     pub(crate) async fn write_local(&self, command: Command) -> Result<WriteOutcome> {
         self.check_running()?;
-        let timeout = self.request_timeout();
-        match tokio::time::timeout(timeout, self.inner.raft.client_write(command)).await {
-            Err(_) => Err(Error::Unavailable(format!(
-                "write not committed within {} ms; is a quorum of voters reachable?",
-                timeout.as_millis()
-            ))),
-            Ok(Ok(resp)) => Ok(WriteOutcome {
-                index: resp.log_id.index,
-                response: resp.data,
-            }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(Error::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(Error::Invalid(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(fatal(f)),
-        }
+        self.inner.proposer.propose(command).await
     }
 
     /// The index a read must wait for, computed on this node, which must be the leader.
@@ -840,12 +854,5 @@ impl Node {
         }
         tracing::info!(node_id = self.id(), "node stopped");
         raft_result.map_err(|e| Error::Internal(format!("stopping raft: {e}")))
-    }
-}
-
-fn fatal(f: openraft::error::Fatal<NodeId>) -> Error {
-    match f {
-        openraft::error::Fatal::Stopped => Error::Shutdown,
-        other => Error::Storage(other.to_string()),
     }
 }

@@ -21,6 +21,40 @@ pub enum Command {
     KvDelete { key: String },
     /// Check conditions, then apply one branch of writes atomically.
     KvTxn(Txn),
+    /// Several independent commands proposed as one entry (group commit); each is applied in
+    /// order and answered on its own.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Roughly how many bytes the command carries (for sizing batches).
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::KvPut { key, value } => key.len() + value.len() + 16,
+            Command::KvDelete { key } => key.len() + 16,
+            Command::KvTxn(t) => {
+                let compares: usize = t
+                    .compare
+                    .iter()
+                    .map(|c| match c {
+                        crate::kv::Compare::Equals { key, value } => key.len() + value.len(),
+                        other => other.key().len(),
+                    })
+                    .sum();
+                let ops: usize = t
+                    .success
+                    .iter()
+                    .chain(&t.failure)
+                    .map(|op| match op {
+                        crate::kv::TxnOp::Put { key, value } => key.len() + value.len(),
+                        crate::kv::TxnOp::Delete { key } => key.len(),
+                    })
+                    .sum();
+                compares + ops + 16
+            }
+            Command::Batch(commands) => commands.iter().map(Command::approx_size).sum(),
+        }
+    }
 }
 
 /// What applying a [`Command`] (or a Raft-internal entry) produced.
@@ -34,4 +68,6 @@ pub enum CommandResponse {
     KvDelete { existed: bool },
     /// A transaction: whether the compares held (the `success` branch ran).
     KvTxn { succeeded: bool },
+    /// A batch: one response per command, in order.
+    Batch(Vec<CommandResponse>),
 }

@@ -7,8 +7,10 @@
 pub mod command;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
 pub mod state_machine;
 pub mod tables;
+mod writer;
 
 use std::fmt;
 use std::io::Cursor;
@@ -18,6 +20,18 @@ use serde::{Deserialize, Serialize};
 pub use command::{Command, CommandResponse};
 pub use log_store::LogStore;
 pub use state_machine::{KvPage, StateMachineStore};
+
+/// Opens the Raft log store and the state machine of a node on its database, sharing one
+/// database writer thread.
+pub fn open_stores(
+    db: std::sync::Arc<redb::Database>,
+) -> Result<(LogStore, StateMachineStore), crate::Error> {
+    let writer = writer::DbWriter::start(db)?;
+    Ok((
+        LogStore::open(writer.clone())?,
+        StateMachineStore::open(writer)?,
+    ))
+}
 
 /// The identity of a node in the cluster.
 pub type NodeId = u64;

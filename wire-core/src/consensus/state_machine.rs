@@ -2,11 +2,12 @@
 //! user key-value space, and the tables later parts of Wire fill (pipelines, assignments,
 //! checkpoints). It applies [`Command`]s deterministically and builds and installs snapshots.
 //!
-//! Durability: an applied batch commits without fsync (`Durability::None`); it is visible to
-//! readers at once and becomes durable with the next durable commit to the database (the next
-//! log append, vote or snapshot). After a crash the state machine may be behind its log, and
-//! openraft re-applies the committed entries on start. Snapshots commit with fsync, and the
-//! log is purged only behind a durable snapshot, so nothing is ever lost.
+//! Durability: applied batches are written by the database writer ([`super::writer`]) in the
+//! same transaction as concurrent log appends; they are visible to readers when the
+//! transaction commits, and durable once a transaction holding log entries (or a vote, or a
+//! snapshot) is fsynced. After a crash the state machine may be behind its log, and openraft
+//! re-applies the committed entries on start. Snapshots commit with fsync, and the log is
+//! purged only behind a durable snapshot, so nothing is ever lost.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +17,12 @@ use openraft::storage::RaftStateMachine;
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::log_store::{blocking, StoreError};
 use super::tables::{self, sm_meta};
+use super::writer::{blocking, DbWriter, StoreError, WriteOp};
 use super::{
     decode, encode, Command, CommandResponse, LogId, NodeId, StorageError, StoredMembership,
     TypeConfig, WireNode,
@@ -71,12 +72,14 @@ pub struct KvPage {
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<Database>,
+    writer: DbWriter,
     snapshot_seq: Arc<AtomicU64>,
 }
 
 impl StateMachineStore {
-    /// Opens the state machine on `db`, creating its tables (durable when this returns).
-    pub fn open(db: Arc<Database>) -> Result<Self, crate::Error> {
+    /// Opens the state machine, creating its tables (durable when this returns).
+    pub(crate) fn open(writer: DbWriter) -> Result<Self, crate::Error> {
+        let db = writer.db().clone();
         let create = || -> Result<(), StoreError> {
             let txn = db.begin_write()?;
             txn.open_table(tables::SM_META)?;
@@ -92,6 +95,7 @@ impl StateMachineStore {
         create().map_err(crate::Error::storage)?;
         Ok(Self {
             db,
+            writer,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -170,39 +174,6 @@ impl StateMachineStore {
             None => StoredMembership::default(),
         };
         Ok((applied, membership))
-    }
-
-    /// Applies a batch of entries in one transaction (not fsynced; see the module docs).
-    fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        let mut responses = Vec::with_capacity(entries.len());
-        let mut last_applied = None;
-        let mut membership = None;
-        for entry in entries {
-            last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => CommandResponse::None,
-                EntryPayload::Normal(command) => apply_command(&txn, &command)?,
-                EntryPayload::Membership(m) => {
-                    write_members(&txn, &m)?;
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    CommandResponse::None
-                }
-            };
-            responses.push(response);
-        }
-        {
-            let mut meta = txn.open_table(tables::SM_META)?;
-            if let Some(applied) = last_applied {
-                meta.insert(sm_meta::LAST_APPLIED, encode(&Some(applied))?.as_slice())?;
-            }
-            if let Some(m) = membership {
-                meta.insert(sm_meta::MEMBERSHIP, encode(&m)?.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(responses)
     }
 
     /// Serializes every replicated table from one consistent read and stores the result as the
@@ -332,6 +303,38 @@ impl StateMachineStore {
     }
 }
 
+/// Applies a batch of committed entries inside the database writer's transaction, recording
+/// the last applied id and membership with them.
+pub(crate) fn apply_entries(
+    txn: &WriteTransaction,
+    entries: Vec<Entry>,
+) -> Result<Vec<CommandResponse>, StoreError> {
+    let mut responses = Vec::with_capacity(entries.len());
+    let mut last_applied = None;
+    let mut membership = None;
+    for entry in entries {
+        last_applied = Some(entry.log_id);
+        let response = match entry.payload {
+            EntryPayload::Blank => CommandResponse::None,
+            EntryPayload::Normal(command) => apply_command(txn, &command)?,
+            EntryPayload::Membership(m) => {
+                write_members(txn, &m)?;
+                membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                CommandResponse::None
+            }
+        };
+        responses.push(response);
+    }
+    let mut meta = txn.open_table(tables::SM_META)?;
+    if let Some(applied) = last_applied {
+        meta.insert(sm_meta::LAST_APPLIED, encode(&Some(applied))?.as_slice())?;
+    }
+    if let Some(m) = membership {
+        meta.insert(sm_meta::MEMBERSHIP, encode(&m)?.as_slice())?;
+    }
+    Ok(responses)
+}
+
 /// Applies one command inside the batch's transaction.
 fn apply_command(txn: &WriteTransaction, command: &Command) -> Result<CommandResponse, StoreError> {
     let mut kv = txn.open_table(tables::KV)?;
@@ -365,6 +368,14 @@ fn apply_command(txn: &WriteTransaction, command: &Command) -> Result<CommandRes
                 }
             }
             CommandResponse::KvTxn { succeeded }
+        }
+        Command::Batch(commands) => {
+            drop(kv);
+            let mut responses = Vec::with_capacity(commands.len());
+            for c in commands {
+                responses.push(apply_command(txn, c)?);
+            }
+            CommandResponse::Batch(responses)
         }
     })
 }
@@ -421,8 +432,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let this = self.clone();
-        blocking(move || this.apply_blocking(entries))
+        self.writer
+            .call(|done| WriteOp::Apply { entries, done })
             .await
             .map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))
     }

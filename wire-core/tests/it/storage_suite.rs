@@ -14,8 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbBuil
         let dir = tempfile::tempdir().expect("temp dir");
         let db = redb::Database::create(dir.path().join("wire.redb")).expect("database");
         let db = Arc::new(db);
-        let log = LogStore::open(db.clone()).expect("log store");
-        let sm = StateMachineStore::open(db).expect("state machine");
+        let (log, sm) = wire_core::consensus::open_stores(db).expect("stores");
         Ok((dir, log, sm))
     }
 }

@@ -1,0 +1,366 @@
+//! The node's single database writer. Every write to the redb database that is on the hot
+//! path — Raft log appends, truncations, purges, and state-machine applies — goes through one
+//! thread, which drains its queue and writes each run of appends and applies in one
+//! transaction. A transaction that holds log entries is fsynced before anyone is told;
+//! under concurrent load many client writes share one fsync, and applies never wait behind
+//! a separate fsync for the database's write lock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use openraft::storage::LogFlushed;
+use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
+use redb::{Database, Durability};
+
+use super::state_machine::apply_entries;
+use super::tables::{self, raft_meta};
+use super::{encode, CommandResponse, LogId, NodeId, StorageError, TypeConfig};
+
+pub(crate) type Entry = openraft::Entry<TypeConfig>;
+type Done<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
+
+/// A failure inside the store, before it is wrapped for openraft.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("encoding: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("decoding: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("storage task: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Failed(String),
+}
+
+macro_rules! db_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+impl StoreError {
+    pub(crate) fn into_storage(
+        self,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+    ) -> StorageError {
+        StorageIOError::new(subject, verb, AnyError::new(&self)).into()
+    }
+}
+
+/// Runs blocking database work off the async runtime's worker threads.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// What the log writer thread is asked to do, in order.
+pub(crate) enum WriteOp {
+    /// Entries `first..=last` are in the overlay; write them, then call back.
+    Append {
+        first: u64,
+        last: u64,
+        callback: LogFlushed<TypeConfig>,
+    },
+    /// Remove entries at and after `from`.
+    Truncate {
+        from: u64,
+        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Remove entries up to and including `log_id`, remembering it as the last purged id.
+    Purge {
+        log_id: LogId,
+        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Apply committed entries to the state machine.
+    Apply {
+        entries: Vec<Entry>,
+        done: Done<Vec<CommandResponse>>,
+    },
+}
+
+/// An appended entry not yet known to be on disk.
+pub(crate) struct Pending {
+    pub(crate) entry: Entry,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The handle to the writer thread and the state it shares. Clones share both.
+#[derive(Clone)]
+pub(crate) struct DbWriter {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<WriteOp>,
+}
+
+impl DbWriter {
+    /// Starts the writer thread for `db`; it ends when the last handle is dropped.
+    pub(crate) fn start(db: Arc<Database>) -> Result<Self, crate::Error> {
+        let shared = Arc::new(Shared {
+            db,
+            overlay: Mutex::new(BTreeMap::new()),
+            committed: Mutex::new(None),
+        });
+        let (queue, ops) = mpsc::channel();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("wire-db-writer".into())
+            .spawn(move || write_loop(&thread_shared, ops))
+            .map_err(|e| crate::Error::io("starting the database writer", e))?;
+        Ok(Self { shared, queue })
+    }
+
+    pub(crate) fn db(&self) -> &Arc<Database> {
+        &self.shared.db
+    }
+
+    /// Log entries appended but not yet known to be on disk.
+    pub(crate) fn overlay(&self) -> MutexGuard<'_, BTreeMap<u64, Pending>> {
+        lock(&self.shared.overlay)
+    }
+
+    /// Remembers the committed id; it is written with the next transaction.
+    pub(crate) fn set_committed(&self, committed: Option<LogId>) {
+        *lock(&self.shared.committed) = Some(committed);
+    }
+
+    /// The committed id given to [`Self::set_committed`] and not yet written, if any.
+    pub(crate) fn unwritten_committed(&self) -> Option<Option<LogId>> {
+        *lock(&self.shared.committed)
+    }
+
+    pub(crate) fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.queue.send(op).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues an operation and waits for its result.
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(Done<T>) -> WriteOp,
+    ) -> Result<T, StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(make(done))?;
+        wait.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// A poisoned lock means a panic while holding it; the data is still consistent (every
+/// mutation under these locks is a single insert, remove or assignment).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the log writer shares with the store.
+struct Shared {
+    db: Arc<Database>,
+    overlay: Mutex<BTreeMap<u64, Pending>>,
+    /// The latest committed id given to `save_committed`, not yet written (`Some`).
+    committed: Mutex<Option<Option<LogId>>>,
+}
+
+impl Shared {
+    /// Writes the pending committed id, if any, into `txn`.
+    fn write_committed(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let pending = lock(&self.committed).take();
+        if let Some(committed) = pending {
+            txn.open_table(tables::RAFT_META)?
+                .insert(raft_meta::COMMITTED, encode(&committed)?.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// An operation that joins a shared transaction.
+enum RunOp {
+    Append {
+        first: u64,
+        last: u64,
+        callback: LogFlushed<TypeConfig>,
+    },
+    Apply {
+        entries: Vec<Entry>,
+        done: Done<Vec<CommandResponse>>,
+    },
+}
+
+/// The writer thread: drains the queue; each run of appends and applies becomes one
+/// transaction (fsynced when it holds log entries, together with the latest committed id),
+/// and only after the commit are callers told. Truncations and purges run alone, in queue
+/// order, fsynced.
+fn write_loop(shared: &Shared, queue: mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = queue.recv() {
+        let mut ops: VecDeque<WriteOp> = VecDeque::from([first]);
+        while let Ok(op) = queue.try_recv() {
+            ops.push_back(op);
+        }
+        let mut run = Vec::new();
+        while let Some(op) = ops.pop_front() {
+            match op {
+                WriteOp::Append {
+                    first,
+                    last,
+                    callback,
+                } => run.push(RunOp::Append {
+                    first,
+                    last,
+                    callback,
+                }),
+                WriteOp::Apply { entries, done } => run.push(RunOp::Apply { entries, done }),
+                WriteOp::Truncate { from, done } => {
+                    shared.write_run(std::mem::take(&mut run));
+                    let _ = done.send(shared.truncate(from));
+                }
+                WriteOp::Purge { log_id, done } => {
+                    shared.write_run(std::mem::take(&mut run));
+                    let _ = done.send(shared.purge(log_id));
+                }
+            }
+        }
+        shared.write_run(run);
+    }
+}
+
+impl Shared {
+    fn truncate(&self, from: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(tables::RAFT_LOG)?
+            .retain_in(from.., |_, _| false)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn purge(&self, log_id: LogId) -> Result<(), StoreError> {
+        let marker = encode(&Some(log_id))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(tables::RAFT_META)?
+            .insert(raft_meta::LAST_PURGED, marker.as_slice())?;
+        txn.open_table(tables::RAFT_LOG)?
+            .retain_in(..=log_id.index, |_, _| false)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Writes a run of appends and applies in one transaction, then reports to each caller:
+    /// success to all once the commit returns, or the error to all.
+    fn write_run(&self, run: Vec<RunOp>) {
+        if run.is_empty() {
+            return;
+        }
+        let mut written: Vec<(u64, LogId)> = Vec::new();
+        let mut flushed = Vec::new();
+        let mut applied = Vec::new();
+        let mut failure: Option<StoreError> = None;
+        let mut txn = match self.db.begin_write() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                failure = Some(e.into());
+                None
+            }
+        };
+        for op in run {
+            match op {
+                RunOp::Append {
+                    first,
+                    last,
+                    callback,
+                } => {
+                    flushed.push(callback);
+                    if let Some(t) = &txn {
+                        if let Err(e) = self.write_entries(t, first, last, &mut written) {
+                            failure = Some(e);
+                            txn = None;
+                        }
+                    }
+                }
+                RunOp::Apply { entries, done } => match &txn {
+                    Some(t) => match apply_entries(t, entries) {
+                        Ok(responses) => applied.push((done, Some(responses))),
+                        Err(e) => {
+                            applied.push((done, None));
+                            failure = Some(e);
+                            txn = None;
+                        }
+                    },
+                    None => applied.push((done, None)),
+                },
+            }
+        }
+        if let Some(mut t) = txn {
+            let committed = (|| -> Result<(), StoreError> {
+                if written.is_empty() {
+                    t.set_durability(Durability::None)?;
+                }
+                self.write_committed(&t)?;
+                t.commit()?;
+                Ok(())
+            })();
+            if let Err(e) = committed {
+                failure = Some(e);
+            }
+        }
+        tracing::trace!(
+            entries = written.len(),
+            appends = flushed.len(),
+            applies = applied.len(),
+            "write batch"
+        );
+        match failure {
+            None => {
+                let mut overlay = lock(&self.overlay);
+                for (index, log_id) in &written {
+                    if overlay.get(index).map(|p| p.entry.log_id) == Some(*log_id) {
+                        overlay.remove(index);
+                    }
+                }
+                drop(overlay);
+                for cb in flushed {
+                    cb.log_io_completed(Ok(()));
+                }
+                for (done, responses) in applied {
+                    let _ = done.send(Ok(responses.unwrap_or_default()));
+                }
+            }
+            Some(e) => {
+                tracing::error!(error = %e, "database write failed");
+                for cb in flushed {
+                    cb.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                }
+                for (done, _) in applied {
+                    let _ = done.send(Err(StoreError::Failed(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn write_entries(
+        &self,
+        txn: &redb::WriteTransaction,
+        first: u64,
+        last: u64,
+        written: &mut Vec<(u64, LogId)>,
+    ) -> Result<(), StoreError> {
+        let mut table = txn.open_table(tables::RAFT_LOG)?;
+        for (index, p) in lock(&self.overlay).range(first..=last) {
+            table.insert(*index, p.bytes.as_slice())?;
+            written.push((*index, p.entry.log_id));
+        }
+        Ok(())
+    }
+}
