@@ -228,7 +228,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     None => (index, index),
                     Some((lo, hi)) => (lo.min(index), hi.max(index)),
                 });
-                overlay.insert(index, Pending { entry, bytes });
+                overlay.insert(
+                    index,
+                    Pending {
+                        entry,
+                        bytes: Some(bytes),
+                    },
+                );
             }
         }
         let Some((first, last)) = range else {

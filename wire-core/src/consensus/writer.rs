@@ -97,11 +97,16 @@ pub(crate) enum WriteOp {
     },
 }
 
-/// An appended entry not yet known to be on disk.
+/// A recent log entry held in memory: appended and not yet on disk (`bytes` is `Some`), or
+/// on disk and not yet applied here (kept so that replication and apply need no disk read).
 pub(crate) struct Pending {
     pub(crate) entry: Entry,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: Option<Vec<u8>>,
 }
+
+/// Most flushed entries kept in memory beyond the applied index (a node that cannot apply,
+/// for example a follower cut off from the commit index, stops caching past this).
+const MAX_CACHED_ENTRIES: usize = 4096;
 
 /// The handle to the writer thread and the state it shares. Clones share both.
 #[derive(Clone)]
@@ -229,7 +234,12 @@ fn write_loop(shared: &Shared, queue: mpsc::Receiver<WriteOp>) {
                 }
                 WriteOp::Purge { log_id, done } => {
                     shared.write_run(std::mem::take(&mut run));
-                    let _ = done.send(shared.purge(log_id));
+                    let result = shared.purge(log_id);
+                    if result.is_ok() {
+                        lock(&shared.overlay)
+                            .retain(|index, p| *index > log_id.index || p.bytes.is_some());
+                    }
+                    let _ = done.send(result);
                 }
             }
         }
@@ -264,6 +274,7 @@ impl Shared {
             return;
         }
         let mut written: Vec<(u64, LogId)> = Vec::new();
+        let mut applied_upto: Option<u64> = None;
         let mut flushed = Vec::new();
         let mut applied = Vec::new();
         let mut failure: Option<StoreError> = None;
@@ -289,17 +300,23 @@ impl Shared {
                         }
                     }
                 }
-                RunOp::Apply { entries, done } => match &txn {
-                    Some(t) => match apply_entries(t, entries) {
+                RunOp::Apply { entries, done } => {
+                    let Some(t) = &txn else {
+                        applied.push((done, None));
+                        continue;
+                    };
+                    if let Some(last) = entries.last() {
+                        applied_upto = Some(last.log_id.index);
+                    }
+                    match apply_entries(t, entries) {
                         Ok(responses) => applied.push((done, Some(responses))),
                         Err(e) => {
                             applied.push((done, None));
                             failure = Some(e);
                             txn = None;
                         }
-                    },
-                    None => applied.push((done, None)),
-                },
+                    }
+                }
             }
         }
         if let Some(mut t) = txn {
@@ -325,10 +342,13 @@ impl Shared {
             None => {
                 let mut overlay = lock(&self.overlay);
                 for (index, log_id) in &written {
-                    if overlay.get(index).map(|p| p.entry.log_id) == Some(*log_id) {
-                        overlay.remove(index);
+                    if let Some(p) = overlay.get_mut(index) {
+                        if p.entry.log_id == *log_id {
+                            p.bytes = None;
+                        }
                     }
                 }
+                evict(&mut overlay, applied_upto);
                 drop(overlay);
                 for cb in flushed {
                     cb.log_io_completed(Ok(()));
@@ -358,9 +378,35 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let mut table = txn.open_table(tables::RAFT_LOG)?;
         for (index, p) in lock(&self.overlay).range(first..=last) {
-            table.insert(*index, p.bytes.as_slice())?;
-            written.push((*index, p.entry.log_id));
+            if let Some(bytes) = &p.bytes {
+                table.insert(*index, bytes.as_slice())?;
+                written.push((*index, p.entry.log_id));
+            }
         }
         Ok(())
+    }
+}
+
+/// Drops flushed entries that are applied (up to `applied_upto`), and the oldest flushed
+/// entries beyond [`MAX_CACHED_ENTRIES`].
+fn evict(overlay: &mut BTreeMap<u64, Pending>, applied_upto: Option<u64>) {
+    if let Some(upto) = applied_upto {
+        let drop_keys: Vec<u64> = overlay
+            .range(..=upto)
+            .filter(|(_, p)| p.bytes.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in drop_keys {
+            overlay.remove(&k);
+        }
+    }
+    while overlay.len() > MAX_CACHED_ENTRIES {
+        match overlay.first_key_value() {
+            Some((k, p)) if p.bytes.is_none() => {
+                let k = *k;
+                overlay.remove(&k);
+            }
+            _ => break,
+        }
     }
 }
