@@ -4,7 +4,9 @@
 //!
 //! Run with `make bench-kv` (installs Debian's etcd-server if missing), or
 //! `cargo bench -p wire-core --bench kv_put`. Settings: `WIRE_BENCH_CLIENTS` (64),
-//! `WIRE_BENCH_SECS` (10), `WIRE_BENCH_VALUE_BYTES` (100), `ETCD_BIN` (etcd).
+//! `WIRE_BENCH_SECS` (10), `WIRE_BENCH_VALUE_BYTES` (100), `WIRE_BENCH_NODES` (3),
+//! `WIRE_BENCH_ONLY=wire` (skip etcd), `WIRE_BENCH_DIR` (keep data and logs there),
+//! `ETCD_BIN` (etcd).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -296,10 +298,13 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let root = tempfile::tempdir().expect("temp dir");
+        // WIRE_BENCH_DIR keeps data dirs and logs for inspection.
+        let kept = std::env::var("WIRE_BENCH_DIR").ok().map(std::path::PathBuf::from);
+        let root_path = kept.clone().unwrap_or_else(|| root.path().to_path_buf());
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
         println!("kv_put: {clients} clients, {secs}s each, {value_bytes}-byte values, 3 nodes each on 127.0.0.1");
 
-        let (wire_procs, wire_addrs) = start_wire(root.path(), &http).await;
+        let (wire_procs, wire_addrs) = start_wire(&root_path, &http).await;
         let wire = drive(Target::Wire, wire_addrs, clients, secs, value_bytes).await;
         report_cpu("wire", &wire_procs);
         drop(wire_procs);
@@ -308,7 +313,7 @@ fn main() {
             return;
         }
 
-        let (etcd_procs, etcd_addrs) = start_etcd(root.path(), &http).await;
+        let (etcd_procs, etcd_addrs) = start_etcd(&root_path, &http).await;
         let etcd = drive(Target::Etcd, etcd_addrs, clients, secs, value_bytes).await;
         report_cpu("etcd", &etcd_procs);
         drop(etcd_procs);

@@ -21,7 +21,7 @@ use crate::{Error, Result};
 
 /// Most proposals in flight at once: enough to overlap one batch's local fsync with the
 /// previous batch's replication.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 2;
 /// Most commands packed into one entry.
 const MAX_BATCH_COMMANDS: usize = 1024;
 /// Most payload bytes packed into one entry (a single larger command still goes alone).

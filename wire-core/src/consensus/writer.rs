@@ -122,6 +122,7 @@ impl DbWriter {
             db,
             overlay: Mutex::new(BTreeMap::new()),
             committed: Mutex::new(None),
+            committed_written: Mutex::new(None),
         });
         let (queue, ops) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -178,15 +179,26 @@ struct Shared {
     overlay: Mutex<BTreeMap<u64, Pending>>,
     /// The latest committed id given to `save_committed`, not yet written (`Some`).
     committed: Mutex<Option<Option<LogId>>>,
+    /// When the committed id was last written.
+    committed_written: Mutex<Option<std::time::Instant>>,
 }
 
+/// How often the committed id is written at most.
+const COMMITTED_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Shared {
-    /// Writes the pending committed id, if any, into `txn`.
+    /// Writes the pending committed id into `txn`, at most every [`COMMITTED_EVERY`]: it is
+    /// a recovery hint, and one more table per transaction costs page writes.
     fn write_committed(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut last = lock(&self.committed_written);
+        if last.is_some_and(|t| t.elapsed() < COMMITTED_EVERY) {
+            return Ok(());
+        }
         let pending = lock(&self.committed).take();
         if let Some(committed) = pending {
             txn.open_table(tables::RAFT_META)?
                 .insert(raft_meta::COMMITTED, encode(&committed)?.as_slice())?;
+            *last = Some(std::time::Instant::now());
         }
         Ok(())
     }
