@@ -371,6 +371,11 @@ impl Node {
         &self.inner.raft
     }
 
+    /// The leader this node knows of, without copying the metrics.
+    fn current_leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
     fn metrics(&self) -> RaftMetrics {
         self.inner.raft.metrics().borrow().clone()
     }
@@ -391,11 +396,19 @@ impl Node {
     async fn leader(&self, deadline: Instant) -> Result<(NodeId, WireNode)> {
         loop {
             self.check_running()?;
-            let metrics = self.metrics();
-            if let Some(id) = metrics.current_leader {
-                if let Some(node) = metrics.membership_config.membership().get_node(&id) {
-                    return Ok((id, node.clone()));
-                }
+            let found = {
+                let metrics = self.inner.raft.metrics();
+                let metrics = metrics.borrow();
+                metrics.current_leader.and_then(|id| {
+                    metrics
+                        .membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|node| (id, node.clone()))
+                })
+            };
+            if let Some(found) = found {
+                return Ok(found);
             }
             if Instant::now() >= deadline {
                 return Err(Error::Unavailable(
@@ -463,7 +476,7 @@ impl Node {
     pub async fn write(&self, command: Command) -> Result<WriteOutcome> {
         self.check_running()?;
         match self.inner.forwarder.get() {
-            Some(forwarder) if self.metrics().current_leader != Some(self.id()) => {
+            Some(forwarder) if self.current_leader() != Some(self.id()) => {
                 forwarder.propose(command).await
             }
             _ => self.forward(command).await,
@@ -770,7 +783,7 @@ impl Node {
 
     /// Whether the node takes part in a cluster with a known leader.
     pub fn is_ready(&self) -> bool {
-        !self.inner.stopped.load(Ordering::SeqCst) && self.metrics().current_leader.is_some()
+        !self.inner.stopped.load(Ordering::SeqCst) && self.current_leader().is_some()
     }
 
     /// If this node leads and another voter exists, asks the most caught-up voter to take
