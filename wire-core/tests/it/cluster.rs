@@ -38,25 +38,37 @@ async fn three_nodes_replicate_forward_and_survive_leader_kill() {
     // A client keeps writing through all three nodes while the leader is killed.
     let addrs: Vec<String> = cluster.nodes.iter().map(|p| p.http.clone()).collect();
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (acked, stop) = (acked.clone(), stop.clone());
+        let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
         tokio::spawn(async move {
             let c = http();
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let key = format!("w-{i}");
                 let addr = &addrs[(i as usize) % addrs.len()];
-                let ok = c
+                // A node that is down refuses the connection; one that is up must answer
+                // (within the timeout) either 200 or a retryable 503 with Retry-After.
+                let resp = c
                     .put(format!("http://{addr}/kv/{key}"))
                     .body(key.clone())
-                    .timeout(Duration::from_secs(6))
+                    .timeout(Duration::from_secs(8))
                     .send()
-                    .await
-                    .map(|r| r.status() == 200)
-                    .unwrap_or(false);
-                if ok {
-                    acked.lock().unwrap().push(key);
+                    .await;
+                match resp {
+                    Ok(r) if r.status() == 200 => acked.lock().unwrap().push(key),
+                    Ok(r) => {
+                        let retry = r.headers().get("retry-after").is_some();
+                        let status = r.status().as_u16();
+                        let body = r.text().await.unwrap_or_default();
+                        refused
+                            .lock()
+                            .unwrap()
+                            .push(format!("{status} retry-after={retry} {body}"));
+                    }
+                    Err(e) if e.is_timeout() => refused.lock().unwrap().push(format!("hang: {e}")),
+                    Err(_) => {}
                 }
                 i += 1;
             }
@@ -95,6 +107,12 @@ async fn three_nodes_replicate_forward_and_survive_leader_kill() {
     );
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
+    for r in refused.lock().unwrap().iter() {
+        assert!(
+            r.starts_with("503 retry-after=true"),
+            "a write during failover got: {r}"
+        );
+    }
 
     // Every acknowledged write is readable on every survivor.
     let acked = acked.lock().unwrap().clone();

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod cli;
 mod cluster;
 mod kv_api;
 mod storage_suite;

@@ -1,0 +1,153 @@
+//! The `wire` program: client commands against a running node, config files, validation
+//! errors, JSON logs.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{eventually, free_port, http, Embedded};
+
+fn wire(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wire"))
+        .args(args)
+        .output()
+        .expect("run wire")
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_and_cluster_commands_talk_to_a_node() {
+    let n = Embedded::start().await;
+    let addr = n.node.http_addr().to_string();
+    let run = |args: Vec<&str>| {
+        let mut full = args;
+        full.extend(["--addr", addr.as_str()]);
+        wire(&full)
+    };
+
+    // put / get / list / delete round trip, keys with slashes and spaces included.
+    let o = run(vec!["kv", "put", "cfg/a b", "one"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(vec!["kv", "get", "cfg/a b"]);
+    assert_eq!(stdout(&o).trim_end(), "one");
+    let o = run(vec!["kv", "get", "cfg/a b", "--consistency", "local"]);
+    assert_eq!(stdout(&o).trim_end(), "one");
+    run(vec!["kv", "put", "cfg/c", "two"]);
+    let o = run(vec!["kv", "list", "--prefix", "cfg/", "--limit", "1"]);
+    let page: Value = serde_json::from_str(&stdout(&o)).expect("list JSON");
+    assert_eq!(page["items"][0]["key"], "cfg/a b");
+    assert_eq!(page["more"], true);
+    let o = run(vec!["kv", "delete", "cfg/a b"]);
+    assert!(o.status.success());
+    let o = run(vec!["kv", "get", "cfg/a b"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+
+    // Cluster status, and a refused removal reported with its reason and a failing exit code.
+    let o = run(vec!["cluster", "status"]);
+    let status: Value = serde_json::from_str(&stdout(&o)).expect("status JSON");
+    assert_eq!(status["role"], "leader");
+    let o = run(vec!["cluster", "remove", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("only voter"), "{}", stderr(&o));
+    n.node.shutdown().await.unwrap();
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "node_id = 0\nhttp_addr = \"nowhere\"\nbootstrap = true\njoin = [\"127.0.0.1:8081\"]\n",
+    )
+    .unwrap();
+    let o = wire(&[
+        "node",
+        "--config",
+        config.to_str().unwrap(),
+        "--raft-addr",
+        "also-nowhere",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    for field in ["node_id", "http_addr", "raft_addr", "bootstrap"] {
+        assert!(
+            err.contains(&format!("  {field}:")),
+            "missing {field} in:\n{err}"
+        );
+    }
+    assert!(err.contains("4 problems"), "{err}");
+
+    // An unknown key in the file is named.
+    std::fs::write(&config, "node_id = 1\nhttp_adress = \"127.0.0.1:1\"\n").unwrap();
+    let o = wire(&["node", "--config", config.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("http_adress"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_from_a_config_file_with_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let http_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = 7\nhttp_addr = \"{http_addr}\"\nraft_addr = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nbootstrap = true\n",
+            free_port(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wire"))
+        .args([
+            "node",
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let status: Value = eventually(Duration::from_secs(15), "the node", || async {
+        let r = http()
+            .get(format!("http://{http_addr}/status"))
+            .send()
+            .await
+            .ok()?;
+        let s: Value = r.json().await.ok()?;
+        (s["role"] == "leader").then_some(s)
+    })
+    .await;
+    assert_eq!(status["node_id"], 7);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "SIGTERM should stop the node cleanly: {exit:?}"
+    );
+    let logs = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(logs.contains("node stopped"), "{logs}");
+}
