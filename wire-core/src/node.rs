@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use redb::Database;
 use serde::de::DeserializeOwned;
@@ -624,10 +624,39 @@ impl Node {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
                 leader: f.leader_id,
             },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                c @ ChangeMembershipError::InProgress(_),
+            )) => Error::Unavailable(c.to_string()),
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 Error::Conflict(c.to_string())
             }
             RaftError::Fatal(f) => fatal(f),
+        }
+    }
+
+    /// Runs a membership change, waiting while an earlier change is still being committed
+    /// (openraft allows one at a time), up to the join timeout.
+    async fn membership_retrying<F, Fut>(&self, change: F) -> Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<
+            Output = std::result::Result<
+                openraft::raft::ClientWriteResponse<crate::consensus::TypeConfig>,
+                RaftError<NodeId, ClientWriteError<NodeId, WireNode>>,
+            >,
+        >,
+    {
+        let deadline = Instant::now() + Duration::from_secs(self.inner.config.join_timeout_secs);
+        loop {
+            match change().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(Self::membership_change_error(e)),
+            }
         }
     }
 
@@ -651,31 +680,32 @@ impl Node {
             JoinPlan::Conflict(reason) => return Err(Error::Conflict(reason)),
             JoinPlan::Promote => true,
             JoinPlan::UpdateAddress { promote } => {
-                raft.change_membership(
-                    ChangeMembers::SetNodes(BTreeMap::from([(id, req.node())])),
-                    true,
-                )
-                .await
-                .map_err(Self::membership_change_error)?;
+                let nodes = BTreeMap::from([(id, req.node())]);
+                self.membership_retrying(|| {
+                    raft.change_membership(ChangeMembers::SetNodes(nodes.clone()), true)
+                })
+                .await?;
                 promote
             }
             JoinPlan::Add { promote } => {
-                match tokio::time::timeout(timeout, raft.add_learner(id, req.node(), true)).await {
+                let add = self.membership_retrying(|| raft.add_learner(id, req.node(), true));
+                match tokio::time::timeout(timeout, add).await {
                     Err(_) => {
                         return Err(Error::Unavailable(format!(
                             "node {id} did not catch up within {}s",
                             timeout.as_secs()
                         )))
                     }
-                    Ok(r) => r.map_err(Self::membership_change_error)?,
+                    Ok(r) => r?,
                 };
                 promote
             }
         };
         if promote {
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(Self::membership_change_error)?;
+            self.membership_retrying(|| {
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -709,11 +739,9 @@ impl Node {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        self.inner
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(Self::membership_change_error)?;
+        let raft = &self.inner.raft;
+        self.membership_retrying(|| raft.change_membership(change.clone(), false))
+            .await?;
         tracing::info!(node_id = id, "removed member");
         Ok(())
     }

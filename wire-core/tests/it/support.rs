@@ -213,6 +213,20 @@ pub struct Cluster {
     pub root: TempDir,
 }
 
+impl Drop for Cluster {
+    /// On a failing test, shows the tail of every node's log.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.nodes {
+                let text = p.log_text();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!("---- node {} log (last 40 lines) ----\n{tail}", p.id);
+            }
+        }
+    }
+}
+
 impl Cluster {
     pub async fn start(n: u64, extra: &[&str]) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
