@@ -183,7 +183,9 @@ impl Node {
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
             max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
-            max_payload_entries: 1_000,
+            // Entries are batches of up to 4 MiB of writes: keep appends to a bounded size.
+            max_payload_entries: 128,
+            snapshot_max_chunk_size: 1024 * 1024,
             ..Default::default()
         }
         .validate()
@@ -231,7 +233,9 @@ impl Node {
             })
         });
         let _ = node.inner.forwarder.set(Proposer::start(forward));
-        let raft_app = network::raft_routes(raft.clone()).merge(rpc::routes(node.clone()));
+        let raft_app = network::raft_routes(raft.clone())
+            .merge(rpc::routes(node.clone()))
+            .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
         node.serve(raft_listener, raft_app);
         node.serve(http_listener, crate::http::router(node.clone()));
         tracing::info!(

@@ -263,6 +263,10 @@ async fn snapshot(
     Msgpack(raft.install_snapshot(req).await).into_response()
 }
 
+/// Largest message accepted on the Raft listener: an append of up to
+/// `max_payload_entries` entries, each up to a 4 MiB batch of writes, or a snapshot chunk.
+pub const MAX_RPC_BYTES: usize = 512 * 1024 * 1024;
+
 /// The Raft message endpoints, to be served on the `--raft-addr` listener.
 pub fn raft_routes(raft: Raft) -> Router {
     Router::new()

@@ -163,9 +163,20 @@ async fn lagging_node_rejoins_through_a_snapshot_and_the_log_stays_bounded() {
     let node3_last = before["last_log_index"].as_u64().unwrap();
     cluster.node_mut(3).kill9();
 
-    // Thousands of writes happen while it is down (8 concurrent writers).
+    // Thousands of writes happen while it is down: first large values (the snapshot then
+    // spans several chunks), then small ones from 8 concurrent writers.
     let total = 2000usize;
     let addr = cluster.node(1).http.clone();
+    let big = |i: usize| format!("{i}").repeat(1024 * 1024);
+    for i in 0..6 {
+        let r = http()
+            .put(format!("http://{addr}/kv/big-{i}"))
+            .body(big(i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
     let mut tasks = Vec::new();
     for w in 0..8 {
         let addr = addr.clone();
@@ -185,6 +196,16 @@ async fn lagging_node_rejoins_through_a_snapshot_and_the_log_stays_bounded() {
     }
     for t in tasks {
         t.await.unwrap();
+    }
+    // Large values after the snapshot: appends to node 3 then exceed a megabyte.
+    for i in 6..9 {
+        let r = http()
+            .put(format!("http://{addr}/kv/big-{i}"))
+            .body(big(i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     }
 
     // The leader snapshotted and purged its log behind the snapshot: past node 3's position,
