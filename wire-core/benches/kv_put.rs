@@ -2,6 +2,8 @@
 //! cluster, both on 127.0.0.1 and both acknowledging a write only once it is fsynced on a
 //! majority. Prints ops/s and p50/p99 latency for each and the ratio.
 //!
+//! The rounds alternate between the two clusters (`WIRE_BENCH_ROUNDS`, 2 by default).
+//!
 //! Run with `make bench-kv` (installs Debian's etcd-server if missing), or
 //! `cargo bench -p wire-core --bench kv_put`. Settings: `WIRE_BENCH_CLIENTS` (64),
 //! `WIRE_BENCH_SECS` (10), `WIRE_BENCH_VALUE_BYTES` (100), `WIRE_BENCH_NODES` (3),
@@ -160,6 +162,24 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn empty() -> Outcome {
+        Outcome {
+            ops: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latencies_us: Vec::new(),
+        }
+    }
+
+    /// Adds another round's results.
+    fn absorb(&mut self, other: Outcome) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+    }
+
     fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
@@ -246,7 +266,7 @@ async fn drive(
     outcome
 }
 
-/// CPU seconds (user + system) each process used so far, from /proc.
+/// CPU seconds (user + system) each process used over the whole run, from /proc.
 fn report_cpu(name: &str, procs: &Procs) {
     let ticks = 100.0; // USER_HZ on Linux
     let cpu: Vec<String> = procs
@@ -304,21 +324,34 @@ fn main() {
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
         println!("kv_put: {clients} clients, {secs}s each, {value_bytes}-byte values, 3 nodes each on 127.0.0.1");
 
+        // Both clusters stay up and the rounds alternate (wire, etcd, wire, etcd, ...), so
+        // that a slow spell of the machine hits both alike.
+        let only_wire = std::env::var("WIRE_BENCH_ONLY").as_deref() == Ok("wire");
+        let rounds = env_or("WIRE_BENCH_ROUNDS", 2);
         let (wire_procs, wire_addrs) = start_wire(&root_path, &http).await;
-        let wire = drive(Target::Wire, wire_addrs, clients, secs, value_bytes).await;
-        report_cpu("wire", &wire_procs);
-        drop(wire_procs);
-        report("wire", &wire);
-        if std::env::var("WIRE_BENCH_ONLY").as_deref() == Ok("wire") {
-            return;
+        let etcd_cluster = if only_wire {
+            None
+        } else {
+            Some(start_etcd(&root_path, &http).await)
+        };
+        let mut wire = Outcome::empty();
+        let mut etcd = Outcome::empty();
+        for round in 1..=rounds {
+            let w = drive(Target::Wire, wire_addrs.clone(), clients, secs, value_bytes).await;
+            println!("round {round}: wire {:.0} ops/s", w.ops_per_sec());
+            wire.absorb(w);
+            if let Some((_, addrs)) = &etcd_cluster {
+                let e = drive(Target::Etcd, addrs.clone(), clients, secs, value_bytes).await;
+                println!("round {round}: etcd {:.0} ops/s", e.ops_per_sec());
+                etcd.absorb(e);
+            }
         }
-
-        let (etcd_procs, etcd_addrs) = start_etcd(&root_path, &http).await;
-        let etcd = drive(Target::Etcd, etcd_addrs, clients, secs, value_bytes).await;
-        report_cpu("etcd", &etcd_procs);
-        drop(etcd_procs);
-
+        report_cpu("wire", &wire_procs);
         report("wire", &wire);
+        let Some((etcd_procs, _)) = etcd_cluster else {
+            return;
+        };
+        report_cpu("etcd", &etcd_procs);
         report("etcd", &etcd);
         println!(
             "ratio  wire/etcd ops/s = {:.2}x   p99 wire/etcd = {:.2}",
