@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -193,6 +195,89 @@ impl Outcome {
     }
 }
 
+/// A minimal HTTP/1.1 keep-alive connection. The load generator shares the machine with the
+/// clusters it measures, so it must cost far less per request than they do (a general client
+/// such as reqwest spends several times more CPU per request than this).
+struct Conn {
+    stream: BufReader<TcpStream>,
+    line: String,
+}
+
+impl Conn {
+    async fn connect(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream: BufReader::new(stream),
+            line: String::new(),
+        })
+    }
+
+    async fn read_line(&mut self) -> std::io::Result<&str> {
+        self.line.clear();
+        if self.stream.read_line(&mut self.line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(self.line.trim_end())
+    }
+
+    /// Sends one request and reads the whole response; returns its status code.
+    async fn send(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        self.stream.get_mut().write_all(request).await?;
+        let status = self
+            .read_line()
+            .await?
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            let header = self.read_line().await?.to_ascii_lowercase();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(v) = header.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if header.starts_with("transfer-encoding:") && header.contains("chunked") {
+                chunked = true;
+            }
+        }
+        if chunked {
+            loop {
+                let size = usize::from_str_radix(self.read_line().await?, 16).unwrap_or(0);
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let mut body = vec![0; length];
+            self.stream.read_exact(&mut body).await?;
+        }
+        Ok(status)
+    }
+}
+
+fn request(target: Target, addr: &str, key: &str, value: &str) -> Vec<u8> {
+    match target {
+        Target::Wire => format!(
+            "PUT /kv/{key} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{value}",
+            value.len()
+        ),
+        Target::Etcd => {
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key), b64(value));
+            format!(
+                "POST /v3/kv/put HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        }
+    }
+    .into_bytes()
+}
+
 async fn drive(
     target: Target,
     addrs: Vec<String>,
@@ -200,14 +285,7 @@ async fn drive(
     secs: u64,
     value_bytes: usize,
 ) -> Outcome {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(clients as usize)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
     let value = "v".repeat(value_bytes);
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let addrs = Arc::new(addrs);
     // Warm up connections and leadership for a second, then measure.
     let warmup = Duration::from_secs(1);
@@ -216,11 +294,12 @@ async fn drive(
     let stop_at = measure_from + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (http, addrs, value) = (http.clone(), addrs.clone(), value.clone());
+        let (addrs, value) = (addrs.clone(), value.clone());
         tasks.push(tokio::spawn(async move {
             let addr = &addrs[(c as usize) % addrs.len()];
             let mut lat = Vec::new();
             let (mut ops, mut errors) = (0u64, 0u64);
+            let mut conn: Option<Conn> = None;
             let mut i = 0u64;
             loop {
                 let now = Instant::now();
@@ -229,15 +308,24 @@ async fn drive(
                 }
                 let key = format!("bench-{c}-{i}");
                 i += 1;
-                let req = match target {
-                    Target::Wire => http
-                        .put(format!("http://{addr}/kv/{key}"))
-                        .body(value.clone()),
-                    Target::Etcd => http
-                        .post(format!("http://{addr}/v3/kv/put"))
-                        .json(&serde_json::json!({"key": b64(&key), "value": b64(&value)})),
+                let req = request(target, addr, &key, &value);
+                let ok = async {
+                    if conn.is_none() {
+                        conn = Some(Conn::connect(addr).await?);
+                    }
+                    match &mut conn {
+                        Some(c) => c.send(&req).await,
+                        None => Ok(0),
+                    }
+                }
+                .await;
+                let ok = match ok {
+                    Ok(status) => (200..300).contains(&status),
+                    Err(_) => {
+                        conn = None;
+                        false
+                    }
                 };
-                let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
                 if now >= measure_from {
                     if ok {
                         ops += 1;
