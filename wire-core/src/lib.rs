@@ -15,11 +15,13 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connectors;
 pub mod consensus;
 pub mod error;
 pub mod http;
 pub mod kv;
 pub mod node;
+pub mod pipeline;
 
 pub use config::{NodeConfig, NodeOptions};
 pub use error::{Error, Result};

@@ -1,0 +1,283 @@
+//! The pipeline spec: what a user writes (JSON or YAML, the same structure from HTTP, the
+//! CLI, Python and C) before it is validated into a graph ([`super::validate`]).
+//!
+//! ```yaml
+//! name: orders
+//! parallelism: 2
+//! checkpoint_interval: 5s
+//! sources:
+//!   - {id: events, type: file, config: {path: events.jsonl}}
+//! transforms:
+//!   - {id: big, type: jq, inputs: [events], config: {filter: "select(.amount > 5)"}}
+//! sinks:
+//!   - {id: out, type: file, inputs: [big], config: {path: out/}}
+//! dead_letter: {type: file, config: {path: dead/}}
+//! ```
+//!
+//! `id` is optional (steps are then named `source0`, `transform1`, `sink0`, ...), and so is
+//! `inputs`: a transform without it reads the step before it (the sources, for the first
+//! transform), a sink without it reads the last transform (or the sources).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A problem in a spec, with the place it is at (`transforms[2].inputs[0]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecError {
+    pub path: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What to do with a record that fails to parse or that a step rejects or errors on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Send it to the pipeline's dead-letter sink with the reason, and go on.
+    DeadLetter,
+    /// Stop the pipeline with an error status.
+    Fail,
+}
+
+/// A source: where records come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+/// A transform: a step of the DAG between sources and sinks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<ErrorPolicy>,
+}
+
+/// A sink: where records go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+/// The dead-letter sink: a connector without inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// Default number of partitions.
+pub const DEFAULT_PARALLELISM: u32 = 1;
+/// Default time between checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: &str = "10s";
+
+/// A whole pipeline as written by a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub parallelism: u32,
+    pub checkpoint_interval: String,
+    pub sources: Vec<SourceSpec>,
+    pub transforms: Vec<TransformSpec>,
+    pub sinks: Vec<SinkSpec>,
+    pub dead_letter: Option<DeadLetterSpec>,
+    /// The policy of steps that do not set their own; `dead_letter` when a dead-letter sink
+    /// is configured, else `fail`.
+    pub on_error: Option<ErrorPolicy>,
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "name",
+    "parallelism",
+    "checkpoint_interval",
+    "sources",
+    "transforms",
+    "sinks",
+    "dead_letter",
+    "on_error",
+];
+
+/// Deserializes `value` as `T`, naming the place of the first problem below `path`.
+fn field<T: for<'de> Deserialize<'de>>(value: &Value, path: &str) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let place = if inner == "." || inner.is_empty() {
+            path.to_string()
+        } else if inner.starts_with('[') {
+            format!("{path}{inner}")
+        } else {
+            format!("{path}.{inner}")
+        };
+        SpecError::new(place, e.into_inner().to_string())
+    })
+}
+
+fn list<T: for<'de> Deserialize<'de>>(
+    top: &serde_json::Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<SpecError>,
+) -> Vec<T> {
+    match top.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match field::<T>(item, &format!("{key}[{i}]")) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            })
+            .collect(),
+        Some(_) => {
+            errors.push(SpecError::new(key, "must be a list"));
+            Vec::new()
+        }
+    }
+}
+
+impl PipelineSpec {
+    /// Parses a spec from JSON or YAML text (JSON when it starts with `{`). Every problem in
+    /// the structure is reported, each with its place; a spec that parses may still be
+    /// rejected by validation.
+    pub fn parse(text: &str) -> Result<PipelineSpec, Vec<SpecError>> {
+        let value: Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text)
+                .map_err(|e| vec![SpecError::new("spec", format!("invalid JSON: {e}"))])?
+        } else {
+            serde_norway::from_str(text)
+                .map_err(|e| vec![SpecError::new("spec", format!("invalid YAML: {e}"))])?
+        };
+        Self::from_value(&value)
+    }
+
+    /// Reads a spec from a JSON value, reporting every structural problem.
+    pub fn from_value(value: &Value) -> Result<PipelineSpec, Vec<SpecError>> {
+        let Value::Object(top) = value else {
+            return Err(vec![SpecError::new("spec", "must be an object")]);
+        };
+        let mut errors = Vec::new();
+        for key in top.keys() {
+            if !TOP_LEVEL.contains(&key.as_str()) {
+                errors.push(SpecError::new(
+                    key.clone(),
+                    format!("unknown field; expected one of {}", TOP_LEVEL.join(", ")),
+                ));
+            }
+        }
+        let name = match top.get("name") {
+            Some(v) => field::<String>(v, "name")
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default(),
+            None => {
+                errors.push(SpecError::new("name", "missing"));
+                String::new()
+            }
+        };
+        let parallelism = match top.get("parallelism") {
+            Some(v) => field::<u32>(v, "parallelism")
+                .map_err(|e| errors.push(e))
+                .unwrap_or(DEFAULT_PARALLELISM),
+            None => DEFAULT_PARALLELISM,
+        };
+        let checkpoint_interval = match top.get("checkpoint_interval") {
+            Some(v) => field::<String>(v, "checkpoint_interval")
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default(),
+            None => DEFAULT_CHECKPOINT_INTERVAL.to_string(),
+        };
+        let sources = list::<SourceSpec>(top, "sources", &mut errors);
+        let transforms = list::<TransformSpec>(top, "transforms", &mut errors);
+        let sinks = list::<SinkSpec>(top, "sinks", &mut errors);
+        let dead_letter = match top.get("dead_letter") {
+            None | Some(Value::Null) => None,
+            Some(v) => field::<DeadLetterSpec>(v, "dead_letter")
+                .map_err(|e| errors.push(e))
+                .ok(),
+        };
+        let on_error = match top.get("on_error") {
+            None | Some(Value::Null) => None,
+            Some(v) => field::<ErrorPolicy>(v, "on_error")
+                .map_err(|e| errors.push(e))
+                .ok(),
+        };
+        if errors.is_empty() {
+            Ok(PipelineSpec {
+                name,
+                parallelism,
+                checkpoint_interval,
+                sources,
+                transforms,
+                sinks,
+                dead_letter,
+                on_error,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Parses a duration such as `500ms`, `10s`, `5m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{text}' has no unit: use ms, s, m or h (for example 10s)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a whole number"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use ms, s, m or h"
+            ))
+        }
+    }
+    .ok_or_else(|| format!("'{text}' is too long"))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
