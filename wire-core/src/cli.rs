@@ -1,5 +1,5 @@
-//! The `wire` command-line program: `wire node` runs a node; `wire kv ...` and
-//! `wire cluster ...` talk to a node's HTTP API.
+//! The `wire` command-line program: `wire node` runs a node; `wire kv ...`,
+//! `wire pipeline ...` and `wire cluster ...` talk to a node's HTTP API.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -28,6 +28,13 @@ enum Command {
         target: Target,
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// Create, update, inspect, pause, resume and delete pipelines.
+    Pipeline {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: PipelineCommand,
     },
     /// Inspect and change cluster membership.
     Cluster {
@@ -96,6 +103,26 @@ enum KvCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Create a pipeline, or store a new version of it, from a JSON or YAML spec file
+    /// (`-` reads standard input).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List the pipelines.
+    List,
+    /// Show a pipeline.
+    Status { name: String },
+    /// Pause a pipeline at its last checkpoint.
+    Pause { name: String },
+    /// Resume a paused pipeline.
+    Resume { name: String },
+    /// Delete a pipeline.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum ClusterCommand {
     /// Print the node's status.
     Status,
@@ -132,6 +159,7 @@ pub fn main() -> ExitCode {
             Command::Node(args) => run_node(args).await,
             Command::Kv { target, command } => kv(&target.addr, command).await,
             Command::Cluster { target, command } => cluster(&target.addr, command).await,
+            Command::Pipeline { target, command } => pipeline(&target.addr, command).await,
         }
     });
     match result {
@@ -284,6 +312,43 @@ async fn kv(addr: &str, command: KvCommand) -> Result<ExitCode, String> {
             }
             http.get(format!("http://{addr}/kv")).query(&query)
         }
+    };
+    send(req).await
+}
+
+async fn pipeline(addr: &str, command: PipelineCommand) -> Result<ExitCode, String> {
+    let http = client()?;
+    let base = format!("http://{addr}/pipelines");
+    let req = match command {
+        PipelineCommand::Apply { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut buf = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut buf)
+                    .map_err(|e| format!("reading standard input: {e}"))?;
+                buf
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("reading {}: {e}", file.display()))?
+            };
+            // The name picks the route; the node validates the whole spec again.
+            let spec = match crate::pipeline::PipelineSpec::parse(&text) {
+                Ok(spec) => spec,
+                Err(errors) => {
+                    eprintln!("invalid spec ({} problems):", errors.len());
+                    for e in errors {
+                        eprintln!("  {e}");
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            http.put(format!("{base}/{}", spec.name)).body(text)
+        }
+        PipelineCommand::List => http.get(base),
+        PipelineCommand::Status { name } => http.get(format!("{base}/{name}")),
+        PipelineCommand::Pause { name } => http.post(format!("{base}/{name}/pause")),
+        PipelineCommand::Resume { name } => http.post(format!("{base}/{name}/resume")),
+        PipelineCommand::Delete { name } => http.delete(format!("{base}/{name}")),
     };
     send(req).await
 }

@@ -15,6 +15,9 @@ pub enum Error {
     /// A key, value or transaction the caller supplied is invalid.
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// A pipeline spec is invalid; every problem is listed with its place.
+    #[error("invalid pipeline spec: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    InvalidSpec(Vec<crate::pipeline::SpecError>),
     /// The caller asked for something invalid in the current cluster state.
     #[error("{0}")]
     Invalid(String),

@@ -28,6 +28,7 @@ use crate::consensus::{
     Command, CommandResponse, KvPage, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
 };
 use crate::kv::{self, Txn};
+use crate::pipeline::{self, DesiredState, PipelineGraph, PipelineRecord, PipelineSpec};
 use crate::{Error, Result};
 
 /// How fresh a read must be.
@@ -66,6 +67,15 @@ pub struct WriteOutcome {
     pub index: u64,
     /// What applying it produced.
     pub response: CommandResponse,
+}
+
+/// The result of writing a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineWritten {
+    pub name: String,
+    pub version: u64,
+    /// Whether the pipeline is new.
+    pub created: bool,
 }
 
 /// The leader as a node sees it.
@@ -604,6 +614,96 @@ impl Node {
     /// The replicated state machine's local view (for reads that need no barrier).
     pub fn state(&self) -> &StateMachineStore {
         &self.inner.state
+    }
+
+    /// Validates a spec against this node's connectors and transforms.
+    pub fn validate_spec(&self, spec: &PipelineSpec) -> Result<PipelineGraph> {
+        // Transforms registered from Rust, Python or C will be looked up here once the
+        // execution engine has its transform registry; until then only built-ins are known.
+        pipeline::validate(spec, &|_| false).map_err(Error::InvalidSpec)
+    }
+
+    fn pipeline_written(name: &str, outcome: WriteOutcome) -> Result<PipelineWritten> {
+        match outcome.response {
+            CommandResponse::Pipeline { version, created } => Ok(PipelineWritten {
+                name: name.to_string(),
+                version,
+                created,
+            }),
+            CommandResponse::PipelineExists { version } => Err(Error::Conflict(format!(
+                "pipeline '{name}' already exists (version {version}); update it instead"
+            ))),
+            CommandResponse::PipelineMissing => Err(Error::NotFound(format!("pipeline '{name}'"))),
+            other => Err(Error::Internal(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Creates a pipeline; refused if one of that name exists.
+    pub async fn pipeline_create(&self, spec: PipelineSpec) -> Result<PipelineWritten> {
+        self.validate_spec(&spec)?;
+        let name = spec.name.clone();
+        let outcome = self.write(Command::PipelineCreate { spec }).await?;
+        Self::pipeline_written(&name, outcome)
+    }
+
+    /// Stores a new version of a pipeline (creating it when `upsert`); its partitions restart
+    /// from their checkpoints.
+    pub async fn pipeline_update(
+        &self,
+        spec: PipelineSpec,
+        upsert: bool,
+    ) -> Result<PipelineWritten> {
+        self.validate_spec(&spec)?;
+        let name = spec.name.clone();
+        let outcome = self.write(Command::PipelineUpdate { spec, upsert }).await?;
+        Self::pipeline_written(&name, outcome)
+    }
+
+    /// Pauses or resumes a pipeline.
+    pub async fn pipeline_set_state(
+        &self,
+        name: &str,
+        desired: DesiredState,
+    ) -> Result<PipelineWritten> {
+        let outcome = self
+            .write(Command::PipelineSetState {
+                name: name.to_string(),
+                desired,
+            })
+            .await?;
+        Self::pipeline_written(name, outcome)
+    }
+
+    /// Deletes a pipeline.
+    pub async fn pipeline_delete(&self, name: &str) -> Result<()> {
+        let outcome = self
+            .write(Command::PipelineDelete {
+                name: name.to_string(),
+            })
+            .await?;
+        match outcome.response {
+            CommandResponse::PipelineDeleted { existed: true } => Ok(()),
+            CommandResponse::PipelineDeleted { existed: false } => {
+                Err(Error::NotFound(format!("pipeline '{name}'")))
+            }
+            other => Err(Error::Internal(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// A pipeline, read at the given consistency.
+    pub async fn pipeline_get(
+        &self,
+        name: &str,
+        consistency: Consistency,
+    ) -> Result<Option<PipelineRecord>> {
+        self.read_barrier(consistency).await?;
+        self.inner.state.pipeline(name)
+    }
+
+    /// Every pipeline, by name, read at the given consistency.
+    pub async fn pipeline_list(&self, consistency: Consistency) -> Result<Vec<PipelineRecord>> {
+        self.read_barrier(consistency).await?;
+        self.inner.state.pipelines()
     }
 
     /// Adds or updates a member, on the leader wherever it is.

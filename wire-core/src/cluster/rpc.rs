@@ -28,6 +28,7 @@ pub mod paths {
 pub enum RemoteFailure {
     NotLeader(Option<NodeId>),
     Invalid(String),
+    InvalidSpec(Vec<crate::pipeline::SpecError>),
     NotFound(String),
     Conflict(String),
     Unavailable(String),
@@ -40,6 +41,7 @@ impl From<Error> for RemoteFailure {
             Error::NotLeader { leader } => RemoteFailure::NotLeader(leader),
             Error::Invalid(s) => RemoteFailure::Invalid(s),
             Error::Kv(k) => RemoteFailure::Invalid(k.to_string()),
+            Error::InvalidSpec(errors) => RemoteFailure::InvalidSpec(errors),
             Error::NotFound(s) => RemoteFailure::NotFound(s),
             Error::Conflict(s) => RemoteFailure::Conflict(s),
             Error::Unavailable(s) => RemoteFailure::Unavailable(s),
@@ -54,6 +56,7 @@ impl From<RemoteFailure> for Error {
         match f {
             RemoteFailure::NotLeader(leader) => Error::NotLeader { leader },
             RemoteFailure::Invalid(s) => Error::Invalid(s),
+            RemoteFailure::InvalidSpec(errors) => Error::InvalidSpec(errors),
             RemoteFailure::NotFound(s) => Error::NotFound(s),
             RemoteFailure::Conflict(s) => Error::Conflict(s),
             RemoteFailure::Unavailable(s) => Error::Unavailable(s),

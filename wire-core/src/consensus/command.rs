@@ -4,12 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kv::Txn;
+use crate::pipeline::{DesiredState, PipelineSpec};
 
 /// A change to the replicated state, proposed through Raft.
 ///
 /// Later parts of Wire add variants for pipelines, assignments and checkpoints; the tables
 /// they write already exist (see [`super::tables`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Set a user key.
     KvPut {
@@ -21,6 +22,14 @@ pub enum Command {
     KvDelete { key: String },
     /// Check conditions, then apply one branch of writes atomically.
     KvTxn(Txn),
+    /// Create a pipeline; refused if one of that name exists.
+    PipelineCreate { spec: PipelineSpec },
+    /// Store a new version of a pipeline's spec (creating it when `upsert`).
+    PipelineUpdate { spec: PipelineSpec, upsert: bool },
+    /// Change what the cluster should do with a pipeline.
+    PipelineSetState { name: String, desired: DesiredState },
+    /// Remove a pipeline.
+    PipelineDelete { name: String },
     /// Several independent commands proposed as one entry (group commit); each is applied in
     /// order and answered on its own.
     Batch(Vec<Command>),
@@ -52,6 +61,12 @@ impl Command {
                     .sum();
                 compares + ops + 16
             }
+            Command::PipelineCreate { spec } | Command::PipelineUpdate { spec, .. } => {
+                serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(1024)
+            }
+            Command::PipelineSetState { name, .. } | Command::PipelineDelete { name } => {
+                name.len() + 16
+            }
             Command::Batch(commands) => commands.iter().map(Command::approx_size).sum(),
         }
     }
@@ -68,6 +83,14 @@ pub enum CommandResponse {
     KvDelete { existed: bool },
     /// A transaction: whether the compares held (the `success` branch ran).
     KvTxn { succeeded: bool },
+    /// A pipeline was written: its version now, and whether it was new.
+    Pipeline { version: u64, created: bool },
+    /// A create found a pipeline of that name (at this version).
+    PipelineExists { version: u64 },
+    /// The pipeline named does not exist.
+    PipelineMissing,
+    /// A delete: whether the pipeline existed.
+    PipelineDeleted { existed: bool },
     /// A batch: one response per command, in order.
     Batch(Vec<CommandResponse>),
 }

@@ -169,6 +169,7 @@ fn duplicate(e: &Error) -> Error {
         Error::NotLeader { leader } => Error::NotLeader { leader: *leader },
         Error::Unavailable(s) => Error::Unavailable(s.clone()),
         Error::Invalid(s) => Error::Invalid(s.clone()),
+        Error::InvalidSpec(errors) => Error::InvalidSpec(errors.clone()),
         Error::Storage(s) => Error::Storage(s.clone()),
         Error::Shutdown => Error::Shutdown,
         other => Error::Internal(other.to_string()),

@@ -28,6 +28,7 @@ use super::{
     TypeConfig, WireNode,
 };
 use crate::kv::TxnOp;
+use crate::pipeline::{DesiredState, PipelineRecord};
 
 type Entry = openraft::Entry<TypeConfig>;
 type SnapshotMetaOf = SnapshotMeta<NodeId, WireNode>;
@@ -143,6 +144,34 @@ impl StateMachineStore {
                 out.push((key.to_string(), v.value().to_vec()));
             }
             Ok(KvPage { items: out, more })
+        };
+        read().map_err(crate::Error::storage)
+    }
+
+    /// A pipeline from the local state.
+    pub fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, crate::Error> {
+        let read = || -> Result<Option<PipelineRecord>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(tables::PIPELINES)?;
+            match table.get(name)? {
+                Some(v) => Ok(Some(decode(v.value())?)),
+                None => Ok(None),
+            }
+        };
+        read().map_err(crate::Error::storage)
+    }
+
+    /// Every pipeline from the local state, by name.
+    pub fn pipelines(&self) -> Result<Vec<PipelineRecord>, crate::Error> {
+        let read = || -> Result<Vec<PipelineRecord>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(tables::PIPELINES)?;
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (_, v) = item?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
         };
         read().map_err(crate::Error::storage)
     }
@@ -314,12 +343,18 @@ pub(crate) fn apply_entries(
     let mut membership = None;
     // Tables are opened once per batch: opening and closing a table per command costs more
     // than the command.
-    let mut kv = txn.open_table(tables::KV)?;
+    let mut open = OpenTables {
+        txn,
+        kv: None,
+        pipelines: None,
+    };
     for entry in entries {
         last_applied = Some(entry.log_id);
         let response = match entry.payload {
             EntryPayload::Blank => CommandResponse::None,
-            EntryPayload::Normal(command) => apply_command(&mut kv, &command)?,
+            EntryPayload::Normal(command) => {
+                apply_command(&mut open, &command, entry.log_id.index)?
+            }
             EntryPayload::Membership(m) => {
                 write_members(txn, &m)?;
                 membership = Some(StoredMembership::new(Some(entry.log_id), m));
@@ -338,11 +373,52 @@ pub(crate) fn apply_entries(
     Ok(responses)
 }
 
-/// Applies one command to the batch's open tables.
+type BytesTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// The tables of a batch's transaction, each opened on first use.
+struct OpenTables<'t> {
+    txn: &'t WriteTransaction,
+    kv: Option<BytesTable<'t>>,
+    pipelines: Option<BytesTable<'t>>,
+}
+
+impl<'t> OpenTables<'t> {
+    fn kv(&mut self) -> Result<&mut BytesTable<'t>, StoreError> {
+        if self.kv.is_none() {
+            self.kv = Some(self.txn.open_table(tables::KV)?);
+        }
+        self.kv
+            .as_mut()
+            .ok_or(StoreError::Failed("kv table".into()))
+    }
+
+    fn pipelines(&mut self) -> Result<&mut BytesTable<'t>, StoreError> {
+        if self.pipelines.is_none() {
+            self.pipelines = Some(self.txn.open_table(tables::PIPELINES)?);
+        }
+        self.pipelines
+            .as_mut()
+            .ok_or(StoreError::Failed("pipelines table".into()))
+    }
+}
+
+fn read_pipeline(table: &BytesTable<'_>, name: &str) -> Result<Option<PipelineRecord>, StoreError> {
+    match table.get(name)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Applies one command to the batch's tables; `index` is the command's log index.
 fn apply_command(
-    kv: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    open: &mut OpenTables<'_>,
     command: &Command,
+    index: u64,
 ) -> Result<CommandResponse, StoreError> {
+    if let Some(response) = apply_pipeline_command(open, command, index)? {
+        return Ok(response);
+    }
+    let kv = open.kv()?;
     Ok(match command {
         Command::KvPut { key, value } => {
             let existed = kv.insert(key.as_str(), value.as_slice())?.is_some();
@@ -377,11 +453,94 @@ fn apply_command(
         Command::Batch(commands) => {
             let mut responses = Vec::with_capacity(commands.len());
             for c in commands {
-                responses.push(apply_command(kv, c)?);
+                responses.push(apply_command(open, c, index)?);
             }
             CommandResponse::Batch(responses)
         }
+        Command::PipelineCreate { .. }
+        | Command::PipelineUpdate { .. }
+        | Command::PipelineSetState { .. }
+        | Command::PipelineDelete { .. } => CommandResponse::None,
     })
+}
+
+/// Applies a pipeline command; `None` for any other command.
+fn apply_pipeline_command(
+    open: &mut OpenTables<'_>,
+    command: &Command,
+    index: u64,
+) -> Result<Option<CommandResponse>, StoreError> {
+    let table = match command {
+        Command::PipelineCreate { .. }
+        | Command::PipelineUpdate { .. }
+        | Command::PipelineSetState { .. }
+        | Command::PipelineDelete { .. } => open.pipelines()?,
+        _ => return Ok(None),
+    };
+    fn write(
+        table: &mut BytesTable<'_>,
+        record: &PipelineRecord,
+        created: bool,
+    ) -> Result<CommandResponse, StoreError> {
+        table.insert(record.spec.name.as_str(), encode(record)?.as_slice())?;
+        Ok(CommandResponse::Pipeline {
+            version: record.version,
+            created,
+        })
+    }
+    let response = match command {
+        Command::PipelineCreate { spec } => match read_pipeline(table, &spec.name)? {
+            Some(existing) => CommandResponse::PipelineExists {
+                version: existing.version,
+            },
+            None => write(
+                table,
+                &PipelineRecord {
+                    spec: spec.clone(),
+                    version: 1,
+                    desired: DesiredState::Running,
+                    updated_index: index,
+                },
+                true,
+            )?,
+        },
+        Command::PipelineUpdate { spec, upsert } => match read_pipeline(table, &spec.name)? {
+            Some(existing) => write(
+                table,
+                &PipelineRecord {
+                    spec: spec.clone(),
+                    version: existing.version + 1,
+                    desired: existing.desired,
+                    updated_index: index,
+                },
+                false,
+            )?,
+            None if *upsert => write(
+                table,
+                &PipelineRecord {
+                    spec: spec.clone(),
+                    version: 1,
+                    desired: DesiredState::Running,
+                    updated_index: index,
+                },
+                true,
+            )?,
+            None => CommandResponse::PipelineMissing,
+        },
+        Command::PipelineSetState { name, desired } => match read_pipeline(table, name)? {
+            Some(mut record) => {
+                record.desired = *desired;
+                record.updated_index = index;
+                write(table, &record, false)?
+            }
+            None => CommandResponse::PipelineMissing,
+        },
+        Command::PipelineDelete { name } => CommandResponse::PipelineDeleted {
+            existed: table.remove(name.as_str())?.is_some(),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(response))
 }
 
 /// Rewrites the members table from a membership entry.

@@ -17,12 +17,16 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    /// Every problem with its place, for invalid specs.
+    errors: Option<Vec<crate::pipeline::SpecError>>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [crate::pipeline::SpecError]>,
 }
 
 impl ApiError {
@@ -31,11 +35,30 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            errors: None,
         }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    /// A rejected pipeline spec, listing every problem.
+    pub fn invalid_spec(errors: Vec<crate::pipeline::SpecError>) -> Self {
+        let detail = format!(
+            "{} problem{} in the spec: {}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        Self {
+            errors: Some(errors),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_spec", detail)
+        }
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -60,6 +83,7 @@ impl IntoResponse for ApiError {
         let body = Json(Body {
             error: self.code,
             detail: &self.detail,
+            errors: self.errors.as_deref(),
         });
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
@@ -75,6 +99,7 @@ impl From<Error> for ApiError {
             Error::Kv(KvError::ValueTooLarge { .. }) | Error::Kv(KvError::TxnTooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
+            Error::InvalidSpec(errors) => ApiError::invalid_spec(errors),
             Error::Kv(_) | Error::Invalid(_) | Error::Config(_) => {
                 ApiError::bad_request(e.to_string())
             }

@@ -1,9 +1,11 @@
-//! The public HTTP API (axum): status and health, cluster membership, the key-value space.
+//! The public HTTP API (axum): status and health, cluster membership, the key-value space,
+//! pipelines.
 //! Every error is JSON `{"error": code, "detail": text}`; see [`error::ApiError`].
 
 mod cluster;
 pub mod error;
 mod kv;
+mod pipelines;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -27,6 +29,16 @@ pub fn router(node: Node) -> Router {
             "/cluster/members/{id}",
             axum::routing::delete(cluster::remove),
         )
+        .route("/pipelines", get(pipelines::list).post(pipelines::create))
+        .route(
+            "/pipelines/{name}",
+            get(pipelines::get)
+                .put(pipelines::update)
+                .delete(pipelines::delete),
+        )
+        .route("/pipelines/{name}/pause", post(pipelines::pause))
+        .route("/pipelines/{name}/resume", post(pipelines::resume))
+        .route("/connectors", get(pipelines::connectors))
         .route("/kv", get(kv::list))
         .route(
             "/kv/txn",

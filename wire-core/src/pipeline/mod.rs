@@ -1,8 +1,10 @@
 //! Pipelines: a spec ([`spec`]) validated into a DAG of steps ([`validate`]). Execution —
 //! partitions, backpressure, checkpoints through Raft, dead letters — builds on these.
 
+pub mod record;
 pub mod spec;
 pub mod validate;
 
+pub use record::{DesiredState, PipelineRecord};
 pub use spec::{ErrorPolicy, PipelineSpec, SpecError};
 pub use validate::{validate, PipelineGraph, Step, BUILTIN_TRANSFORMS};

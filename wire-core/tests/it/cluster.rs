@@ -294,6 +294,14 @@ async fn membership_changes_and_whole_cluster_restart() {
     cluster.node_mut(3).kill9();
     let r = cluster.node(2).put("after-remove", "ok").await.unwrap();
     assert_eq!(r.status(), 200);
+    // A pipeline created through a follower is replicated state too.
+    let r = c
+        .post(cluster.node(2).url("/pipelines"))
+        .body(r#"{"name": "kept", "sources": [{"type": "generator"}], "sinks": [{"type": "stdout"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
     // Stop the whole cluster, start it again from its data dirs: all data is there.
     cluster.node_mut(1).terminate();

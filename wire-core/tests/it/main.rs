@@ -7,4 +7,5 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod kv_api;
+mod pipelines_api;
 mod storage_suite;

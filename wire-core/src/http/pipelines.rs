@@ -1,0 +1,128 @@
+//! Pipeline routes: create, update, read, list, pause, resume, delete; and the connector
+//! registry as data. A spec body is JSON or YAML text.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::connectors::CONNECTORS;
+use crate::node::{Consistency, Node};
+use crate::pipeline::{DesiredState, PipelineSpec, BUILTIN_TRANSFORMS};
+
+fn spec_from(body: Result<Bytes, BytesRejection>) -> Result<PipelineSpec, ApiError> {
+    let body = body?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8 text: {e}")))?;
+    PipelineSpec::parse(text).map_err(ApiError::invalid_spec)
+}
+
+/// Query of pipeline reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    consistency: Option<String>,
+}
+
+fn consistency(q: ReadQuery) -> Result<Consistency, ApiError> {
+    match q.consistency {
+        None => Ok(Consistency::default()),
+        Some(c) => c
+            .parse()
+            .map_err(|e: String| ApiError::bad_request(format!("consistency: {e}"))),
+    }
+}
+
+pub async fn create(
+    State(node): State<Node>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let spec = spec_from(body)?;
+    let written = node.pipeline_create(spec).await?;
+    Ok((StatusCode::CREATED, Json(written)).into_response())
+}
+
+pub async fn update(
+    State(node): State<Node>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    let spec = spec_from(body)?;
+    if spec.name != name {
+        return Err(ApiError::bad_request(format!(
+            "name: the spec is named '{}' but the path names '{name}'",
+            spec.name
+        )));
+    }
+    let written = node.pipeline_update(spec, true).await?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(written)).into_response())
+}
+
+pub async fn get(
+    State(node): State<Node>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (Path(name), Query(q)) = (name?, query?);
+    match node.pipeline_get(&name, consistency(q)?).await? {
+        Some(record) => Ok(Json(record).into_response()),
+        None => Err(ApiError::not_found(format!("pipeline '{name}' not found"))),
+    }
+}
+
+pub async fn list(
+    State(node): State<Node>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let pipelines = node.pipeline_list(consistency(q)?).await?;
+    Ok(Json(json!({"pipelines": pipelines})).into_response())
+}
+
+async fn set_state(node: Node, name: String, desired: DesiredState) -> Result<Response, ApiError> {
+    let written = node.pipeline_set_state(&name, desired).await?;
+    Ok(
+        Json(json!({"name": written.name, "version": written.version, "desired": desired}))
+            .into_response(),
+    )
+}
+
+pub async fn pause(
+    State(node): State<Node>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    set_state(node, name, DesiredState::Paused).await
+}
+
+pub async fn resume(
+    State(node): State<Node>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    set_state(node, name, DesiredState::Running).await
+}
+
+pub async fn delete(
+    State(node): State<Node>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    node.pipeline_delete(&name).await?;
+    Ok(Json(json!({"deleted": name})).into_response())
+}
+
+pub async fn connectors() -> Response {
+    Json(json!({"connectors": CONNECTORS, "transforms": BUILTIN_TRANSFORMS})).into_response()
+}

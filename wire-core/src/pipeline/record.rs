@@ -1,0 +1,26 @@
+//! A pipeline as the replicated state keeps it: its spec, version and desired state.
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::PipelineSpec;
+
+/// What the cluster should be doing with a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    /// Run its partitions.
+    Running,
+    /// Keep its partitions stopped at their last checkpoint until resumed.
+    Paused,
+}
+
+/// One row of the replicated `pipelines` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    pub spec: PipelineSpec,
+    /// 1 when created; each update adds one.
+    pub version: u64,
+    pub desired: DesiredState,
+    /// The log index of the last change.
+    pub updated_index: u64,
+}

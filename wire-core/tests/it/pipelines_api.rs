@@ -1,0 +1,267 @@
+//! The pipeline API over HTTP and the CLI on one in-process node: create, update, pause,
+//! resume, delete, and specs rejected with every problem named.
+
+use serde_json::{json, Value};
+
+use crate::support::{http, Embedded};
+
+const SPEC_YAML: &str = r#"
+name: orders
+parallelism: 2
+sources:
+  - {id: events, type: file, config: {path: events.jsonl}}
+transforms:
+  - {id: big, type: jq, config: {filter: "select(.amount > 5)"}}
+sinks:
+  - {id: out, type: file, config: {path: out/}}
+dead_letter: {type: file, config: {path: dead/}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_are_created_updated_paused_and_deleted() {
+    let n = Embedded::start().await;
+    let c = http();
+
+    // Create from YAML; a second create of the same name is a conflict.
+    let r = c
+        .post(n.url("/pipelines"))
+        .body(SPEC_YAML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"name": "orders", "version": 1, "created": true})
+    );
+    let r = c
+        .post(n.url("/pipelines"))
+        .body(SPEC_YAML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    // Read it back: spec, version, desired state.
+    let rec: Value = c
+        .get(n.url("/pipelines/orders"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec["version"], 1);
+    assert_eq!(rec["desired"], "running");
+    assert_eq!(rec["spec"]["parallelism"], 2);
+    assert_eq!(
+        rec["spec"]["transforms"][0]["config"]["filter"],
+        "select(.amount > 5)"
+    );
+
+    // A new version through PUT, in JSON this time.
+    let mut spec: Value = serde_norway::from_str(SPEC_YAML).unwrap();
+    spec["parallelism"] = json!(4);
+    let r = c
+        .put(n.url("/pipelines/orders"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["created"], false);
+
+    // Pause and resume change the desired state only.
+    let r: Value = c
+        .post(n.url("/pipelines/orders/pause"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["desired"], "paused");
+    let rec: Value = c
+        .get(n.url("/pipelines/orders"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (rec["desired"].as_str(), rec["version"].as_u64()),
+        (Some("paused"), Some(2))
+    );
+    c.post(n.url("/pipelines/orders/resume"))
+        .send()
+        .await
+        .unwrap();
+    let list: Value = c
+        .get(n.url("/pipelines"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 1);
+    assert_eq!(list["pipelines"][0]["desired"], "running");
+
+    // A path that disagrees with the spec's name is refused.
+    let r = c
+        .put(n.url("/pipelines/other"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Delete; then it is gone, and deleting again is a 404.
+    let r = c.delete(n.url("/pipelines/orders")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        c.get(n.url("/pipelines/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.delete(n.url("/pipelines/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.post(n.url("/pipelines/orders/pause"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // The registry is listed as data.
+    let reg: Value = c
+        .get(n.url("/connectors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = reg["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["file", "generator", "stdout"]);
+    assert!(reg["connectors"][0]["delivery"]
+        .as_str()
+        .unwrap()
+        .contains("exactly-once"));
+    n.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_refused_with_every_problem_and_changes_nothing() {
+    let n = Embedded::start().await;
+    let c = http();
+    let bad = r#"
+name: orders
+sources:
+  - {id: events, type: kafka}
+transforms:
+  - {id: t, type: jq, inputs: [nowhere], config: {filter: .x, extra: 1}}
+sinks:
+  - {type: file, inputs: [t], config: {}}
+"#;
+    let r = c.post(n.url("/pipelines")).body(bad).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_spec");
+    let paths: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "sources[0].type",
+            "sinks[0].config",
+            "transforms[0].config.extra",
+            "transforms[0].inputs[0]"
+        ],
+        "{body}"
+    );
+    assert!(body["detail"].as_str().unwrap().starts_with("4 problems"));
+    let r = c
+        .post(n.url("/pipelines"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(n.url("/pipelines"))
+        .body(vec![0xffu8, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let list: Value = c
+        .get(n.url("/pipelines"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 0);
+    n.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_applies_specs_from_files() {
+    let n = Embedded::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.yaml");
+    std::fs::write(&file, SPEC_YAML).unwrap();
+    let addr = n.node.http_addr().to_string();
+    let wire = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wire"))
+            .args(args)
+            .args(["--addr", &addr])
+            .output()
+            .unwrap()
+    };
+    let o = wire(&["pipeline", "apply", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = wire(&["pipeline", "apply", "-f", file.to_str().unwrap()]);
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["version"], 2);
+    let o = wire(&["pipeline", "status", "orders"]);
+    let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["spec"]["name"], "orders");
+    assert!(wire(&["pipeline", "pause", "orders"]).status.success());
+    let o = wire(&["pipeline", "list"]);
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list["pipelines"][0]["desired"], "paused");
+    std::fs::write(&file, "name: x\nsources: 3\n").unwrap();
+    let o = wire(&["pipeline", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sources: must be a list"));
+    assert!(wire(&["pipeline", "delete", "orders"]).status.success());
+    assert!(!wire(&["pipeline", "status", "orders"]).status.success());
+    n.node.shutdown().await.unwrap();
+}
