@@ -8,6 +8,7 @@ pub mod command;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
+mod sm_overlay;
 pub mod state_machine;
 pub mod tables;
 mod writer;

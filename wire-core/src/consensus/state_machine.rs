@@ -2,13 +2,14 @@
 //! user key-value space, and the tables later parts of Wire fill (pipelines, assignments,
 //! checkpoints). It applies [`Command`]s deterministically and builds and installs snapshots.
 //!
-//! Durability: applied batches are written by the database writer ([`super::writer`]) in the
-//! same transaction as concurrent log appends; they are visible to readers when the
-//! transaction commits, and durable once a transaction holding log entries (or a vote, or a
-//! snapshot) is fsynced. After a crash the state machine may be behind its log, and openraft
+//! Durability: an applied batch changes the in-memory overlay ([`super::sm_overlay`]) and is
+//! visible to readers at once; the database writer ([`super::writer`]) writes the changes
+//! with its next transaction (usually one holding log appends), durable once a transaction
+//! holding log entries (or a vote, or a snapshot) is fsynced. After a crash the state machine may be behind its log, and openraft
 //! re-applies the committed entries on start. Snapshots commit with fsync, and the log is
 //! purged only behind a durable snapshot, so nothing is ever lost.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::sm_overlay::{Found, SmChanges, SmOverlay};
 use super::tables::{self, sm_meta};
 use super::writer::{blocking, DbWriter, StoreError, WriteOp};
 use super::{
@@ -31,7 +33,7 @@ use crate::kv::TxnOp;
 use crate::pipeline::{DesiredState, PipelineRecord};
 
 type Entry = openraft::Entry<TypeConfig>;
-type SnapshotMetaOf = SnapshotMeta<NodeId, WireNode>;
+pub(crate) type SnapshotMetaOf = SnapshotMeta<NodeId, WireNode>;
 
 /// A member as recorded in the replicated `members` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +105,12 @@ impl StateMachineStore {
 
     /// Reads a user key from the local state (as applied on this node).
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::Error> {
+        match self.writer.sm().kv(key) {
+            Found::Value(v) => return Ok(Some(v.to_vec())),
+            Found::Removed => return Ok(None),
+            Found::Unknown => {}
+        }
+        // Opened after the overlay was consulted: a change written since is in the database.
         let read = || -> Result<Option<Vec<u8>>, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(tables::KV)?;
@@ -119,29 +127,61 @@ impl StateMachineStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<KvPage, crate::Error> {
+        let start = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
+        let changes = self.writer.sm().kv_range(start, prefix);
         let read = || -> Result<KvPage, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(tables::KV)?;
-            let start = match after {
-                Some(a) if a >= prefix => a,
-                _ => prefix,
+            let mut disk = table.range::<&str>(start..)?;
+            let mut overlay = changes.into_iter().peekable();
+            let mut next_disk = || -> Result<Option<(String, Vec<u8>)>, StoreError> {
+                match disk.next() {
+                    Some(item) => {
+                        let (k, v) = item?;
+                        let key = k.value();
+                        Ok(key
+                            .starts_with(prefix)
+                            .then(|| (key.to_string(), v.value().to_vec())))
+                    }
+                    None => Ok(None),
+                }
             };
+            let mut from_disk = next_disk()?;
             let mut out = Vec::new();
             let mut more = false;
-            for item in table.range::<&str>(start..)? {
-                let (k, v) = item?;
-                let key = k.value();
-                if !key.starts_with(prefix) {
-                    break;
-                }
-                if after == Some(key) {
+            loop {
+                // The smaller key of the two streams; on equal keys the overlay wins.
+                let take_overlay = match (&from_disk, overlay.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => false,
+                    (None, Some(_)) => true,
+                    (Some((dk, _)), Some((ok, _))) => ok <= dk,
+                };
+                let (key, value) = if take_overlay {
+                    let Some((k, v)) = overlay.next() else { break };
+                    if from_disk.as_ref().is_some_and(|(dk, _)| *dk == k) {
+                        from_disk = next_disk()?;
+                    }
+                    match v {
+                        Some(v) => (k, v),
+                        None => continue,
+                    }
+                } else {
+                    let Some(item) = from_disk.take() else { break };
+                    from_disk = next_disk()?;
+                    item
+                };
+                if after == Some(key.as_str()) {
                     continue;
                 }
                 if out.len() == limit {
                     more = true;
                     break;
                 }
-                out.push((key.to_string(), v.value().to_vec()));
+                out.push((key, value));
             }
             Ok(KvPage { items: out, more })
         };
@@ -150,6 +190,11 @@ impl StateMachineStore {
 
     /// A pipeline from the local state.
     pub fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, crate::Error> {
+        match self.writer.sm().pipeline(name) {
+            Found::Value(v) => return decode(v).map(Some).map_err(crate::Error::storage),
+            Found::Removed => return Ok(None),
+            Found::Unknown => {}
+        }
         let read = || -> Result<Option<PipelineRecord>, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(tables::PIPELINES)?;
@@ -163,21 +208,37 @@ impl StateMachineStore {
 
     /// Every pipeline from the local state, by name.
     pub fn pipelines(&self) -> Result<Vec<PipelineRecord>, crate::Error> {
+        let changes = self.writer.sm().pipeline_changes();
         let read = || -> Result<Vec<PipelineRecord>, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(tables::PIPELINES)?;
-            let mut out = Vec::new();
+            let mut all: BTreeMap<String, Vec<u8>> = BTreeMap::new();
             for item in table.iter()? {
-                let (_, v) = item?;
-                out.push(decode(v.value())?);
+                let (k, v) = item?;
+                all.insert(k.value().to_string(), v.value().to_vec());
             }
-            Ok(out)
+            for (k, v) in changes {
+                match v {
+                    Some(v) => all.insert(k, v),
+                    None => all.remove(&k),
+                };
+            }
+            all.values()
+                .map(|v| decode::<PipelineRecord>(v).map_err(StoreError::from))
+                .collect()
         };
         read().map_err(crate::Error::storage)
     }
 
     /// The members as recorded by the last applied membership entry.
     pub fn members(&self) -> Result<Vec<(NodeId, MemberRecord)>, crate::Error> {
+        if let Some(members) = self.writer.sm().members() {
+            return members
+                .iter()
+                .map(|(id, v)| decode(v).map(|r| (*id, r)))
+                .collect::<Result<_, _>>()
+                .map_err(crate::Error::storage);
+        }
         let read = || -> Result<Vec<(NodeId, MemberRecord)>, StoreError> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(tables::MEMBERS)?;
@@ -192,15 +253,21 @@ impl StateMachineStore {
     }
 
     fn read_applied(&self) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+        let (applied, membership) = {
+            let sm = self.writer.sm();
+            (sm.last_applied(), sm.membership().cloned())
+        };
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(tables::SM_META)?;
-        let applied = match meta.get(sm_meta::LAST_APPLIED)? {
-            Some(v) => decode(v.value())?,
-            None => None,
+        let applied = match (applied, meta.get(sm_meta::LAST_APPLIED)?) {
+            (Some(a), _) => a,
+            (None, Some(v)) => decode(v.value())?,
+            (None, None) => None,
         };
-        let membership = match meta.get(sm_meta::MEMBERSHIP)? {
-            Some(v) => decode(v.value())?,
-            None => StoredMembership::default(),
+        let membership = match (membership, meta.get(sm_meta::MEMBERSHIP)?) {
+            (Some(m), _) => m,
+            (None, Some(v)) => decode(v.value())?,
+            (None, None) => StoredMembership::default(),
         };
         Ok((applied, membership))
     }
@@ -274,54 +341,6 @@ impl StateMachineStore {
         Ok(())
     }
 
-    /// Replaces every replicated table with the snapshot's contents and keeps the snapshot as
-    /// the current one, in one fsynced transaction.
-    fn install_blocking(&self, meta: SnapshotMetaOf, data: Vec<u8>) -> Result<(), StoreError> {
-        let body: SnapshotBody = decode(&data)?;
-        let stored = encode(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?;
-        let txn = self.db.begin_write()?;
-        txn.delete_table(tables::MEMBERS)?;
-        txn.delete_table(tables::KV)?;
-        txn.delete_table(tables::PIPELINES)?;
-        txn.delete_table(tables::ASSIGNMENTS)?;
-        txn.delete_table(tables::CHECKPOINTS)?;
-        {
-            let mut t = txn.open_table(tables::MEMBERS)?;
-            for (k, v) in &body.members {
-                t.insert(*k, v.as_slice())?;
-            }
-            let mut t = txn.open_table(tables::KV)?;
-            for (k, v) in &body.kv {
-                t.insert(k.as_str(), v.as_slice())?;
-            }
-            let mut t = txn.open_table(tables::PIPELINES)?;
-            for (k, v) in &body.pipelines {
-                t.insert(k.as_str(), v.as_slice())?;
-            }
-            let mut t = txn.open_table(tables::ASSIGNMENTS)?;
-            for ((name, part), v) in &body.assignments {
-                t.insert((name.as_str(), *part), *v)?;
-            }
-            let mut t = txn.open_table(tables::CHECKPOINTS)?;
-            for ((name, part), v) in &body.checkpoints {
-                t.insert((name.as_str(), *part), v.as_slice())?;
-            }
-            let mut m = txn.open_table(tables::SM_META)?;
-            m.insert(sm_meta::LAST_APPLIED, encode(&meta.last_log_id)?.as_slice())?;
-            m.insert(
-                sm_meta::MEMBERSHIP,
-                encode(&meta.last_membership)?.as_slice(),
-            )?;
-            txn.open_table(tables::SNAPSHOT)?
-                .insert(CURRENT, stored.as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
     fn current_snapshot_blocking(&self) -> Result<Option<StoredSnapshot>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::SNAPSHOT)?;
@@ -332,107 +351,108 @@ impl StateMachineStore {
     }
 }
 
-/// Applies a batch of committed entries inside the database writer's transaction, recording
-/// the last applied id and membership with them.
-pub(crate) fn apply_entries(
-    txn: &WriteTransaction,
+/// The state an applied batch reads and changes: the overlay first, then the database.
+struct ApplyView<'a> {
+    changes: &'a mut SmOverlay,
+    read: &'a redb::ReadTransaction,
+}
+
+impl ApplyView<'_> {
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.changes.kv(key) {
+            Found::Value(v) => Ok(Some(v.to_vec())),
+            Found::Removed => Ok(None),
+            Found::Unknown => Ok(self
+                .read
+                .open_table(tables::KV)?
+                .get(key)?
+                .map(|v| v.value().to_vec())),
+        }
+    }
+
+    fn kv_exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.changes.kv(key) {
+            Found::Value(_) => Ok(true),
+            Found::Removed => Ok(false),
+            Found::Unknown => Ok(self.read.open_table(tables::KV)?.get(key)?.is_some()),
+        }
+    }
+
+    fn kv_set(&mut self, key: &str, value: Option<Vec<u8>>) {
+        self.changes.pending.kv.insert(key.to_string(), value);
+    }
+
+    fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, StoreError> {
+        match self.changes.pipeline(name) {
+            Found::Value(v) => Ok(Some(decode(v)?)),
+            Found::Removed => Ok(None),
+            Found::Unknown => match self.read.open_table(tables::PIPELINES)?.get(name)? {
+                Some(v) => Ok(Some(decode(v.value())?)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn set_pipeline(&mut self, record: &PipelineRecord) -> Result<(), StoreError> {
+        self.changes
+            .pending
+            .pipelines
+            .insert(record.spec.name.clone(), Some(encode(record)?));
+        Ok(())
+    }
+}
+
+/// Applies a batch of committed entries to the overlay, recording the last applied id and
+/// membership with them. The caller holds the overlay's lock and opened `read` after taking
+/// it, so the two together are one consistent state.
+fn apply_entries(
+    changes: &mut SmOverlay,
+    read: &redb::ReadTransaction,
     entries: Vec<Entry>,
 ) -> Result<Vec<CommandResponse>, StoreError> {
+    let mut view = ApplyView { changes, read };
     let mut responses = Vec::with_capacity(entries.len());
-    let mut last_applied = None;
-    let mut membership = None;
-    // Tables are opened once per batch: opening and closing a table per command costs more
-    // than the command.
-    let mut open = OpenTables {
-        txn,
-        kv: None,
-        pipelines: None,
-    };
     for entry in entries {
-        last_applied = Some(entry.log_id);
         let response = match entry.payload {
             EntryPayload::Blank => CommandResponse::None,
             EntryPayload::Normal(command) => {
-                apply_command(&mut open, &command, entry.log_id.index)?
+                apply_command(&mut view, &command, entry.log_id.index)?
             }
             EntryPayload::Membership(m) => {
-                write_members(txn, &m)?;
-                membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                view.changes.pending.members = Some(member_records(&m)?);
+                view.changes.pending.membership =
+                    Some(StoredMembership::new(Some(entry.log_id), m));
                 CommandResponse::None
             }
         };
+        view.changes.pending.last_applied = Some(Some(entry.log_id));
         responses.push(response);
-    }
-    let mut meta = txn.open_table(tables::SM_META)?;
-    if let Some(applied) = last_applied {
-        meta.insert(sm_meta::LAST_APPLIED, encode(&Some(applied))?.as_slice())?;
-    }
-    if let Some(m) = membership {
-        meta.insert(sm_meta::MEMBERSHIP, encode(&m)?.as_slice())?;
     }
     Ok(responses)
 }
 
-type BytesTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
-
-/// The tables of a batch's transaction, each opened on first use.
-struct OpenTables<'t> {
-    txn: &'t WriteTransaction,
-    kv: Option<BytesTable<'t>>,
-    pipelines: Option<BytesTable<'t>>,
-}
-
-impl<'t> OpenTables<'t> {
-    fn kv(&mut self) -> Result<&mut BytesTable<'t>, StoreError> {
-        if self.kv.is_none() {
-            self.kv = Some(self.txn.open_table(tables::KV)?);
-        }
-        self.kv
-            .as_mut()
-            .ok_or(StoreError::Failed("kv table".into()))
-    }
-
-    fn pipelines(&mut self) -> Result<&mut BytesTable<'t>, StoreError> {
-        if self.pipelines.is_none() {
-            self.pipelines = Some(self.txn.open_table(tables::PIPELINES)?);
-        }
-        self.pipelines
-            .as_mut()
-            .ok_or(StoreError::Failed("pipelines table".into()))
-    }
-}
-
-fn read_pipeline(table: &BytesTable<'_>, name: &str) -> Result<Option<PipelineRecord>, StoreError> {
-    match table.get(name)? {
-        Some(v) => Ok(Some(decode(v.value())?)),
-        None => Ok(None),
-    }
-}
-
-/// Applies one command to the batch's tables; `index` is the command's log index.
+/// Applies one command; `index` is its log index.
 fn apply_command(
-    open: &mut OpenTables<'_>,
+    view: &mut ApplyView<'_>,
     command: &Command,
     index: u64,
 ) -> Result<CommandResponse, StoreError> {
-    if let Some(response) = apply_pipeline_command(open, command, index)? {
-        return Ok(response);
-    }
-    let kv = open.kv()?;
     Ok(match command {
         Command::KvPut { key, value } => {
-            let existed = kv.insert(key.as_str(), value.as_slice())?.is_some();
+            let existed = view.kv_exists(key)?;
+            view.kv_set(key, Some(value.clone()));
             CommandResponse::KvPut { existed }
         }
         Command::KvDelete { key } => {
-            let existed = kv.remove(key.as_str())?.is_some();
+            let existed = view.kv_exists(key)?;
+            view.kv_set(key, None);
             CommandResponse::KvDelete { existed }
         }
         Command::KvTxn(t) => {
             let mut succeeded = true;
             for c in &t.compare {
-                let current = kv.get(c.key())?;
-                if !c.holds(current.as_ref().map(|v| v.value())) {
+                let current = view.kv_get(c.key())?;
+                if !c.holds(current.as_deref()) {
                     succeeded = false;
                     break;
                 }
@@ -440,12 +460,8 @@ fn apply_command(
             let ops = if succeeded { &t.success } else { &t.failure };
             for op in ops {
                 match op {
-                    TxnOp::Put { key, value } => {
-                        kv.insert(key.as_str(), value.as_slice())?;
-                    }
-                    TxnOp::Delete { key } => {
-                        kv.remove(key.as_str())?;
-                    }
+                    TxnOp::Put { key, value } => view.kv_set(key, Some(value.clone())),
+                    TxnOp::Delete { key } => view.kv_set(key, None),
                 }
             }
             CommandResponse::KvTxn { succeeded }
@@ -453,112 +469,170 @@ fn apply_command(
         Command::Batch(commands) => {
             let mut responses = Vec::with_capacity(commands.len());
             for c in commands {
-                responses.push(apply_command(open, c, index)?);
+                responses.push(apply_command(view, c, index)?);
             }
             CommandResponse::Batch(responses)
         }
-        Command::PipelineCreate { .. }
-        | Command::PipelineUpdate { .. }
-        | Command::PipelineSetState { .. }
-        | Command::PipelineDelete { .. } => CommandResponse::None,
-    })
-}
-
-/// Applies a pipeline command; `None` for any other command.
-fn apply_pipeline_command(
-    open: &mut OpenTables<'_>,
-    command: &Command,
-    index: u64,
-) -> Result<Option<CommandResponse>, StoreError> {
-    let table = match command {
-        Command::PipelineCreate { .. }
-        | Command::PipelineUpdate { .. }
-        | Command::PipelineSetState { .. }
-        | Command::PipelineDelete { .. } => open.pipelines()?,
-        _ => return Ok(None),
-    };
-    fn write(
-        table: &mut BytesTable<'_>,
-        record: &PipelineRecord,
-        created: bool,
-    ) -> Result<CommandResponse, StoreError> {
-        table.insert(record.spec.name.as_str(), encode(record)?.as_slice())?;
-        Ok(CommandResponse::Pipeline {
-            version: record.version,
-            created,
-        })
-    }
-    let response = match command {
-        Command::PipelineCreate { spec } => match read_pipeline(table, &spec.name)? {
+        Command::PipelineCreate { spec } => match view.pipeline(&spec.name)? {
             Some(existing) => CommandResponse::PipelineExists {
                 version: existing.version,
             },
-            None => write(
-                table,
-                &PipelineRecord {
+            None => {
+                view.set_pipeline(&PipelineRecord {
                     spec: spec.clone(),
                     version: 1,
                     desired: DesiredState::Running,
                     updated_index: index,
-                },
-                true,
-            )?,
-        },
-        Command::PipelineUpdate { spec, upsert } => match read_pipeline(table, &spec.name)? {
-            Some(existing) => write(
-                table,
-                &PipelineRecord {
-                    spec: spec.clone(),
-                    version: existing.version + 1,
-                    desired: existing.desired,
-                    updated_index: index,
-                },
-                false,
-            )?,
-            None if *upsert => write(
-                table,
-                &PipelineRecord {
-                    spec: spec.clone(),
+                })?;
+                CommandResponse::Pipeline {
                     version: 1,
-                    desired: DesiredState::Running,
-                    updated_index: index,
-                },
-                true,
-            )?,
-            None => CommandResponse::PipelineMissing,
+                    created: true,
+                }
+            }
         },
-        Command::PipelineSetState { name, desired } => match read_pipeline(table, name)? {
+        Command::PipelineUpdate { spec, upsert } => {
+            let existing = view.pipeline(&spec.name)?;
+            if existing.is_none() && !*upsert {
+                return Ok(CommandResponse::PipelineMissing);
+            }
+            let record = PipelineRecord {
+                spec: spec.clone(),
+                version: existing.as_ref().map(|e| e.version + 1).unwrap_or(1),
+                desired: existing
+                    .as_ref()
+                    .map(|e| e.desired)
+                    .unwrap_or(DesiredState::Running),
+                updated_index: index,
+            };
+            view.set_pipeline(&record)?;
+            CommandResponse::Pipeline {
+                version: record.version,
+                created: existing.is_none(),
+            }
+        }
+        Command::PipelineSetState { name, desired } => match view.pipeline(name)? {
             Some(mut record) => {
                 record.desired = *desired;
                 record.updated_index = index;
-                write(table, &record, false)?
+                view.set_pipeline(&record)?;
+                CommandResponse::Pipeline {
+                    version: record.version,
+                    created: false,
+                }
             }
             None => CommandResponse::PipelineMissing,
         },
-        Command::PipelineDelete { name } => CommandResponse::PipelineDeleted {
-            existed: table.remove(name.as_str())?.is_some(),
-        },
-        _ => return Ok(None),
-    };
-    Ok(Some(response))
+        Command::PipelineDelete { name } => {
+            let existed = view.pipeline(name)?.is_some();
+            view.changes.pending.pipelines.insert(name.clone(), None);
+            CommandResponse::PipelineDeleted { existed }
+        }
+    })
 }
 
-/// Rewrites the members table from a membership entry.
-fn write_members(
-    txn: &WriteTransaction,
-    m: &openraft::Membership<NodeId, WireNode>,
-) -> Result<(), StoreError> {
-    let voters: std::collections::BTreeSet<NodeId> = m.voter_ids().collect();
-    let mut table = txn.open_table(tables::MEMBERS)?;
-    table.retain(|_, _| false)?;
-    for (id, node) in m.nodes() {
-        let record = MemberRecord {
-            node: node.clone(),
-            voter: voters.contains(id),
-        };
-        table.insert(*id, encode(&record)?.as_slice())?;
+/// Writes a set of state-machine changes into the database writer's transaction.
+pub(crate) fn write_changes(txn: &WriteTransaction, changes: &SmChanges) -> Result<(), StoreError> {
+    if !changes.kv.is_empty() {
+        let mut kv = txn.open_table(tables::KV)?;
+        for (k, v) in &changes.kv {
+            match v {
+                Some(v) => kv.insert(k.as_str(), v.as_slice())?,
+                None => kv.remove(k.as_str())?,
+            };
+        }
+    }
+    if !changes.pipelines.is_empty() {
+        let mut table = txn.open_table(tables::PIPELINES)?;
+        for (k, v) in &changes.pipelines {
+            match v {
+                Some(v) => table.insert(k.as_str(), v.as_slice())?,
+                None => table.remove(k.as_str())?,
+            };
+        }
+    }
+    if let Some(members) = &changes.members {
+        let mut table = txn.open_table(tables::MEMBERS)?;
+        table.retain(|_, _| false)?;
+        for (id, record) in members {
+            table.insert(*id, record.as_slice())?;
+        }
+    }
+    if changes.last_applied.is_some() || changes.membership.is_some() {
+        let mut meta = txn.open_table(tables::SM_META)?;
+        if let Some(applied) = &changes.last_applied {
+            meta.insert(sm_meta::LAST_APPLIED, encode(applied)?.as_slice())?;
+        }
+        if let Some(m) = &changes.membership {
+            meta.insert(sm_meta::MEMBERSHIP, encode(m)?.as_slice())?;
+        }
     }
     Ok(())
+}
+
+/// Replaces every replicated table with the snapshot's contents and keeps the snapshot as the
+/// current one, inside the database writer's transaction (committed with fsync).
+pub(crate) fn install_tables(
+    txn: &WriteTransaction,
+    meta: SnapshotMetaOf,
+    data: Vec<u8>,
+) -> Result<(), StoreError> {
+    let body: SnapshotBody = decode(&data)?;
+    let stored = encode(&StoredSnapshot {
+        meta: meta.clone(),
+        data,
+    })?;
+    txn.delete_table(tables::MEMBERS)?;
+    txn.delete_table(tables::KV)?;
+    txn.delete_table(tables::PIPELINES)?;
+    txn.delete_table(tables::ASSIGNMENTS)?;
+    txn.delete_table(tables::CHECKPOINTS)?;
+    {
+        let mut t = txn.open_table(tables::MEMBERS)?;
+        for (k, v) in &body.members {
+            t.insert(*k, v.as_slice())?;
+        }
+        let mut t = txn.open_table(tables::KV)?;
+        for (k, v) in &body.kv {
+            t.insert(k.as_str(), v.as_slice())?;
+        }
+        let mut t = txn.open_table(tables::PIPELINES)?;
+        for (k, v) in &body.pipelines {
+            t.insert(k.as_str(), v.as_slice())?;
+        }
+        let mut t = txn.open_table(tables::ASSIGNMENTS)?;
+        for ((name, part), v) in &body.assignments {
+            t.insert((name.as_str(), *part), *v)?;
+        }
+        let mut t = txn.open_table(tables::CHECKPOINTS)?;
+        for ((name, part), v) in &body.checkpoints {
+            t.insert((name.as_str(), *part), v.as_slice())?;
+        }
+        let mut m = txn.open_table(tables::SM_META)?;
+        m.insert(sm_meta::LAST_APPLIED, encode(&meta.last_log_id)?.as_slice())?;
+        m.insert(
+            sm_meta::MEMBERSHIP,
+            encode(&meta.last_membership)?.as_slice(),
+        )?;
+        txn.open_table(tables::SNAPSHOT)?
+            .insert(CURRENT, stored.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The members table's rows for a membership.
+fn member_records(
+    m: &openraft::Membership<NodeId, WireNode>,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let voters: std::collections::BTreeSet<NodeId> = m.voter_ids().collect();
+    m.nodes()
+        .map(|(id, node)| {
+            let record = MemberRecord {
+                node: node.clone(),
+                voter: voters.contains(id),
+            };
+            Ok((*id, encode(&record)?))
+        })
+        .collect()
 }
 
 fn to_snapshot(stored: StoredSnapshot) -> Snapshot<TypeConfig> {
@@ -570,6 +644,11 @@ fn to_snapshot(stored: StoredSnapshot) -> Snapshot<TypeConfig> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // Write every applied change first: the snapshot is read from the database.
+        self.writer
+            .call(|done| WriteOp::Flush { done })
+            .await
+            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
         let this = self.clone();
         let stored = blocking(move || this.build_snapshot_blocking())
             .await
@@ -595,10 +674,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.writer
-            .call(|done| WriteOp::Apply { entries, done })
-            .await
-            .map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))
+        let this = self.clone();
+        let responses = blocking(move || -> Result<Vec<CommandResponse>, StoreError> {
+            let mut sm = this.writer.sm();
+            let read = this.db.begin_read()?;
+            apply_entries(&mut sm, &read, entries)
+        })
+        .await
+        .map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -614,10 +698,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMetaOf,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let this = self.clone();
         let meta_owned = meta.clone();
         let data = snapshot.into_inner();
-        blocking(move || this.install_blocking(meta_owned, data))
+        self.writer
+            .call(|done| WriteOp::Install {
+                meta: meta_owned,
+                data,
+                done,
+            })
             .await
             .map_err(|e| {
                 e.into_storage(
@@ -635,5 +723,99 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
         Ok(stored.map(to_snapshot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry};
+
+    use super::*;
+
+    fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::KvPut {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    fn keys(page: &KvPage) -> Vec<(&str, &str)> {
+        page.items
+            .iter()
+            .map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap_or("?")))
+            .collect()
+    }
+
+    /// Reads see one state whether a change is still in memory or already in the database.
+    #[tokio::test]
+    async fn reads_merge_unwritten_changes_with_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("wire.redb")).unwrap());
+        let (_log, mut sm) = super::super::open_stores(db).unwrap();
+
+        // a, c, e written to the database; then b added, c deleted, e changed in memory.
+        sm.apply(vec![
+            entry(1, put("k/a", "1")),
+            entry(2, put("k/c", "1")),
+            entry(3, put("k/e", "1")),
+        ])
+        .await
+        .unwrap();
+        sm.writer
+            .call(|done| WriteOp::Flush { done })
+            .await
+            .unwrap();
+        let responses = sm
+            .apply(vec![
+                entry(4, put("k/b", "2")),
+                entry(5, Command::KvDelete { key: "k/c".into() }),
+                entry(6, put("k/e", "2")),
+                entry(7, put("other", "x")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            responses,
+            [
+                CommandResponse::KvPut { existed: false },
+                CommandResponse::KvDelete { existed: true },
+                CommandResponse::KvPut { existed: true },
+                CommandResponse::KvPut { existed: false },
+            ]
+        );
+        let check = |sm: &StateMachineStore| {
+            let all = sm.kv_list("k/", None, 10).unwrap();
+            assert_eq!(keys(&all), [("k/a", "1"), ("k/b", "2"), ("k/e", "2")]);
+            assert!(!all.more);
+            let first = sm.kv_list("k/", None, 2).unwrap();
+            assert_eq!(keys(&first), [("k/a", "1"), ("k/b", "2")]);
+            assert!(first.more);
+            let rest = sm.kv_list("k/", Some("k/b"), 2).unwrap();
+            assert_eq!(keys(&rest), [("k/e", "2")]);
+            assert_eq!(sm.kv_get("k/c").unwrap(), None);
+            assert_eq!(sm.kv_get("k/e").unwrap().as_deref(), Some(&b"2"[..]));
+        };
+        check(&sm);
+        assert_eq!(
+            sm.writer.sm().last_applied().flatten().map(|l| l.index),
+            Some(7)
+        );
+
+        // Once written, the database alone gives the same answers.
+        sm.writer
+            .call(|done| WriteOp::Flush { done })
+            .await
+            .unwrap();
+        assert!(sm.writer.sm().pending.is_empty() && sm.writer.sm().flushing.is_empty());
+        check(&sm);
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(7));
     }
 }

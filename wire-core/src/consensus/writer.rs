@@ -1,20 +1,23 @@
 //! The node's single database writer. Every write to the redb database that is on the hot
-//! path — Raft log appends, truncations, purges, and state-machine applies — goes through one
-//! thread, which drains its queue and writes each run of appends and applies in one
-//! transaction. A transaction that holds log entries is fsynced before anyone is told;
-//! under concurrent load many client writes share one fsync, and applies never wait behind
-//! a separate fsync for the database's write lock.
+//! path — Raft log appends, truncations, purges, the state machine's changes and snapshot
+//! installs — goes through one thread, which drains its queue and writes each run of appends
+//! and state-machine flushes in one transaction. A transaction that holds log entries is
+//! fsynced before anyone is told; under concurrent load many client writes share one fsync,
+//! and state-machine changes ride along with log appends instead of costing transactions of
+//! their own.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use openraft::storage::LogFlushed;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
 use redb::{Database, Durability};
 
-use super::state_machine::apply_entries;
+use super::sm_overlay::{SmChanges, SmOverlay};
+use super::state_machine::{install_tables, write_changes, SnapshotMetaOf};
 use super::tables::{self, raft_meta};
-use super::{encode, CommandResponse, LogId, NodeId, StorageError, TypeConfig};
+use super::{encode, LogId, NodeId, StorageError, TypeConfig};
 
 pub(crate) type Entry = openraft::Entry<TypeConfig>;
 type Done<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
@@ -90,10 +93,13 @@ pub(crate) enum WriteOp {
         log_id: LogId,
         done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Apply committed entries to the state machine.
-    Apply {
-        entries: Vec<Entry>,
-        done: Done<Vec<CommandResponse>>,
+    /// Write the state machine's pending changes now, replying once they are written.
+    Flush { done: Done<()> },
+    /// Replace the state machine with a snapshot's contents.
+    Install {
+        meta: SnapshotMetaOf,
+        data: Vec<u8>,
+        done: Done<()>,
     },
 }
 
@@ -121,6 +127,7 @@ impl DbWriter {
         let shared = Arc::new(Shared {
             db,
             overlay: Mutex::new(BTreeMap::new()),
+            sm: Mutex::new(SmOverlay::default()),
             committed: Mutex::new(None),
             committed_written: Mutex::new(None),
         });
@@ -152,6 +159,11 @@ impl DbWriter {
         *lock(&self.shared.committed)
     }
 
+    /// The state machine's unwritten changes.
+    pub(crate) fn sm(&self) -> MutexGuard<'_, SmOverlay> {
+        lock(&self.shared.sm)
+    }
+
     pub(crate) fn send(&self, op: WriteOp) -> Result<(), StoreError> {
         self.queue.send(op).map_err(|_| StoreError::WriterGone)
     }
@@ -177,6 +189,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     db: Arc<Database>,
     overlay: Mutex<BTreeMap<u64, Pending>>,
+    /// State-machine changes not yet written.
+    sm: Mutex<SmOverlay>,
     /// The latest committed id given to `save_committed`, not yet written (`Some`).
     committed: Mutex<Option<Option<LogId>>>,
     /// When the committed id was last written.
@@ -211,22 +225,35 @@ enum RunOp {
         last: u64,
         callback: LogFlushed<TypeConfig>,
     },
-    Apply {
-        entries: Vec<Entry>,
-        done: Done<Vec<CommandResponse>>,
-    },
+    Flush(Done<()>),
 }
 
-/// The writer thread: drains the queue; each run of appends and applies becomes one
-/// transaction (fsynced when it holds log entries, together with the latest committed id),
-/// and only after the commit are callers told. Truncations and purges run alone, in queue
-/// order, fsynced.
+/// How often the state machine's applied changes are written at most (unless a snapshot
+/// needs them sooner). The log is the source of durability, so this only bounds how much is
+/// re-applied after a crash; writing less often lets many changes share each B-tree page, as
+/// etcd's backend batches its commits behind its WAL.
+const SM_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The writer thread: drains the queue; each run of appends becomes one transaction,
+/// fsynced, carrying the state machine's changes when they are due and the latest committed
+/// id; only after the commit are callers told. Truncations, purges and snapshot installs run
+/// alone, in queue order, fsynced.
 fn write_loop(shared: &Shared, queue: mpsc::Receiver<WriteOp>) {
-    while let Ok(first) = queue.recv() {
-        let mut ops: VecDeque<WriteOp> = VecDeque::from([first]);
+    let mut last_flush = std::time::Instant::now();
+    loop {
+        let mut ops: VecDeque<WriteOp> = VecDeque::new();
+        match queue.recv_timeout(SM_FLUSH_INTERVAL) {
+            Ok(op) => ops.push_back(op),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                shared.write_run(Vec::new(), true);
+                return;
+            }
+        }
         while let Ok(op) = queue.try_recv() {
             ops.push_back(op);
         }
+        let due = last_flush.elapsed() >= SM_FLUSH_INTERVAL;
         let mut run = Vec::new();
         while let Some(op) = ops.pop_front() {
             match op {
@@ -239,13 +266,17 @@ fn write_loop(shared: &Shared, queue: mpsc::Receiver<WriteOp>) {
                     last,
                     callback,
                 }),
-                WriteOp::Apply { entries, done } => run.push(RunOp::Apply { entries, done }),
+                WriteOp::Flush { done } => run.push(RunOp::Flush(done)),
+                WriteOp::Install { meta, data, done } => {
+                    shared.write_run(std::mem::take(&mut run), due);
+                    let _ = done.send(shared.install(meta, data));
+                }
                 WriteOp::Truncate { from, done } => {
-                    shared.write_run(std::mem::take(&mut run));
+                    shared.write_run(std::mem::take(&mut run), due);
                     let _ = done.send(shared.truncate(from));
                 }
                 WriteOp::Purge { log_id, done } => {
-                    shared.write_run(std::mem::take(&mut run));
+                    shared.write_run(std::mem::take(&mut run), due);
                     let result = shared.purge(log_id);
                     if result.is_ok() {
                         lock(&shared.overlay)
@@ -255,7 +286,10 @@ fn write_loop(shared: &Shared, queue: mpsc::Receiver<WriteOp>) {
                 }
             }
         }
-        shared.write_run(run);
+        shared.write_run(run, due);
+        if due {
+            last_flush = std::time::Instant::now();
+        }
     }
 }
 
@@ -279,17 +313,51 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes a run of appends and applies in one transaction, then reports to each caller:
-    /// success to all once the commit returns, or the error to all.
-    fn write_run(&self, run: Vec<RunOp>) {
-        if run.is_empty() {
+    /// Replaces the state machine with a snapshot, dropping every unwritten change.
+    fn install(&self, meta: SnapshotMetaOf, data: Vec<u8>) -> Result<(), StoreError> {
+        let mut sm = lock(&self.sm);
+        *sm = SmOverlay::default();
+        let txn = self.db.begin_write()?;
+        install_tables(&txn, meta, data)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Writes a run of appends in one transaction — with the state machine's pending changes
+    /// when `due` or when a flush is waited for — then reports to each caller: success to all
+    /// once the commit returns, or the error to all.
+    fn write_run(&self, run: Vec<RunOp>, due: bool) {
+        let with_changes = due || run.iter().any(|op| matches!(op, RunOp::Flush(_)));
+        if run.is_empty() && !with_changes {
             return;
         }
         let mut written: Vec<(u64, LogId)> = Vec::new();
-        let mut applied_upto: Option<u64> = None;
         let mut flushed = Vec::new();
-        let mut applied = Vec::new();
+        let mut waiters = Vec::new();
         let mut failure: Option<StoreError> = None;
+        // Take the state machine's pending changes: readers still see them (as `flushing`)
+        // until the commit below makes them visible in the database.
+        let (changes_applied_upto, have_changes) = if with_changes {
+            // `flushing` is empty here: it is cleared after every run, or put back into
+            // `pending` when a run fails.
+            let mut sm = lock(&self.sm);
+            sm.flushing = std::mem::take(&mut sm.pending);
+            (
+                sm.flushing.last_applied.flatten().map(|l| l.index),
+                !sm.flushing.is_empty(),
+            )
+        } else {
+            (None, false)
+        };
+        let nothing_to_write = !have_changes && run.iter().all(|op| matches!(op, RunOp::Flush(_)));
+        if nothing_to_write {
+            for op in run {
+                if let RunOp::Flush(done) = op {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            return;
+        }
         let mut txn = match self.db.begin_write() {
             Ok(t) => Some(t),
             Err(e) => {
@@ -312,27 +380,14 @@ impl Shared {
                         }
                     }
                 }
-                RunOp::Apply { entries, done } => {
-                    let Some(t) = &txn else {
-                        applied.push((done, None));
-                        continue;
-                    };
-                    if let Some(last) = entries.last() {
-                        applied_upto = Some(last.log_id.index);
-                    }
-                    match apply_entries(t, entries) {
-                        Ok(responses) => applied.push((done, Some(responses))),
-                        Err(e) => {
-                            applied.push((done, None));
-                            failure = Some(e);
-                            txn = None;
-                        }
-                    }
-                }
+                RunOp::Flush(done) => waiters.push(done),
             }
         }
         if let Some(mut t) = txn {
             let committed = (|| -> Result<(), StoreError> {
+                if have_changes {
+                    write_changes(&t, &lock(&self.sm).flushing)?;
+                }
                 if written.is_empty() {
                     t.set_durability(Durability::None)?;
                 }
@@ -347,11 +402,14 @@ impl Shared {
         tracing::trace!(
             entries = written.len(),
             appends = flushed.len(),
-            applies = applied.len(),
+            state_changes = have_changes,
             "write batch"
         );
         match failure {
             None => {
+                if with_changes {
+                    lock(&self.sm).flushing = SmChanges::default();
+                }
                 let mut overlay = lock(&self.overlay);
                 for (index, log_id) in &written {
                     if let Some(p) = overlay.get_mut(index) {
@@ -360,21 +418,27 @@ impl Shared {
                         }
                     }
                 }
-                evict(&mut overlay, applied_upto);
+                evict(&mut overlay, changes_applied_upto);
                 drop(overlay);
                 for cb in flushed {
                     cb.log_io_completed(Ok(()));
                 }
-                for (done, responses) in applied {
-                    let _ = done.send(Ok(responses.unwrap_or_default()));
+                for done in waiters {
+                    let _ = done.send(Ok(()));
                 }
             }
             Some(e) => {
                 tracing::error!(error = %e, "database write failed");
+                if with_changes {
+                    // Keep the unwritten changes for the next attempt (newer ones win).
+                    let mut sm = lock(&self.sm);
+                    let failed = std::mem::take(&mut sm.flushing);
+                    sm.pending.absorb_older(failed);
+                }
                 for cb in flushed {
                     cb.log_io_completed(Err(std::io::Error::other(e.to_string())));
                 }
-                for (done, _) in applied {
+                for done in waiters {
                     let _ = done.send(Err(StoreError::Failed(e.to_string())));
                 }
             }
