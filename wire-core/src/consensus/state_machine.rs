@@ -674,15 +674,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let this = self.clone();
-        let responses = blocking(move || -> Result<Vec<CommandResponse>, StoreError> {
-            let mut sm = this.writer.sm();
-            let read = this.db.begin_read()?;
+        // Inline: the batch touches memory and redb's page cache for microseconds; a thread
+        // hand-off per batch would cost more than the work.
+        let apply = || -> Result<Vec<CommandResponse>, StoreError> {
+            let mut sm = self.writer.sm();
+            let read = self.db.begin_read()?;
             apply_entries(&mut sm, &read, entries)
-        })
-        .await
-        .map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))?;
-        Ok(responses)
+        };
+        apply().map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
