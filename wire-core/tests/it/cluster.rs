@@ -159,8 +159,10 @@ async fn lagging_node_rejoins_through_a_snapshot_and_the_log_stays_bounded() {
     .await;
 
     // Node 3 goes down; remember how far its log went.
-    let before = cluster.node(3).status().await.unwrap();
-    let node3_last = before["last_log_index"].as_u64().unwrap();
+    let node3_last = eventually(Duration::from_secs(10), "node 3's log position", || async {
+        cluster.node(3).status().await?["last_log_index"].as_u64()
+    })
+    .await;
     cluster.node_mut(3).kill9();
 
     // Thousands of writes happen while it is down: first large values (the snapshot then
