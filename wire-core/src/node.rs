@@ -119,7 +119,8 @@ pub struct NodeStatus {
     pub members: Vec<MemberInfo>,
 }
 
-/// A running node. Clones share it. Call [`Node::shutdown`] to stop it.
+/// A running node. Clones share it. Call [`Node::shutdown`] to stop it: dropping every handle
+/// does not stop its listeners (their tasks hold handles of their own).
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<NodeInner>,
