@@ -64,6 +64,15 @@ pub struct PipelineGraph {
     pub dead_letter: Option<Step>,
 }
 
+/// A jq program must be present and compile.
+fn check_jq(code: &str, path: &str, errors: &mut Vec<SpecError>) {
+    if code.trim().is_empty() {
+        errors.push(SpecError::new(path, "must not be empty"));
+    } else if let Err(e) = super::jq::Jq::compile(code) {
+        errors.push(SpecError::new(path, e));
+    }
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -243,17 +252,11 @@ pub fn validate(
         let config_path = format!("{path}.config");
         match t.kind.as_str() {
             "jq" => match check_config::<JqConfig>(&t.config, &config_path) {
-                Ok(c) if c.filter.trim().is_empty() => {
-                    errors.push(SpecError::new(format!("{config_path}.filter"), "must not be empty"))
-                }
-                Ok(_) => {}
+                Ok(c) => check_jq(&c.filter, &format!("{config_path}.filter"), &mut errors),
                 Err(e) => errors.push(e),
             },
             "key_by" => match check_config::<KeyByConfig>(&t.config, &config_path) {
-                Ok(c) if c.key.trim().is_empty() => {
-                    errors.push(SpecError::new(format!("{config_path}.key"), "must not be empty"))
-                }
-                Ok(_) => {}
+                Ok(c) => check_jq(&c.key, &format!("{config_path}.key"), &mut errors),
                 Err(e) => errors.push(e),
             },
             other if registered(other) => {
@@ -644,7 +647,7 @@ sources:
   - {id: c, type: file, config: {path: x, format: xml}}
   - {id: d, type: file, config: {path: x, colour: red}}
 transforms:
-  - {id: t1, type: jq, inputs: [a, nowhere], config: {filter: .x}}
+  - {id: t1, type: jq, inputs: [a, nowhere], config: {filter: "select(.x >"}}
   - {id: t2, type: jq, inputs: [t3], config: {filter: .x}}
   - {id: t3, type: jq, inputs: [t2], config: {filter: .x}}
   - {id: t4, type: enrich, inputs: [a]}
@@ -671,6 +674,7 @@ sinks:
             "transforms[3].type",
             "transforms[4].config",
             "transforms[0].inputs[1]",
+            "transforms[0].config.filter",
             "transforms[4].inputs[0]",
             "transforms[2].inputs[0]",
             "on_error",
@@ -696,6 +700,7 @@ sinks:
             text("transforms[2].inputs[0]")
         );
         assert!(text("transforms[4].id").contains("transforms[0]"));
+        assert!(text("transforms[0].config.filter").starts_with("invalid jq"));
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! The built-in expression language: jq, through jaq. A compiled program runs on one JSON
+//! record and yields zero or more records, so one filter maps (`.a`), filters
+//! (`select(.amount > 5)`) and flat-maps (`.items[]`).
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{data, unwrap_valr, Compiler, Ctx, Vars};
+use jaq_json::Val;
+
+/// A compiled jq program; cheap to share between partitions.
+pub struct Jq {
+    filter: jaq_core::Filter<data::JustLut<Val>>,
+}
+
+impl std::fmt::Debug for Jq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jq")
+    }
+}
+
+impl Jq {
+    /// Compiles `code`, or says what is wrong with it.
+    pub fn compile(code: &str) -> Result<Jq, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errors| {
+                let problems: Vec<String> = errors
+                    .into_iter()
+                    .map(|(_, e)| match e {
+                        jaq_core::load::Error::Io(io) => format!("{io:?}"),
+                        jaq_core::load::Error::Lex(found) => found
+                            .into_iter()
+                            .map(|(expect, at)| {
+                                format!("expected {} at '{}'", expect.as_str(), excerpt(at))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        jaq_core::load::Error::Parse(found) => found
+                            .into_iter()
+                            .map(|(expect, at)| {
+                                format!("expected {} at '{}'", expect.as_str(), excerpt(at))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    })
+                    .collect();
+                format!("invalid jq: {}", problems.join("; "))
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errors| {
+                let names: Vec<String> = errors
+                    .into_iter()
+                    .flat_map(|(_, undefined)| {
+                        undefined.into_iter().map(|(name, _)| name.to_string())
+                    })
+                    .collect();
+                format!("invalid jq: undefined {}", names.join(", "))
+            })?;
+        Ok(Jq { filter })
+    }
+
+    /// Runs the program on one value: every output, or the first error's text.
+    pub fn run(&self, input: Val) -> Result<Vec<Val>, String> {
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+        self.filter
+            .id
+            .run((ctx, input))
+            .map(unwrap_valr)
+            .map(|r| r.map_err(|e| format!("jq: {e}")))
+            .collect()
+    }
+}
+
+fn excerpt(s: &str) -> &str {
+    let end = s.char_indices().nth(20).map(|(i, _)| i).unwrap_or(s.len());
+    &s[..end]
+}
+
+/// Parses one JSON value from bytes.
+pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
+    jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(code: &str, input: &str) -> Result<Vec<String>, String> {
+        let jq = Jq::compile(code)?;
+        Ok(jq
+            .run(parse_json(input.as_bytes())?)?
+            .iter()
+            .map(|v| v.to_string())
+            .collect())
+    }
+
+    #[test]
+    fn one_filter_maps_filters_and_flat_maps() {
+        assert_eq!(
+            run(
+                "select(.amount > 5) | .amount_cents = (.amount * 100 | floor)",
+                r#"{"amount": 7.5}"#
+            )
+            .unwrap(),
+            [r#"{"amount":7.5,"amount_cents":750}"#]
+        );
+        assert_eq!(
+            run("select(.amount > 5)", r#"{"amount": 1}"#).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(".items[]", r#"{"items": [1, 2, 3]}"#).unwrap(),
+            ["1", "2", "3"]
+        );
+    }
+
+    #[test]
+    fn bad_programs_and_runtime_errors_are_reported() {
+        let e = Jq::compile("select(.a >").unwrap_err();
+        assert!(e.starts_with("invalid jq"), "{e}");
+        let e = Jq::compile("nosuchfunction(1)").unwrap_err();
+        assert!(e.contains("nosuchfunction"), "{e}");
+        let e = run(".a + 1", r#"{"a": "text"}"#).unwrap_err();
+        assert!(e.starts_with("jq:"), "{e}");
+        assert!(parse_json(b"{oops")
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn programs_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Jq>();
+    }
+}
