@@ -50,13 +50,5 @@ pub fn check_config<T: for<'de> serde::Deserialize<'de>>(
     config: &Value,
     path: &str,
 ) -> Result<T, SpecError> {
-    serde_path_to_error::deserialize::<_, T>(config).map_err(|e| {
-        let inner = e.path().to_string();
-        let place = if inner == "." || inner.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}.{inner}")
-        };
-        SpecError::new(place, e.into_inner().to_string())
-    })
+    crate::pipeline::spec::field(config, path)
 }

@@ -15,28 +15,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::{consistency, ReadQuery};
 use crate::consensus::CommandResponse;
 use crate::kv::{self, Compare, Txn, TxnOp};
-use crate::node::{Consistency, Node};
-
-/// Query of a single-key read.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadQuery {
-    consistency: Option<String>,
-}
-
-fn consistency(c: Option<String>) -> Result<Consistency, ApiError> {
-    match c {
-        None => Ok(Consistency::default()),
-        Some(c) => c
-            .parse()
-            .map_err(|e: String| ApiError::bad_request(format!("consistency: {e}"))),
-    }
-}
+use crate::node::Node;
 
 async fn get_key(node: Node, key: String, query: ReadQuery) -> Result<Response, ApiError> {
-    let consistency = consistency(query.consistency)?;
+    let consistency = consistency(query)?;
     match node.kv_get(&key, consistency).await? {
         Some(value) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
@@ -156,7 +141,7 @@ pub async fn list(
             kv::MAX_LIST_LIMIT
         )));
     }
-    let consistency = consistency(q.consistency)?;
+    let consistency = super::parse_consistency(q.consistency)?;
     let prefix = q.prefix.unwrap_or_default();
     let page = node
         .kv_list(&prefix, q.after.as_deref(), limit, consistency)

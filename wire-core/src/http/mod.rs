@@ -14,6 +14,27 @@ use axum::Router;
 use crate::node::Node;
 use error::ApiError;
 
+/// Query of reads that take a consistency level.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    consistency: Option<String>,
+}
+
+/// The consistency a read asks for (linearizable when not given).
+fn consistency(q: ReadQuery) -> Result<crate::node::Consistency, ApiError> {
+    parse_consistency(q.consistency)
+}
+
+fn parse_consistency(c: Option<String>) -> Result<crate::node::Consistency, ApiError> {
+    match c {
+        None => Ok(Default::default()),
+        Some(c) => c
+            .parse()
+            .map_err(|e: String| ApiError::bad_request(format!("consistency: {e}"))),
+    }
+}
+
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 

@@ -7,12 +7,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::{consistency, ReadQuery};
 use crate::connectors::CONNECTORS;
-use crate::node::{Consistency, Node};
+use crate::node::Node;
 use crate::pipeline::{DesiredState, PipelineSpec, BUILTIN_TRANSFORMS};
 
 fn spec_from(body: Result<Bytes, BytesRejection>) -> Result<PipelineSpec, ApiError> {
@@ -20,22 +20,6 @@ fn spec_from(body: Result<Bytes, BytesRejection>) -> Result<PipelineSpec, ApiErr
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8 text: {e}")))?;
     PipelineSpec::parse(text).map_err(ApiError::invalid_spec)
-}
-
-/// Query of pipeline reads.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadQuery {
-    consistency: Option<String>,
-}
-
-fn consistency(q: ReadQuery) -> Result<Consistency, ApiError> {
-    match q.consistency {
-        None => Ok(Consistency::default()),
-        Some(c) => c
-            .parse()
-            .map_err(|e: String| ApiError::bad_request(format!("consistency: {e}"))),
-    }
 }
 
 pub async fn create(

@@ -35,20 +35,12 @@ impl Jq {
                     .into_iter()
                     .map(|(_, e)| match e {
                         jaq_core::load::Error::Io(io) => format!("{io:?}"),
-                        jaq_core::load::Error::Lex(found) => found
-                            .into_iter()
-                            .map(|(expect, at)| {
-                                format!("expected {} at '{}'", expect.as_str(), excerpt(at))
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                        jaq_core::load::Error::Parse(found) => found
-                            .into_iter()
-                            .map(|(expect, at)| {
-                                format!("expected {} at '{}'", expect.as_str(), excerpt(at))
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; "),
+                        jaq_core::load::Error::Lex(found) => {
+                            expected(found.iter().map(|(expect, at)| (expect.as_str(), *at)))
+                        }
+                        jaq_core::load::Error::Parse(found) => {
+                            expected(found.iter().map(|(expect, at)| (expect.as_str(), *at)))
+                        }
                     })
                     .collect();
                 format!("invalid jq: {}", problems.join("; "))
@@ -78,6 +70,14 @@ impl Jq {
             .map(|r| r.map_err(|e| format!("jq: {e}")))
             .collect()
     }
+}
+
+/// "expected X at '...'" for each place the parser got stuck.
+fn expected<'a>(found: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    found
+        .map(|(expect, at)| format!("expected {expect} at '{}'", excerpt(at)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn excerpt(s: &str) -> &str {

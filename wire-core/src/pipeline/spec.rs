@@ -136,7 +136,10 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// Deserializes `value` as `T`, naming the place of the first problem below `path`.
-fn field<T: for<'de> Deserialize<'de>>(value: &Value, path: &str) -> Result<T, SpecError> {
+pub(crate) fn field<T: for<'de> Deserialize<'de>>(
+    value: &Value,
+    path: &str,
+) -> Result<T, SpecError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let inner = e.path().to_string();
         let place = if inner == "." || inner.is_empty() {

@@ -170,15 +170,21 @@ async fn lagging_node_rejoins_through_a_snapshot_and_the_log_stays_bounded() {
     let total = 2000usize;
     let addr = cluster.node(1).http.clone();
     let big = |i: usize| format!("{i}").repeat(1024 * 1024);
-    for i in 0..6 {
-        let r = http()
-            .put(format!("http://{addr}/kv/big-{i}"))
-            .body(big(i))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    let put_big = |range: std::ops::Range<usize>| {
+        let addr = addr.clone();
+        async move {
+            for i in range {
+                let r = http()
+                    .put(format!("http://{addr}/kv/big-{i}"))
+                    .body(big(i))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+    };
+    put_big(0..6).await;
     let mut tasks = Vec::new();
     for w in 0..8 {
         let addr = addr.clone();
@@ -200,15 +206,7 @@ async fn lagging_node_rejoins_through_a_snapshot_and_the_log_stays_bounded() {
         t.await.unwrap();
     }
     // Large values after the snapshot: appends to node 3 then exceed a megabyte.
-    for i in 6..9 {
-        let r = http()
-            .put(format!("http://{addr}/kv/big-{i}"))
-            .body(big(i))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    put_big(6..9).await;
 
     // The leader snapshotted and purged its log behind the snapshot: past node 3's position,
     // and the live log stays within the snapshot policy's bound.
