@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Read and write the replicated key-value space.
     Kv {
         #[command(flatten)]
@@ -144,10 +144,22 @@ enum ClusterCommand {
 /// Runs the program with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A node's configuration is read before its runtime exists: it sizes the runtime.
+    let (command, worker_threads) = match cli.command {
+        Command::Node(args) => match node_config(&args) {
+            Ok(config) => {
+                let threads = config.worker_threads;
+                (Runnable::Node(args, Box::new(config)), threads)
+            }
+            Err(code) => return code,
+        },
+        other => (Runnable::Client(other), Some(1)),
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -155,11 +167,16 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Node(args) => run_node(args).await,
-            Command::Kv { target, command } => kv(&target.addr, command).await,
-            Command::Cluster { target, command } => cluster(&target.addr, command).await,
-            Command::Pipeline { target, command } => pipeline(&target.addr, command).await,
+        match command {
+            Runnable::Node(args, config) => run_node(args, *config).await,
+            Runnable::Client(Command::Kv { target, command }) => kv(&target.addr, command).await,
+            Runnable::Client(Command::Cluster { target, command }) => {
+                cluster(&target.addr, command).await
+            }
+            Runnable::Client(Command::Pipeline { target, command }) => {
+                pipeline(&target.addr, command).await
+            }
+            Runnable::Client(Command::Node(_)) => Ok(ExitCode::FAILURE),
         }
     });
     match result {
@@ -169,6 +186,35 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `main` runs once the runtime is up.
+enum Runnable {
+    Node(Box<NodeArgs>, Box<crate::config::NodeConfig>),
+    Client(Command),
+}
+
+/// Reads and validates a node's configuration, printing every problem (exit code 2).
+fn node_config(args: &NodeArgs) -> Result<crate::config::NodeConfig, ExitCode> {
+    let file = match &args.config {
+        Some(path) => match NodeOptions::from_toml_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(2));
+            }
+        },
+        None => NodeOptions::default(),
+    };
+    file.merge(args.options.clone())
+        .validate()
+        .map_err(|errors| {
+            eprintln!("invalid configuration ({} problems):", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            ExitCode::from(2)
+        })
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -184,22 +230,11 @@ fn init_logging(format: LogFormat, filter: &str) {
     };
 }
 
-async fn run_node(args: NodeArgs) -> Result<ExitCode, String> {
+async fn run_node(
+    args: Box<NodeArgs>,
+    config: crate::config::NodeConfig,
+) -> Result<ExitCode, String> {
     init_logging(args.log_format, &args.log_level);
-    let file = match &args.config {
-        Some(path) => NodeOptions::from_toml_file(path).map_err(|e| e.to_string())?,
-        None => NodeOptions::default(),
-    };
-    let config = match file.merge(args.options).validate() {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("invalid configuration ({} problems):", errors.len());
-            for e in errors {
-                eprintln!("  {e}");
-            }
-            return Ok(ExitCode::from(2));
-        }
-    };
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
     wait_for_signal().await;
     tracing::info!("signal received: shutting down");
