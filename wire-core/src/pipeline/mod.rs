@@ -4,6 +4,7 @@
 pub mod jq;
 pub mod record;
 pub mod spec;
+pub mod transform;
 pub mod validate;
 
 pub use record::{DesiredState, PipelineRecord};

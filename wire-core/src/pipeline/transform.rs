@@ -1,0 +1,285 @@
+//! Records and the transforms that change them. A [`Transform`] takes a batch and, for each
+//! record, yields zero or more records or rejects it with a reason (the runtime sends
+//! rejected records to the dead-letter sink); a [`Chain`] fuses consecutive stateless steps
+//! so a batch passes through all of them in one task. Rust closures, the built-in jq and
+//! key_by, and (later) Python and C callbacks all plug in through the same trait.
+
+use std::sync::Arc;
+
+use jaq_json::Val;
+
+use super::jq::Jq;
+
+/// Where a record came from, so a checkpoint can say how far a partition got and a dead
+/// letter can say which input it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The source step's id.
+    pub source: String,
+    /// The split within the source (a file path, a topic partition).
+    pub split: String,
+    /// The offset in the split (a byte offset, a Kafka offset).
+    pub offset: u64,
+}
+
+/// A record flowing through a pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    /// The routing key (set by `key_by` or by the source).
+    pub key: Option<Vec<u8>>,
+    /// The value: JSON, or raw bytes as a byte string.
+    pub value: Val,
+    /// Event time, milliseconds since the Unix epoch.
+    pub event_time: Option<i64>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub position: Position,
+}
+
+impl Record {
+    /// A record holding `value`, from `position`.
+    pub fn new(value: Val, position: Position) -> Record {
+        Record {
+            value,
+            position,
+            ..Default::default()
+        }
+    }
+}
+
+/// A record a step rejected, with the reason.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub record: Record,
+    /// The step that rejected it.
+    pub step: String,
+    pub reason: String,
+}
+
+/// A step that changes records. Implementations must be deterministic enough to be re-run
+/// on records replayed after a restart (at-least-once delivery).
+pub trait Transform: Send + Sync {
+    /// Transforms `batch`: pushes the outputs of each record to `out` in order, and each
+    /// record it cannot handle to `rejected` with the reason. Called from a pipeline task;
+    /// may block briefly (the runtime runs slow transforms off its async threads).
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    );
+}
+
+/// A per-record function as a transform: `Ok(outputs)` or `Err(reason)` for each record.
+pub struct PerRecord<F>(pub F);
+
+impl<F> Transform for PerRecord<F>
+where
+    F: Fn(&Record) -> Result<Vec<Record>, String> + Send + Sync,
+{
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        for record in batch {
+            match (self.0)(&record) {
+                Ok(outputs) => out.extend(outputs),
+                Err(reason) => rejected.push((record, reason)),
+            }
+        }
+    }
+}
+
+/// `type: jq`: each output of the program is a record carrying the input's key, time,
+/// headers and position.
+pub struct JqTransform(pub Jq);
+
+impl Transform for JqTransform {
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        for record in batch {
+            match self.0.run(record.value.clone()) {
+                Ok(values) => out.extend(values.into_iter().map(|value| Record {
+                    value,
+                    ..record.clone()
+                })),
+                Err(reason) => rejected.push((record, reason)),
+            }
+        }
+    }
+}
+
+/// `type: key_by`: sets each record's key to the program's single output (a string's text,
+/// or any other value's JSON).
+pub struct KeyBy(pub Jq);
+
+impl Transform for KeyBy {
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        for mut record in batch {
+            match self.0.run(record.value.clone()) {
+                Ok(values) if values.len() == 1 => {
+                    record.key = Some(key_bytes(&values[0]));
+                    out.push(record);
+                }
+                Ok(values) => {
+                    let n = values.len();
+                    rejected.push((
+                        record,
+                        format!(
+                            "key_by: the key expression gave {n} values; it must give exactly one"
+                        ),
+                    ));
+                }
+                Err(reason) => rejected.push((record, reason)),
+            }
+        }
+    }
+}
+
+fn key_bytes(v: &Val) -> Vec<u8> {
+    match v {
+        Val::TStr(s) | Val::BStr(s) => s.to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// Consecutive stateless steps fused: a batch goes through every step in one call.
+#[derive(Clone, Default)]
+pub struct Chain {
+    steps: Vec<(String, Arc<dyn Transform>)>,
+}
+
+impl Chain {
+    /// Appends the step `id`.
+    pub fn then(mut self, id: impl Into<String>, step: Arc<dyn Transform>) -> Chain {
+        self.steps.push((id.into(), step));
+        self
+    }
+
+    /// Runs `batch` through every step; returns the outputs of the last one and every record
+    /// a step rejected (with the step's id).
+    pub fn run(&self, batch: Vec<Record>) -> (Vec<Record>, Vec<Rejected>) {
+        let mut current = batch;
+        let mut rejected = Vec::new();
+        for (id, step) in &self.steps {
+            let mut out = Vec::with_capacity(current.len());
+            let mut failed = Vec::new();
+            step.apply(current, &mut out, &mut failed);
+            rejected.extend(failed.into_iter().map(|(record, reason)| Rejected {
+                record,
+                step: id.clone(),
+                reason,
+            }));
+            current = out;
+        }
+        (current, rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::jq::parse_json;
+
+    fn records(lines: &[&str]) -> Vec<Record> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Record::new(
+                    parse_json(l.as_bytes()).unwrap(),
+                    Position {
+                        source: "events".into(),
+                        split: "events.jsonl".into(),
+                        offset: i as u64 * 100,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn jq(code: &str) -> Arc<dyn Transform> {
+        Arc::new(JqTransform(Jq::compile(code).unwrap()))
+    }
+
+    #[test]
+    fn a_chain_runs_every_step_and_collects_rejections() {
+        let chain = Chain::default()
+            .then("big", jq("select(.amount > 5)"))
+            .then("cents", jq(".cents = (.amount * 100 | floor)"))
+            .then("user", Arc::new(KeyBy(Jq::compile(".user").unwrap())));
+        let input = records(&[
+            r#"{"user": "ada", "amount": 7.5}"#,
+            r#"{"user": "bob", "amount": 2}"#,
+            r#"{"user": "cy", "amount": "lots"}"#,
+            r#"{"user": "ada", "amount": 10}"#,
+        ]);
+        let (out, rejected) = chain.run(input);
+        let values: Vec<String> = out.iter().map(|r| r.value.to_string()).collect();
+        assert_eq!(
+            values,
+            [
+                r#"{"user":"ada","amount":7.5,"cents":750}"#,
+                r#"{"user":"ada","amount":10,"cents":1000}"#
+            ]
+        );
+        assert!(out.iter().all(|r| r.key.as_deref() == Some(&b"ada"[..])));
+        assert_eq!(
+            out[1].position.offset, 300,
+            "outputs keep their input's position"
+        );
+        // "lots" > 5 is true in jq (strings sort after numbers); multiplying it fails.
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].step, "cents");
+        assert_eq!(rejected[0].record.position.offset, 200);
+        assert!(
+            rejected[0].reason.starts_with("jq:"),
+            "{}",
+            rejected[0].reason
+        );
+    }
+
+    #[test]
+    fn closures_and_flat_maps_plug_in() {
+        let split = PerRecord(|r: &Record| match &r.value {
+            Val::Arr(items) => Ok(items
+                .iter()
+                .map(|v| Record {
+                    value: v.clone(),
+                    ..r.clone()
+                })
+                .collect()),
+            other => Err(format!("expected an array, got {other}")),
+        });
+        let chain = Chain::default().then("split", Arc::new(split));
+        let (out, rejected) = chain.run(records(&["[1, 2]", "{}", "[3]"]));
+        let values: Vec<String> = out.iter().map(|r| r.value.to_string()).collect();
+        assert_eq!(values, ["1", "2", "3"]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].reason, "expected an array, got {}");
+    }
+
+    #[test]
+    fn key_by_needs_exactly_one_key() {
+        let chain = Chain::default().then("k", Arc::new(KeyBy(Jq::compile(".tags[]").unwrap())));
+        let (out, rejected) = chain.run(records(&[
+            r#"{"tags": ["a"]}"#,
+            r#"{"tags": ["a", "b"]}"#,
+            r#"{"tags": [7]}"#,
+        ]));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].key.as_deref(), Some(&b"a"[..]));
+        assert_eq!(out[1].key.as_deref(), Some(&b"7"[..]));
+        assert!(rejected[0].reason.contains("2 values"));
+    }
+}
