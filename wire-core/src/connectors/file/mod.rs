@@ -8,6 +8,7 @@
 //!   pipelines are exactly-once across restarts; as a source, at-least-once into other sinks.
 
 pub mod config;
+pub mod sink;
 pub mod source;
 
 use super::ConnectorInfo;
