@@ -8,6 +8,7 @@
 //!   delivered.
 
 pub mod config;
+pub mod source;
 
 use super::ConnectorInfo;
 
