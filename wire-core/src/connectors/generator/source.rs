@@ -117,6 +117,7 @@ mod tests {
         let mut resumed = Generator::new("gen", &c, 1, 2, Some(batch[1].position.offset));
         let rest: Vec<String> = resumed
             .next_batch(10)
+            .unwrap()
             .iter()
             .map(|r| r.value.to_string())
             .collect();
