@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{http, Embedded};
+use crate::support::{get_json, get_text, http, post_json, Embedded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_delete_round_trip() {
@@ -75,16 +75,7 @@ async fn put_get_delete_round_trip() {
 
     // The key named `txn` is an ordinary key despite the /kv/txn route.
     c.put(n.url("/kv/txn")).body("t").send().await.unwrap();
-    assert_eq!(
-        c.get(n.url("/kv/txn"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "t"
-    );
+    assert_eq!(get_text(&n.url("/kv/txn")).await, "t");
 
     n.node.shutdown().await.unwrap();
 }
@@ -132,14 +123,7 @@ async fn list_paginates_by_prefix() {
     assert_eq!(seen, expected);
 
     // Non-UTF-8 values come back as base64.
-    let page: Value = c
-        .get(n.url("/kv?prefix=bin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&n.url("/kv?prefix=bin")).await;
     assert_eq!(page["items"][0]["value_base64"], "//4=");
     n.node.shutdown().await.unwrap();
 }
@@ -166,68 +150,16 @@ async fn txn_runs_one_branch_atomically() {
         ],
         "failure": [{"op": "put", "key": "failed", "value": "1"}]
     });
-    let r: Value = c
-        .post(n.url("/kv/txn"))
-        .json(&txn)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_json(&n.url("/kv/txn"), &txn).await;
     assert_eq!(r["succeeded"], true);
-    assert_eq!(
-        c.get(n.url("/kv/balance/a"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "5"
-    );
-    assert_eq!(
-        c.get(n.url("/kv/balance/b"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "5"
-    );
+    assert_eq!(get_text(&n.url("/kv/balance/a")).await, "5");
+    assert_eq!(get_text(&n.url("/kv/balance/b")).await, "5");
 
     // The same transaction again: a compare fails, only the failure branch runs.
-    let r: Value = c
-        .post(n.url("/kv/txn"))
-        .json(&txn)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_json(&n.url("/kv/txn"), &txn).await;
     assert_eq!(r["succeeded"], false);
-    assert_eq!(
-        c.get(n.url("/kv/balance/a"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "5"
-    );
-    assert_eq!(
-        c.get(n.url("/kv/failed"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "1"
-    );
+    assert_eq!(get_text(&n.url("/kv/balance/a")).await, "5");
+    assert_eq!(get_text(&n.url("/kv/failed")).await, "1");
 
     // An invalid op anywhere rejects the whole transaction; nothing is written.
     let bad = json!({
@@ -245,16 +177,7 @@ async fn txn_runs_one_branch_atomically() {
         body["detail"].as_str().unwrap().contains("success[1].key"),
         "{body}"
     );
-    assert_eq!(
-        c.get(n.url("/kv/balance/a"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "5"
-    );
+    assert_eq!(get_text(&n.url("/kv/balance/a")).await, "5");
     n.node.shutdown().await.unwrap();
 }
 
@@ -263,16 +186,7 @@ async fn library_api_matches_http() {
     let n = Embedded::start().await;
     n.node.kv_put("lib", b"rust".to_vec()).await.unwrap();
     let c = http();
-    assert_eq!(
-        c.get(n.url("/kv/lib"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "rust"
-    );
+    assert_eq!(get_text(&n.url("/kv/lib")).await, "rust");
     c.put(n.url("/kv/lib")).body("http").send().await.unwrap();
     let got = n
         .node

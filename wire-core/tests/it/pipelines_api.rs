@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{http, Embedded};
+use crate::support::{get_json, http, Embedded};
 
 const SPEC_YAML: &str = r#"
 name: orders
@@ -44,14 +44,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     assert_eq!(r.status(), 409);
 
     // Read it back: spec, version, desired state.
-    let rec: Value = c
-        .get(n.url("/pipelines/orders"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rec: Value = get_json(&n.url("/pipelines/orders")).await;
     assert_eq!(rec["version"], 1);
     assert_eq!(rec["desired"], "running");
     assert_eq!(rec["spec"]["parallelism"], 2);
@@ -84,14 +77,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
         .await
         .unwrap();
     assert_eq!(r["desired"], "paused");
-    let rec: Value = c
-        .get(n.url("/pipelines/orders"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rec: Value = get_json(&n.url("/pipelines/orders")).await;
     assert_eq!(
         (rec["desired"].as_str(), rec["version"].as_u64()),
         (Some("paused"), Some(2))
@@ -100,14 +86,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
         .send()
         .await
         .unwrap();
-    let list: Value = c
-        .get(n.url("/pipelines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&n.url("/pipelines")).await;
     assert_eq!(list["pipelines"].as_array().unwrap().len(), 1);
     assert_eq!(list["pipelines"][0]["desired"], "running");
 
@@ -149,14 +128,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     );
 
     // The registry is listed as data.
-    let reg: Value = c
-        .get(n.url("/connectors"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg: Value = get_json(&n.url("/connectors")).await;
     let names: Vec<&str> = reg["connectors"]
         .as_array()
         .unwrap()
@@ -219,14 +191,7 @@ sinks:
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let list: Value = c
-        .get(n.url("/pipelines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&n.url("/pipelines")).await;
     assert_eq!(list["pipelines"].as_array().unwrap().len(), 0);
     n.node.shutdown().await.unwrap();
 }

@@ -43,6 +43,43 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// GET `url`: the body as text.
+pub async fn get_text(url: &str) -> String {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// GET `url`: the body as JSON.
+pub async fn get_json(url: &str) -> Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
+/// POST `body` as JSON to `url`: the answer as JSON.
+pub async fn post_json(url: &str, body: &Value) -> Value {
+    http()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
 /// One `wire node` process.
 pub struct Proc {
     pub id: u64,
