@@ -187,6 +187,14 @@ impl PipelineSpec {
             serde_json::from_str(text)
                 .map_err(|e| vec![SpecError::new("spec", format!("invalid JSON: {e}"))])?
         } else {
+            // The YAML parser reads the whole event stream before it checks depth, which takes
+            // seconds on deeply nested input: refuse that up front.
+            if flow_depth(text) > MAX_NESTING {
+                return Err(vec![SpecError::new(
+                    "spec",
+                    format!("invalid YAML: nested deeper than {MAX_NESTING} levels"),
+                )]);
+            }
             serde_norway::from_str(text)
                 .map_err(|e| vec![SpecError::new("spec", format!("invalid YAML: {e}"))])?
         };
@@ -260,6 +268,42 @@ impl PipelineSpec {
     }
 }
 
+/// Deepest nesting of `[` and `{` accepted in a YAML spec.
+const MAX_NESTING: usize = 64;
+
+/// The deepest nesting of flow collections (`[`, `{`) outside quoted strings and comments.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        let after = std::mem::replace(&mut prev, c);
+        if comment {
+            comment = c != '\n';
+            continue;
+        }
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '#' if after.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
+}
+
 /// Parses a duration such as `500ms`, `10s`, `5m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -283,4 +327,21 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     }
     .ok_or_else(|| format!("'{text}' is too long"))?;
     Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_comments() {
+        assert_eq!(flow_depth("a: [1, {b: [2]}]"), 3);
+        assert_eq!(flow_depth("a: '[[[[' # [[[[\nb: \"{{\\\"[\" \nc: x#[["), 2);
+        let deep = format!("name: x\nsources: {}{}", "[".repeat(65), "]".repeat(65));
+        let errors = PipelineSpec::parse(&deep).unwrap_err();
+        assert!(
+            errors[0].message.contains("nested deeper than 64"),
+            "{errors:?}"
+        );
+    }
 }

@@ -191,6 +191,29 @@ sinks:
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Hostile documents: an alias bomb and deep nesting are refused quickly, not expanded.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let r = c.post(n.url("/pipelines")).body(bomb).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let deep = format!(
+        "name: x\nsources: {}{}",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let r = c.post(n.url("/pipelines")).body(deep).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let deep = format!(
+        r#"{{"name": "x", "sources": {}{}}}"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let r = c.post(n.url("/pipelines")).body(deep).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
     let list: Value = get_json(&n.url("/pipelines")).await;
     assert_eq!(list["pipelines"].as_array().unwrap().len(), 0);
     n.node.shutdown().await.unwrap();
