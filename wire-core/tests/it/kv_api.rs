@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{get_json, get_text, http, post_json, Embedded};
+use crate::support::{get_json, get_text, http, json, post_json, Embedded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_delete_round_trip() {
@@ -52,25 +52,11 @@ async fn put_get_delete_round_trip() {
     assert_eq!(got.as_ref(), binary.as_slice());
 
     // Delete, then the key is gone; deleting again says nothing was deleted.
-    let r: Value = c
-        .delete(n.url("/kv/users/42"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = json(c.delete(n.url("/kv/users/42"))).await;
     assert_eq!(r["deleted"], true);
     let r = c.get(n.url("/kv/users/42")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let r: Value = c
-        .delete(n.url("/kv/users/42"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = json(c.delete(n.url("/kv/users/42"))).await;
     assert_eq!(r["deleted"], false);
 
     // The key named `txn` is an ordinary key despite the /kv/txn route.

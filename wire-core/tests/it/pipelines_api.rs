@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{get_json, http, Embedded};
+use crate::support::{get_json, http, json, status, Embedded};
 
 const SPEC_YAML: &str = r#"
 name: orders
@@ -68,14 +68,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     assert_eq!(body["created"], false);
 
     // Pause and resume change the desired state only.
-    let r: Value = c
-        .post(n.url("/pipelines/orders/pause"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = json(c.post(n.url("/pipelines/orders/pause"))).await;
     assert_eq!(r["desired"], "paused");
     let rec: Value = get_json(&n.url("/pipelines/orders")).await;
     assert_eq!(
@@ -102,30 +95,9 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     // Delete; then it is gone, and deleting again is a 404.
     let r = c.delete(n.url("/pipelines/orders")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        c.get(n.url("/pipelines/orders"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.delete(n.url("/pipelines/orders"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.post(n.url("/pipelines/orders/pause"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(c.get(n.url("/pipelines/orders"))).await, 404);
+    assert_eq!(status(c.delete(n.url("/pipelines/orders"))).await, 404);
+    assert_eq!(status(c.post(n.url("/pipelines/orders/pause"))).await, 404);
 
     // The registry is listed as data.
     let reg: Value = get_json(&n.url("/connectors")).await;

@@ -80,6 +80,21 @@ pub async fn post_json(url: &str, body: &Value) -> Value {
         .expect("JSON body")
 }
 
+/// Sends `req`: the answer's status code.
+pub async fn status(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.expect("request").status().as_u16()
+}
+
+/// Sends `req`: the answer as JSON.
+pub async fn json(req: reqwest::RequestBuilder) -> Value {
+    req.send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
 /// One `wire node` process.
 pub struct Proc {
     pub id: u64,
