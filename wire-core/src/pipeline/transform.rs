@@ -82,11 +82,22 @@ where
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
-        for record in batch {
-            match (self.0)(&record) {
-                Ok(outputs) => out.extend(outputs),
-                Err(reason) => rejected.push((record, reason)),
-            }
+        each_record(batch, out, rejected, &self.0);
+    }
+}
+
+/// Runs `f` on each record of `batch`: its outputs go to `out`, a failure sends the record to
+/// `rejected` with the reason.
+fn each_record(
+    batch: Vec<Record>,
+    out: &mut Vec<Record>,
+    rejected: &mut Vec<(Record, String)>,
+    f: impl Fn(&Record) -> Result<Vec<Record>, String>,
+) {
+    for record in batch {
+        match f(&record) {
+            Ok(outputs) => out.extend(outputs),
+            Err(reason) => rejected.push((record, reason)),
         }
     }
 }
@@ -102,15 +113,16 @@ impl Transform for JqTransform {
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
-        for record in batch {
-            match self.0.run(record.value.clone()) {
-                Ok(values) => out.extend(values.into_iter().map(|value| Record {
+        each_record(batch, out, rejected, |record| {
+            let values = self.0.run(record.value.clone())?;
+            Ok(values
+                .into_iter()
+                .map(|value| Record {
                     value,
                     ..record.clone()
-                })),
-                Err(reason) => rejected.push((record, reason)),
-            }
-        }
+                })
+                .collect())
+        });
     }
 }
 
@@ -125,24 +137,19 @@ impl Transform for KeyBy {
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
-        for mut record in batch {
-            match self.0.run(record.value.clone()) {
-                Ok(values) if values.len() == 1 => {
-                    record.key = Some(key_bytes(&values[0]));
-                    out.push(record);
-                }
-                Ok(values) => {
-                    let n = values.len();
-                    rejected.push((
-                        record,
-                        format!(
-                            "key_by: the key expression gave {n} values; it must give exactly one"
-                        ),
-                    ));
-                }
-                Err(reason) => rejected.push((record, reason)),
+        each_record(batch, out, rejected, |record| {
+            let values = self.0.run(record.value.clone())?;
+            match values.as_slice() {
+                [key] => Ok(vec![Record {
+                    key: Some(key_bytes(key)),
+                    ..record.clone()
+                }]),
+                _ => Err(format!(
+                    "key_by: the key expression gave {} values; it must give exactly one",
+                    values.len()
+                )),
             }
-        }
+        });
     }
 }
 
