@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::consensus::NodeId;
 use crate::kv::Txn;
+use crate::pipeline::checkpoint::Checkpoint;
 use crate::pipeline::{DesiredState, PipelineSpec};
 
 /// A change to the replicated state, proposed through Raft.
@@ -28,11 +30,41 @@ pub enum Command {
     PipelineUpdate { spec: PipelineSpec, upsert: bool },
     /// Change what the cluster should do with a pipeline.
     PipelineSetState { name: String, desired: DesiredState },
-    /// Remove a pipeline.
+    /// Remove a pipeline, with its assignments and checkpoints.
     PipelineDelete { name: String },
+    /// The leader's assignment of a pipeline's partitions to nodes, replacing the previous
+    /// one; refused when the pipeline is gone or at another version (a stale assigner).
+    PipelineAssign {
+        name: String,
+        version: u64,
+        assignments: Vec<(u32, NodeId)>,
+    },
+    /// Checkpoints of partitions that `node` runs, applied all or none: refused when the
+    /// pipeline is gone, a partition is not assigned to `node` (it moved: the old owner is
+    /// fenced off), or an epoch does not advance.
+    Checkpoint {
+        name: String,
+        node: NodeId,
+        checkpoints: Vec<(u32, Checkpoint)>,
+    },
     /// Several independent commands proposed as one entry (group commit); each is applied in
     /// order and answered on its own.
     Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Whether applying it can change what pipelines run where (the supervisor looks again).
+    pub fn touches_pipelines(&self) -> bool {
+        match self {
+            Command::PipelineCreate { .. }
+            | Command::PipelineUpdate { .. }
+            | Command::PipelineSetState { .. }
+            | Command::PipelineDelete { .. }
+            | Command::PipelineAssign { .. } => true,
+            Command::Batch(commands) => commands.iter().any(Command::touches_pipelines),
+            _ => false,
+        }
+    }
 }
 
 impl Command {
@@ -67,6 +99,26 @@ impl Command {
             Command::PipelineSetState { name, .. } | Command::PipelineDelete { name } => {
                 name.len() + 16
             }
+            Command::PipelineAssign {
+                name, assignments, ..
+            } => name.len() + assignments.len() * 16 + 16,
+            Command::Checkpoint {
+                name, checkpoints, ..
+            } => {
+                name.len()
+                    + checkpoints
+                        .iter()
+                        .map(|(_, c)| {
+                            c.positions
+                                .iter()
+                                .map(|(s, splits)| {
+                                    s.len() + splits.keys().map(|k| k.len() + 16).sum::<usize>()
+                                })
+                                .sum::<usize>()
+                                + 48
+                        })
+                        .sum::<usize>()
+            }
             Command::Batch(commands) => commands.iter().map(Command::approx_size).sum(),
         }
     }
@@ -91,6 +143,12 @@ pub enum CommandResponse {
     PipelineMissing,
     /// A delete: whether the pipeline existed.
     PipelineDeleted { existed: bool },
+    /// Assignments were stored.
+    Assigned,
+    /// Checkpoints were stored.
+    CheckpointSaved,
+    /// An assignment or checkpoint was refused, and why.
+    Refused { reason: String },
     /// A batch: one response per command, in order.
     Batch(Vec<CommandResponse>),
 }

@@ -17,6 +17,10 @@ pub(crate) struct SmChanges {
     pub kv: BTreeMap<String, Option<Vec<u8>>>,
     /// Encoded pipeline records.
     pub pipelines: BTreeMap<String, Option<Vec<u8>>>,
+    /// (pipeline, partition) -> owning node.
+    pub assignments: BTreeMap<(String, u32), Option<u64>>,
+    /// (pipeline, partition) -> encoded checkpoint.
+    pub checkpoints: BTreeMap<(String, u32), Option<Vec<u8>>>,
     /// The whole members table (encoded records), when a membership entry was applied.
     pub members: Option<Vec<(u64, Vec<u8>)>>,
     pub last_applied: Option<Option<LogId>>,
@@ -27,6 +31,8 @@ impl SmChanges {
     pub fn is_empty(&self) -> bool {
         self.kv.is_empty()
             && self.pipelines.is_empty()
+            && self.assignments.is_empty()
+            && self.checkpoints.is_empty()
             && self.members.is_none()
             && self.last_applied.is_none()
             && self.membership.is_none()
@@ -39,6 +45,12 @@ impl SmChanges {
         }
         for (k, v) in older.pipelines {
             self.pipelines.entry(k).or_insert(v);
+        }
+        for (k, v) in older.assignments {
+            self.assignments.entry(k).or_insert(v);
+        }
+        for (k, v) in older.checkpoints {
+            self.checkpoints.entry(k).or_insert(v);
         }
         if self.members.is_none() {
             self.members = older.members;
@@ -121,6 +133,40 @@ impl SmOverlay {
             }
         }
         out
+    }
+
+    /// The changes to one pipeline's rows of a partition-keyed table, newest winning.
+    pub fn partition_changes<V: Clone>(
+        maps: [&BTreeMap<(String, u32), Option<V>>; 2],
+        pipeline: &str,
+    ) -> BTreeMap<u32, Option<V>> {
+        let mut out = BTreeMap::new();
+        for map in maps {
+            let from = (pipeline.to_string(), 0u32);
+            for ((name, part), v) in map.range(from..) {
+                if name != pipeline {
+                    break;
+                }
+                out.insert(*part, v.clone());
+            }
+        }
+        out
+    }
+
+    /// Changes to a pipeline's assignments (`flushing` first, so `pending` wins).
+    pub fn assignment_changes(&self, pipeline: &str) -> BTreeMap<u32, Option<u64>> {
+        Self::partition_changes(
+            [&self.flushing.assignments, &self.pending.assignments],
+            pipeline,
+        )
+    }
+
+    /// Changes to a pipeline's checkpoints (`flushing` first, so `pending` wins).
+    pub fn checkpoint_changes(&self, pipeline: &str) -> BTreeMap<u32, Option<Vec<u8>>> {
+        Self::partition_changes(
+            [&self.flushing.checkpoints, &self.pending.checkpoints],
+            pipeline,
+        )
     }
 
     /// All pipeline changes, newest winning.

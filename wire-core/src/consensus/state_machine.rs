@@ -30,6 +30,7 @@ use super::{
     TypeConfig, WireNode,
 };
 use crate::kv::TxnOp;
+use crate::pipeline::checkpoint::Checkpoint;
 use crate::pipeline::{DesiredState, PipelineRecord};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -77,6 +78,8 @@ pub struct StateMachineStore {
     db: Arc<Database>,
     writer: DbWriter,
     snapshot_seq: Arc<AtomicU64>,
+    /// Bumped after applying anything that changes pipelines, assignments or members.
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
@@ -100,6 +103,7 @@ impl StateMachineStore {
             db,
             writer,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -204,6 +208,35 @@ impl StateMachineStore {
             }
         };
         read().map_err(crate::Error::storage)
+    }
+
+    /// Which node runs each partition of `pipeline`, from the local state.
+    pub fn assignments(&self, pipeline: &str) -> Result<BTreeMap<u32, NodeId>, crate::Error> {
+        let sm = self.writer.sm();
+        let read = || -> Result<_, StoreError> {
+            let txn = self.db.begin_read()?;
+            read_assignments(&txn, &sm, pipeline)
+        };
+        read().map_err(crate::Error::storage)
+    }
+
+    /// The checkpoint of each partition of `pipeline`, from the local state.
+    pub fn checkpoints(&self, pipeline: &str) -> Result<BTreeMap<u32, Checkpoint>, crate::Error> {
+        let sm = self.writer.sm();
+        let read = || -> Result<_, StoreError> {
+            let txn = self.db.begin_read()?;
+            read_checkpoints(&txn, &sm, pipeline)
+        };
+        read().map_err(crate::Error::storage)
+    }
+
+    /// A receiver that changes whenever pipelines, assignments or members may have changed.
+    pub fn pipeline_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn note_pipeline_change(&self) {
+        self.changed.send_modify(|g| *g += 1);
     }
 
     /// Every pipeline from the local state, by name.
@@ -393,6 +426,14 @@ impl ApplyView<'_> {
         }
     }
 
+    fn assignments(&self, pipeline: &str) -> Result<BTreeMap<u32, NodeId>, StoreError> {
+        read_assignments(self.read, self.changes, pipeline)
+    }
+
+    fn checkpoints(&self, pipeline: &str) -> Result<BTreeMap<u32, Checkpoint>, StoreError> {
+        read_checkpoints(self.read, self.changes, pipeline)
+    }
+
     fn set_pipeline(&mut self, record: &PipelineRecord) -> Result<(), StoreError> {
         self.changes
             .pending
@@ -483,6 +524,7 @@ fn apply_command(
                     version: 1,
                     desired: DesiredState::Running,
                     updated_index: index,
+                    created_index: index,
                 })?;
                 CommandResponse::Pipeline {
                     version: 1,
@@ -503,6 +545,7 @@ fn apply_command(
                     .map(|e| e.desired)
                     .unwrap_or(DesiredState::Running),
                 updated_index: index,
+                created_index: existing.as_ref().map(|e| e.created_index).unwrap_or(index),
             };
             view.set_pipeline(&record)?;
             CommandResponse::Pipeline {
@@ -525,9 +568,147 @@ fn apply_command(
         Command::PipelineDelete { name } => {
             let existed = view.pipeline(name)?.is_some();
             view.changes.pending.pipelines.insert(name.clone(), None);
+            for part in view.assignments(name)?.into_keys() {
+                view.changes
+                    .pending
+                    .assignments
+                    .insert((name.clone(), part), None);
+            }
+            for part in view.checkpoints(name)?.into_keys() {
+                view.changes
+                    .pending
+                    .checkpoints
+                    .insert((name.clone(), part), None);
+            }
             CommandResponse::PipelineDeleted { existed }
         }
+        Command::PipelineAssign {
+            name,
+            version,
+            assignments,
+        } => match view.pipeline(name)? {
+            Some(record) if record.version == *version => {
+                let wanted: BTreeMap<u32, NodeId> = assignments.iter().copied().collect();
+                for part in view.assignments(name)?.into_keys() {
+                    if !wanted.contains_key(&part) {
+                        view.changes
+                            .pending
+                            .assignments
+                            .insert((name.clone(), part), None);
+                    }
+                }
+                for (part, node) in wanted {
+                    view.changes
+                        .pending
+                        .assignments
+                        .insert((name.clone(), part), Some(node));
+                }
+                CommandResponse::Assigned
+            }
+            Some(record) => CommandResponse::Refused {
+                reason: format!(
+                    "pipeline '{name}' is at version {}, not {version}",
+                    record.version
+                ),
+            },
+            None => CommandResponse::PipelineMissing,
+        },
+        Command::Checkpoint {
+            name,
+            node,
+            checkpoints,
+        } => {
+            if view.pipeline(name)?.is_none() {
+                return Ok(CommandResponse::PipelineMissing);
+            }
+            let owners = view.assignments(name)?;
+            let current = view.checkpoints(name)?;
+            for (part, checkpoint) in checkpoints {
+                if owners.get(part) != Some(node) {
+                    return Ok(CommandResponse::Refused {
+                        reason: format!(
+                            "partition {part} of '{name}' is assigned to {:?}, not node {node}",
+                            owners.get(part)
+                        ),
+                    });
+                }
+                if let Some(old) = current.get(part) {
+                    if old.epoch >= checkpoint.epoch {
+                        return Ok(CommandResponse::Refused {
+                            reason: format!(
+                                "partition {part} of '{name}' is at epoch {}, not before {}",
+                                old.epoch, checkpoint.epoch
+                            ),
+                        });
+                    }
+                }
+            }
+            for (part, checkpoint) in checkpoints {
+                view.changes
+                    .pending
+                    .checkpoints
+                    .insert((name.clone(), *part), Some(encode(checkpoint)?));
+            }
+            CommandResponse::CheckpointSaved
+        }
     })
+}
+
+/// A pipeline's rows of a partition-keyed table: the database's, under the overlay's changes.
+fn partition_rows<V, R>(
+    read: &redb::ReadTransaction,
+    table: redb::TableDefinition<(&str, u32), V>,
+    pipeline: &str,
+    changes: BTreeMap<u32, Option<R>>,
+    from_db: impl Fn(redb::AccessGuard<'_, V>) -> R,
+) -> Result<BTreeMap<u32, R>, StoreError>
+where
+    V: redb::Value + 'static,
+{
+    let mut out = BTreeMap::new();
+    let table = read.open_table(table)?;
+    for item in table.range((pipeline, 0u32)..=(pipeline, u32::MAX))? {
+        let (k, v) = item?;
+        out.insert(k.value().1, from_db(v));
+    }
+    for (part, v) in changes {
+        match v {
+            Some(v) => out.insert(part, v),
+            None => out.remove(&part),
+        };
+    }
+    Ok(out)
+}
+
+fn read_assignments(
+    read: &redb::ReadTransaction,
+    overlay: &SmOverlay,
+    pipeline: &str,
+) -> Result<BTreeMap<u32, NodeId>, StoreError> {
+    partition_rows(
+        read,
+        tables::ASSIGNMENTS,
+        pipeline,
+        overlay.assignment_changes(pipeline),
+        |v| v.value(),
+    )
+}
+
+fn read_checkpoints(
+    read: &redb::ReadTransaction,
+    overlay: &SmOverlay,
+    pipeline: &str,
+) -> Result<BTreeMap<u32, Checkpoint>, StoreError> {
+    let raw = partition_rows(
+        read,
+        tables::CHECKPOINTS,
+        pipeline,
+        overlay.checkpoint_changes(pipeline),
+        |v| v.value().to_vec(),
+    )?;
+    raw.into_iter()
+        .map(|(part, bytes)| Ok((part, decode(&bytes)?)))
+        .collect()
 }
 
 /// Writes a set of state-machine changes into the database writer's transaction.
@@ -547,6 +728,24 @@ pub(crate) fn write_changes(txn: &WriteTransaction, changes: &SmChanges) -> Resu
             match v {
                 Some(v) => table.insert(k.as_str(), v.as_slice())?,
                 None => table.remove(k.as_str())?,
+            };
+        }
+    }
+    if !changes.assignments.is_empty() {
+        let mut table = txn.open_table(tables::ASSIGNMENTS)?;
+        for ((name, part), v) in &changes.assignments {
+            match v {
+                Some(node) => table.insert((name.as_str(), *part), *node)?,
+                None => table.remove((name.as_str(), *part))?,
+            };
+        }
+    }
+    if !changes.checkpoints.is_empty() {
+        let mut table = txn.open_table(tables::CHECKPOINTS)?;
+        for ((name, part), v) in &changes.checkpoints {
+            match v {
+                Some(bytes) => table.insert((name.as_str(), *part), bytes.as_slice())?,
+                None => table.remove((name.as_str(), *part))?,
             };
         }
     }
@@ -674,6 +873,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let touches = entries.iter().any(|e| match &e.payload {
+            EntryPayload::Normal(c) => c.touches_pipelines(),
+            EntryPayload::Membership(_) => true,
+            EntryPayload::Blank => false,
+        });
         // Inline: the batch touches memory and redb's page cache for microseconds; a thread
         // hand-off per batch would cost more than the work.
         let apply = || -> Result<Vec<CommandResponse>, StoreError> {
@@ -681,7 +885,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let read = self.db.begin_read()?;
             apply_entries(&mut sm, &read, entries)
         };
-        apply().map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))
+        let responses =
+            apply().map_err(|e| e.into_storage(ErrorSubject::StateMachine, ErrorVerb::Write))?;
+        if touches {
+            self.note_pipeline_change();
+        }
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -713,6 +922,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 )
             })?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        self.note_pipeline_change();
         Ok(())
     }
 

@@ -23,4 +23,8 @@ pub struct PipelineRecord {
     pub desired: DesiredState,
     /// The log index of the last change.
     pub updated_index: u64,
+    /// The log index at which the pipeline was created: tells apart a pipeline from an
+    /// earlier one of the same name (a file sink names its output by it).
+    #[serde(default)]
+    pub created_index: u64,
 }
