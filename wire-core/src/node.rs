@@ -29,6 +29,9 @@ use crate::consensus::{
     Command, CommandResponse, KvPage, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
 };
 use crate::kv::{self, Txn};
+use crate::pipeline::runtime::status::{self, JobReport, PipelineStatus};
+use crate::pipeline::runtime::supervisor::Runtime;
+use crate::pipeline::transform::Transform;
 use crate::pipeline::{self, DesiredState, PipelineGraph, PipelineRecord, PipelineSpec};
 use crate::{Error, Result};
 
@@ -142,6 +145,8 @@ struct NodeInner {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// The pipeline jobs this node runs, and its registered transforms.
+    runtime: Arc<Runtime>,
 }
 
 /// The address others should use to reach a listener bound at `bound`.
@@ -232,6 +237,7 @@ impl Node {
                 stop,
                 tasks: Mutex::new(Vec::new()),
                 stopped: AtomicBool::new(false),
+                runtime: Arc::new(Runtime::default()),
             }),
         };
         let weak = Arc::downgrade(&node.inner);
@@ -261,6 +267,7 @@ impl Node {
             let _ = node.shutdown().await;
             return Err(e);
         }
+        node.inner.runtime.start(node.clone());
         Ok(node)
     }
 
@@ -626,9 +633,50 @@ impl Node {
 
     /// Validates a spec against this node's connectors and transforms.
     pub fn validate_spec(&self, spec: &PipelineSpec) -> Result<PipelineGraph> {
-        // Transforms registered from Rust, Python or C will be looked up here once the
-        // execution engine has its transform registry; until then only built-ins are known.
-        pipeline::validate(spec, &|_| false).map_err(Error::InvalidSpec)
+        let registry = self.inner.runtime.registry.clone();
+        let known = |name: &str| {
+            registry
+                .read()
+                .map(|r| r.contains_key(name))
+                .unwrap_or(false)
+        };
+        pipeline::validate(spec, &known).map_err(Error::InvalidSpec)
+    }
+
+    /// Registers a transform under `name`, usable as `type: name` in any spec run on this
+    /// node; replaces one registered before under that name. A built-in name is refused.
+    pub fn register_transform(&self, name: &str, transform: Arc<dyn Transform>) -> Result<()> {
+        if pipeline::BUILTIN_TRANSFORMS.contains(&name) {
+            return Err(Error::Invalid(format!(
+                "'{name}' is a built-in transform; pick another name"
+            )));
+        }
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::Invalid(format!(
+                "transform name '{name}' must be letters, digits, '-', '_' or '.'"
+            )));
+        }
+        self.inner
+            .runtime
+            .registry
+            .write()
+            .map_err(|_| Error::Internal("the transform registry is poisoned".into()))?
+            .insert(name.to_string(), transform);
+        Ok(())
+    }
+
+    /// This node's pipeline runtime (its jobs' live status).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.inner.runtime
+    }
+
+    /// Whether this node is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.current_leader() == Some(self.id())
     }
 
     fn pipeline_written(name: &str, outcome: WriteOutcome) -> Result<PipelineWritten> {
@@ -706,6 +754,53 @@ impl Node {
     ) -> Result<Option<PipelineRecord>> {
         self.read_barrier(consistency).await?;
         self.inner.state.pipeline(name)
+    }
+
+    /// A pipeline's status: its record, where each partition runs, and each owning node's
+    /// live report (asked over the Raft listener; a node that does not answer within a
+    /// second shows its partitions as `unknown`).
+    pub async fn pipeline_status(
+        &self,
+        name: &str,
+        consistency: Consistency,
+    ) -> Result<Option<PipelineStatus>> {
+        let Some(record) = self.pipeline_get(name, consistency).await? else {
+            return Ok(None);
+        };
+        let assignments = self.inner.state.assignments(name)?;
+        let checkpoints = self.inner.state.checkpoints(name)?;
+        let owners: BTreeSet<NodeId> = assignments.values().copied().collect();
+        let members = self.metrics().membership_config.membership().clone();
+        let mut reports = BTreeMap::new();
+        for owner in owners {
+            let report = if owner == self.id() {
+                self.inner.runtime.job(name).map(|s| JobReport::of(&s))
+            } else {
+                match members.get_node(&owner) {
+                    Some(n) => self
+                        .inner
+                        .peers
+                        .call::<String, std::result::Result<Option<JobReport>, RemoteFailure>>(
+                            &n.raft_addr,
+                            rpc::paths::JOB_REPORT,
+                            &name.to_string(),
+                            Duration::from_secs(1),
+                        )
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .flatten(),
+                    None => None,
+                }
+            };
+            reports.insert(owner, report);
+        }
+        Ok(Some(status::assemble(
+            record,
+            &assignments,
+            &checkpoints,
+            &reports,
+        )))
     }
 
     /// Every pipeline, by name, read at the given consistency.
@@ -986,6 +1081,11 @@ impl Node {
     /// Stops the node: hands off leadership if it leads, stops Raft, closes both listeners.
     /// Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Jobs take their final checkpoints through Raft: stop them while it still runs.
+        self.inner.runtime.stop().await;
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return Ok(());
         }

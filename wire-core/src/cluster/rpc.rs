@@ -21,6 +21,7 @@ pub mod paths {
     pub const JOIN: &str = "/internal/join";
     pub const REMOVE: &str = "/internal/remove";
     pub const CAMPAIGN: &str = "/internal/campaign";
+    pub const JOB_REPORT: &str = "/internal/job-report";
 }
 
 /// An [`Error`] as it crosses between nodes.
@@ -92,6 +93,14 @@ async fn campaign(State(node): State<Node>) -> Response {
     reply(node.campaign().await)
 }
 
+async fn job_report(State(node): State<Node>, MsgpackBody(name): MsgpackBody<String>) -> Response {
+    let report = node
+        .runtime()
+        .job(&name)
+        .map(|s| crate::pipeline::runtime::status::JobReport::of(&s));
+    reply(Ok::<_, Error>(report))
+}
+
 /// The node-level endpoints, served on the `--raft-addr` listener beside Raft's own.
 pub fn routes(node: Node) -> Router {
     Router::new()
@@ -100,5 +109,6 @@ pub fn routes(node: Node) -> Router {
         .route(paths::JOIN, post(join))
         .route(paths::REMOVE, post(remove))
         .route(paths::CAMPAIGN, post(campaign))
+        .route(paths::JOB_REPORT, post(job_report))
         .with_state(node)
 }

@@ -7,10 +7,95 @@ pub mod file;
 pub mod generator;
 pub mod stdout;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::pipeline::spec::SpecError;
+use crate::pipeline::transform::{Position, Record};
+
+/// Where a source partition starts: which step and partition it is, and the offsets it
+/// resumes from (split -> offset, from the last checkpoint).
+#[derive(Debug, Clone)]
+pub struct SourceContext<'a> {
+    pub step: &'a str,
+    pub partition: u32,
+    pub partitions: u32,
+    pub resume: &'a BTreeMap<String, u64>,
+}
+
+/// Where a sink partition writes: its pipeline and partition, and the last epoch whose
+/// checkpoint committed (pending output up to it is published on open, the rest dropped).
+#[derive(Debug, Clone)]
+pub struct SinkContext<'a> {
+    pub step: &'a str,
+    pub pipeline: &'a str,
+    pub partition: u32,
+    pub committed_epoch: u64,
+    /// Tells apart a pipeline from an earlier one of the same name (its creation index).
+    pub incarnation: u64,
+}
+
+/// Input a source could not turn into a record: its raw bytes, where, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadInput {
+    pub raw: Vec<u8>,
+    pub position: Position,
+    pub reason: String,
+}
+
+/// Whether a source has more to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadState {
+    /// More is there: read again at once.
+    More,
+    /// Nothing now (a paced generator, a tailed file): read again shortly.
+    Idle,
+    /// Everything was read: the partition's input is complete.
+    Finished,
+}
+
+/// What one read returned.
+#[derive(Debug)]
+pub struct SourceBatch {
+    pub records: Vec<Record>,
+    pub bad: Vec<BadInput>,
+    pub state: ReadState,
+}
+
+/// One partition of a source step. Runs on the partition's own thread; may block on I/O.
+pub trait Source: Send {
+    /// Reads up to `max` records (bad input counts toward `max`).
+    fn read(&mut self, max: usize) -> Result<SourceBatch, String>;
+    /// Split -> offset to resume at so that nothing returned so far is read again.
+    fn positions(&self) -> BTreeMap<String, u64>;
+    /// How much input is known to be left (bytes, records), if the source can tell.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// One partition of a sink step. Runs on the partition's sink thread; may block on I/O
+/// (a sink that blocks slows the source: every hop is bounded).
+pub trait Sink: Send {
+    /// Writes records of the current epoch.
+    fn write(&mut self, records: &[Record]) -> Result<(), String>;
+    /// Makes everything written durable as the output of `epoch`; called before that
+    /// epoch's checkpoint is proposed.
+    fn pre_commit(&mut self, epoch: u64) -> Result<(), String>;
+    /// Publishes the output of every epoch up to `epoch`, once its checkpoint committed.
+    fn commit(&mut self, epoch: u64) -> Result<(), String> {
+        let _ = epoch;
+        Ok(())
+    }
+}
+
+/// Opens partition `ctx.partition` of a source from its (validated) config.
+pub type OpenSource =
+    fn(config: &Value, ctx: &SourceContext<'_>) -> Result<Box<dyn Source>, String>;
+/// Opens partition `ctx.partition` of a sink from its (validated) config.
+pub type OpenSink = fn(config: &Value, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String>;
 
 /// Checks a connector's `config` (found at `path`), returning every problem.
 pub type ConfigCheck = fn(config: &Value, path: &str) -> Vec<SpecError>;
@@ -34,6 +119,12 @@ pub struct ConnectorInfo {
     /// Checks a sink config; `None` when it cannot be a sink.
     #[serde(skip)]
     pub sink: Option<ConfigCheck>,
+    /// Opens a source partition (present when `source` is).
+    #[serde(skip)]
+    pub open_source: Option<OpenSource>,
+    /// Opens a sink partition (present when `sink` is).
+    #[serde(skip)]
+    pub open_sink: Option<OpenSink>,
 }
 
 /// Every connector, by name.
@@ -42,6 +133,11 @@ pub const CONNECTORS: &[ConnectorInfo] = &[file::INFO, generator::INFO, stdout::
 /// The connector a spec's `type` names.
 pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {
     CONNECTORS.iter().find(|c| c.name == name)
+}
+
+/// Reads a validated config as its typed struct (a config that passed validation reads).
+pub fn typed<T: for<'de> serde::Deserialize<'de>>(config: &Value) -> Result<T, String> {
+    serde_json::from_value(config.clone()).map_err(|e| format!("config: {e}"))
 }
 
 /// Checks `config` against the typed config `T` (unknown fields rejected), naming the place

@@ -59,7 +59,7 @@ pub async fn get(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (Path(name), Query(q)) = (name?, query?);
-    match node.pipeline_get(&name, consistency(q)?).await? {
+    match node.pipeline_status(&name, consistency(q)?).await? {
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError::not_found(format!("pipeline '{name}' not found"))),
     }

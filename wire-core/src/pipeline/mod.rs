@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod jq;
 pub mod record;
+pub mod runtime;
 pub mod spec;
 pub mod transform;
 pub mod validate;

@@ -122,6 +122,9 @@ pub struct PipelineSpec {
     /// The policy of steps that do not set their own; `dead_letter` when a dead-letter sink
     /// is configured, else `fail`.
     pub on_error: Option<ErrorPolicy>,
+    /// Run every partition on this node (for sources that read the node's local files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u64>,
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -133,6 +136,7 @@ const TOP_LEVEL: &[&str] = &[
     "sinks",
     "dead_letter",
     "on_error",
+    "node",
 ];
 
 /// Deserializes `value` as `T`, naming the place of the first problem below `path`.
@@ -251,8 +255,13 @@ impl PipelineSpec {
                 .map_err(|e| errors.push(e))
                 .ok(),
         };
+        let node = match top.get("node") {
+            None | Some(Value::Null) => None,
+            Some(v) => field::<u64>(v, "node").map_err(|e| errors.push(e)).ok(),
+        };
         if errors.is_empty() {
             Ok(PipelineSpec {
+                node,
                 name,
                 parallelism,
                 checkpoint_interval,

@@ -62,6 +62,9 @@ pub struct PipelineGraph {
     pub transforms: Vec<Step>,
     pub sinks: Vec<Step>,
     pub dead_letter: Option<Step>,
+    /// The node every partition must run on, if pinned.
+    #[serde(default)]
+    pub node: Option<u64>,
 }
 
 /// A jq program must be present and compile.
@@ -432,7 +435,14 @@ pub fn validate(
         on_error,
         path,
     };
+    if spec.node == Some(0) {
+        return Err(vec![SpecError::new(
+            "node",
+            "must be a node id (a positive integer)",
+        )]);
+    }
     Ok(PipelineGraph {
+        node: spec.node,
         name: spec.name.clone(),
         parallelism: spec.parallelism,
         checkpoint_interval,

@@ -26,6 +26,9 @@ pub struct FileSourceConfig {
     /// `jsonl` (default) or `csv`.
     #[serde(default)]
     pub format: FileFormat,
+    /// Keep reading as files grow and new files match, instead of finishing at their end.
+    #[serde(default)]
+    pub tail: bool,
 }
 
 /// Default size at which a part file is rotated.

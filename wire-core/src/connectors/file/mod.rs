@@ -23,4 +23,6 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
         "exactly-once for file sinks (part files committed at checkpoints); at-least-once otherwise",
     source: Some(config::check_source),
     sink: Some(config::check_sink),
+    open_source: Some(source::open),
+    open_sink: Some(sink::open),
 };

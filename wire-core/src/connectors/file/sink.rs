@@ -1,11 +1,13 @@
-//! Writing JSON lines into part files, committed at checkpoints so that file output is
+//! Writing JSON lines or CSV into part files, committed at checkpoints so that file output is
 //! exactly-once across crashes (a two-phase commit with the checkpoint in Raft):
 //!
-//! 1. records of the current epoch are appended to `.part-{p}.inprogress`;
-//! 2. before the checkpoint of epoch `e` is proposed, [`PartWriter::pre_commit`] fsyncs that
-//!    file and renames it to `.part-{p}-e{e}.pending`;
+//! 1. records of the current epoch are appended to `.part-{p}.inprogress`; a file that
+//!    reaches the rotation size or age is sealed as `.part-{p}-e{e}-{seq}.pending` and a new
+//!    one begun;
+//! 2. before the checkpoint of epoch `e` is proposed, [`PartWriter::pre_commit`] fsyncs the
+//!    in-progress file and seals it the same way;
 //! 3. once the checkpoint is committed, [`PartWriter::commit`] renames pending files up to
-//!    `e` to `part-{p}-{e}.jsonl`, the visible output.
+//!    `e` to `part-{p}-{incarnation}-{e}-{seq}.{jsonl,csv}`, the visible output.
 //!
 //! After a crash, [`PartWriter::open`] is given the last committed epoch: pending files up to
 //! it are committed (their checkpoint made it), later ones and in-progress files are deleted
@@ -14,67 +16,156 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use jaq_json::Val;
+
+use super::config::{FileFormat, FileSinkConfig, DEFAULT_ROTATE_BYTES};
+use crate::connectors::{Sink, SinkContext};
+use crate::pipeline::spec::parse_duration;
 use crate::pipeline::transform::Record;
+
+/// How a part file is laid out and when it is rotated.
+#[derive(Debug, Clone)]
+pub struct PartFormat {
+    pub format: FileFormat,
+    pub rotate_bytes: u64,
+    pub rotate_interval: Option<Duration>,
+    /// Distinguishes the output of a pipeline from an earlier one of the same name.
+    pub incarnation: u64,
+}
+
+impl Default for PartFormat {
+    fn default() -> Self {
+        PartFormat {
+            format: FileFormat::Jsonl,
+            rotate_bytes: DEFAULT_ROTATE_BYTES,
+            rotate_interval: None,
+            incarnation: 0,
+        }
+    }
+}
 
 /// The part files of one partition of a file sink.
 pub struct PartWriter {
     dir: PathBuf,
     partition: u32,
+    part: PartFormat,
     current: Option<BufWriter<File>>,
+    opened_at: Instant,
+    /// CSV: the columns of the current file (from its first record).
+    columns: Option<Vec<String>>,
     /// Bytes written to the in-progress file.
     written: u64,
+    /// The epoch being written (one past the last pre-committed).
+    epoch: u64,
+    /// Files sealed in the current epoch.
+    sealed: u32,
 }
 
 fn in_progress(dir: &Path, partition: u32) -> PathBuf {
     dir.join(format!(".part-{partition}.inprogress"))
 }
 
-fn pending(dir: &Path, partition: u32, epoch: u64) -> PathBuf {
-    dir.join(format!(".part-{partition}-e{epoch}.pending"))
+fn pending(dir: &Path, partition: u32, epoch: u64, seq: u32) -> PathBuf {
+    dir.join(format!(".part-{partition}-e{epoch}-{seq}.pending"))
 }
 
-fn committed(dir: &Path, partition: u32, epoch: u64) -> PathBuf {
-    dir.join(format!("part-{partition}-{epoch:010}.jsonl"))
-}
-
-/// The epochs of this partition's pending files, in order.
-fn pending_epochs(dir: &Path, partition: u32) -> std::io::Result<Vec<u64>> {
+/// This partition's pending files as (epoch, seq), in order.
+fn pending_files(dir: &Path, partition: u32) -> std::io::Result<Vec<(u64, u32)>> {
     let prefix = format!(".part-{partition}-e");
-    let mut epochs = Vec::new();
+    let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if let Some(epoch) = name
+        let parsed = name
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".pending"))
-            .and_then(|e| e.parse::<u64>().ok())
-        {
-            epochs.push(epoch);
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(e, q)| Some((e.parse::<u64>().ok()?, q.parse::<u32>().ok()?)));
+        if let Some(p) = parsed {
+            found.push(p);
         }
     }
-    epochs.sort_unstable();
-    Ok(epochs)
+    found.sort_unstable();
+    Ok(found)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A value as a CSV field: strings as they are, anything else as JSON; quoted when needed.
+fn csv_field(v: Option<&Val>, out: &mut String) {
+    let text = match v {
+        None | Some(Val::Null) => String::new(),
+        Some(Val::TStr(s)) | Some(Val::BStr(s)) => String::from_utf8_lossy(s).into_owned(),
+        Some(other) => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(&text);
+    }
+}
+
+fn object_keys(v: &Val) -> Vec<String> {
+    match v {
+        Val::Obj(map) => map.keys().map(|k| key_text(k)).collect(),
+        _ => vec!["value".to_string()],
+    }
+}
+
+fn key_text(k: &Val) -> String {
+    match k {
+        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn field<'a>(v: &'a Val, column: &str) -> Option<&'a Val> {
+    match v {
+        Val::Obj(map) => map
+            .iter()
+            .find(|(k, _)| key_text(k) == column)
+            .map(|(_, v)| v),
+        other if column == "value" => Some(other),
+        _ => None,
+    }
+}
+
 impl PartWriter {
-    /// Opens partition `partition` of the sink in `dir` (created if missing), recovering from
-    /// a crash: pending files up to `committed_epoch` are committed, the rest is removed.
+    /// Opens partition `partition` of the sink in `dir` (created if missing), writing JSON
+    /// lines, rotating at the default size.
     pub fn open(dir: &Path, partition: u32, committed_epoch: u64) -> std::io::Result<PartWriter> {
+        Self::open_with(dir, partition, committed_epoch, PartFormat::default())
+    }
+
+    /// Opens partition `partition` of the sink in `dir`, recovering from a crash: pending
+    /// files up to `committed_epoch` are committed, the rest is removed.
+    pub fn open_with(
+        dir: &Path,
+        partition: u32,
+        committed_epoch: u64,
+        part: PartFormat,
+    ) -> std::io::Result<PartWriter> {
         fs::create_dir_all(dir)?;
         let mut writer = PartWriter {
             dir: dir.to_path_buf(),
             partition,
+            part,
             current: None,
+            opened_at: Instant::now(),
+            columns: None,
             written: 0,
+            epoch: committed_epoch + 1,
+            sealed: 0,
         };
         writer.commit(committed_epoch)?;
-        for epoch in pending_epochs(dir, partition)? {
-            fs::remove_file(pending(dir, partition, epoch))?;
+        for (epoch, seq) in pending_files(dir, partition)? {
+            fs::remove_file(pending(dir, partition, epoch, seq))?;
         }
         match fs::remove_file(in_progress(dir, partition)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -84,44 +175,108 @@ impl PartWriter {
         Ok(writer)
     }
 
-    /// Appends `records` as JSON lines to the current epoch's in-progress file.
+    fn committed(&self, epoch: u64, seq: u32) -> PathBuf {
+        let ext = match self.part.format {
+            FileFormat::Jsonl => "jsonl",
+            FileFormat::Csv => "csv",
+        };
+        self.dir.join(format!(
+            "part-{}-{}-{epoch:010}-{seq:03}.{ext}",
+            self.partition, self.part.incarnation
+        ))
+    }
+
+    /// Appends `records` to the current epoch's in-progress file.
     pub fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
-        if self.current.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(in_progress(&self.dir, self.partition))?;
-            self.current = Some(BufWriter::with_capacity(256 * 1024, file));
-        }
-        if let Some(out) = &mut self.current {
-            for record in records {
-                let line = record.value.to_string();
-                out.write_all(line.as_bytes())?;
-                out.write_all(b"\n")?;
-                self.written += line.len() as u64 + 1;
+        let mut line = String::new();
+        for record in records {
+            let due = self.written >= self.part.rotate_bytes
+                || self
+                    .part
+                    .rotate_interval
+                    .is_some_and(|i| self.current.is_some() && self.opened_at.elapsed() >= i);
+            if due {
+                self.seal()?;
             }
+            if self.current.is_none() {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(in_progress(&self.dir, self.partition))?;
+                self.current = Some(BufWriter::with_capacity(256 * 1024, file));
+                self.opened_at = Instant::now();
+            }
+            line.clear();
+            match self.part.format {
+                FileFormat::Jsonl => line.push_str(&record.value.to_string()),
+                FileFormat::Csv => {
+                    if self.columns.is_none() {
+                        let columns = object_keys(&record.value);
+                        let mut header = String::new();
+                        for (i, c) in columns.iter().enumerate() {
+                            if i > 0 {
+                                header.push(',');
+                            }
+                            csv_field(Some(&Val::from(c.clone())), &mut header);
+                        }
+                        header.push('\n');
+                        if let Some(out) = &mut self.current {
+                            out.write_all(header.as_bytes())?;
+                        }
+                        self.written += header.len() as u64;
+                        self.columns = Some(columns);
+                    }
+                    if let Some(columns) = &self.columns {
+                        for (i, c) in columns.iter().enumerate() {
+                            if i > 0 {
+                                line.push(',');
+                            }
+                            csv_field(field(&record.value, c), &mut line);
+                        }
+                    }
+                }
+            }
+            line.push('\n');
+            if let Some(out) = &mut self.current {
+                out.write_all(line.as_bytes())?;
+            }
+            self.written += line.len() as u64;
         }
         Ok(())
     }
 
-    /// Bytes written since the last pre-commit.
+    /// Bytes written to the in-progress file.
     pub fn written(&self) -> u64 {
         self.written
     }
 
-    /// Makes everything written so far durable as the pending output of `epoch`; call before
-    /// proposing that epoch's checkpoint.
-    pub fn pre_commit(&mut self, epoch: u64) -> std::io::Result<()> {
+    /// Seals the in-progress file (fsynced) as a pending file of the current epoch.
+    fn seal(&mut self) -> std::io::Result<()> {
         if let Some(mut out) = self.current.take() {
             out.flush()?;
             out.get_ref().sync_all()?;
             fs::rename(
                 in_progress(&self.dir, self.partition),
-                pending(&self.dir, self.partition, epoch),
+                pending(&self.dir, self.partition, self.epoch, self.sealed),
             )?;
-            sync_dir(&self.dir)?;
+            self.sealed += 1;
         }
         self.written = 0;
+        self.columns = None;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable as the pending output of `epoch`; call before
+    /// proposing that epoch's checkpoint.
+    pub fn pre_commit(&mut self, epoch: u64) -> std::io::Result<()> {
+        self.epoch = epoch;
+        let any = self.current.is_some() || self.sealed > 0;
+        self.seal()?;
+        if any {
+            sync_dir(&self.dir)?;
+        }
+        self.epoch = epoch + 1;
+        self.sealed = 0;
         Ok(())
     }
 
@@ -129,11 +284,11 @@ impl PartWriter {
     /// checkpoint is committed.
     pub fn commit(&mut self, epoch: u64) -> std::io::Result<()> {
         let mut renamed = false;
-        for e in pending_epochs(&self.dir, self.partition)? {
+        for (e, seq) in pending_files(&self.dir, self.partition)? {
             if e <= epoch {
                 fs::rename(
-                    pending(&self.dir, self.partition, e),
-                    committed(&self.dir, self.partition, e),
+                    pending(&self.dir, self.partition, e, seq),
+                    self.committed(e, seq),
                 )?;
                 renamed = true;
             }
@@ -143,6 +298,45 @@ impl PartWriter {
         }
         Ok(())
     }
+}
+
+impl Sink for PartWriter {
+    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+        PartWriter::write(self, records).map_err(|e| format!("writing {}: {e}", self.dir.display()))
+    }
+
+    fn pre_commit(&mut self, epoch: u64) -> Result<(), String> {
+        PartWriter::pre_commit(self, epoch)
+            .map_err(|e| format!("sealing part files in {}: {e}", self.dir.display()))
+    }
+
+    fn commit(&mut self, epoch: u64) -> Result<(), String> {
+        PartWriter::commit(self, epoch)
+            .map_err(|e| format!("publishing part files in {}: {e}", self.dir.display()))
+    }
+}
+
+/// Opens a file sink partition (the registry's entry point).
+pub fn open(config: &serde_json::Value, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+    let config: FileSinkConfig = crate::connectors::typed(config)?;
+    let part = PartFormat {
+        format: config.format,
+        rotate_bytes: config.rotate_bytes.unwrap_or(DEFAULT_ROTATE_BYTES),
+        rotate_interval: config
+            .rotate_interval
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?,
+        incarnation: ctx.incarnation,
+    };
+    let writer = PartWriter::open_with(
+        Path::new(&config.path),
+        ctx.partition,
+        ctx.committed_epoch,
+        part,
+    )
+    .map_err(|e| format!("opening {}: {e}", config.path))?;
+    Ok(Box::new(writer))
 }
 
 #[cfg(test)]

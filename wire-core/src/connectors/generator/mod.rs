@@ -20,4 +20,6 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     delivery: "deterministic: a resumed partition regenerates exactly what was not delivered",
     source: Some(config::check_source),
     sink: None,
+    open_source: Some(source::open),
+    open_sink: None,
 };

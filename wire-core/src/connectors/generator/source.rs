@@ -32,6 +32,8 @@ fn fill(template: &Value, seq: u64) -> Value {
 /// One partition's generator.
 pub struct Generator {
     source: String,
+    /// The split name: this partition's share of the sequence (`{partition}/{partitions}`).
+    split: String,
     template: Value,
     count: Option<u64>,
     step: u64,
@@ -50,6 +52,7 @@ impl Generator {
     ) -> Generator {
         Generator {
             source: source.to_string(),
+            split: format!("{partition}/{partitions}"),
             template: config.template.clone().unwrap_or_else(default_template),
             count: config.count,
             step: u64::from(partitions.max(1)),
@@ -75,13 +78,91 @@ impl Generator {
                 value,
                 Position {
                     source: self.source.clone(),
-                    split: "sequence".into(),
+                    split: self.split.clone(),
                     offset: self.next,
                 },
             ));
         }
         Ok(out)
     }
+}
+
+/// A generator partition as a pipeline source, paced to its share of `rate`.
+pub struct GeneratorSource {
+    generator: Generator,
+    /// Records per second for this partition, if paced.
+    rate: Option<f64>,
+    started: std::time::Instant,
+    made: u64,
+}
+
+impl crate::connectors::Source for GeneratorSource {
+    fn read(&mut self, max: usize) -> Result<crate::connectors::SourceBatch, String> {
+        use crate::connectors::{ReadState, SourceBatch};
+        if self.generator.done() {
+            return Ok(SourceBatch {
+                records: Vec::new(),
+                bad: Vec::new(),
+                state: ReadState::Finished,
+            });
+        }
+        let allowed = match self.rate {
+            None => max,
+            Some(rate) => {
+                let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
+                (due.saturating_sub(self.made) as usize).min(max)
+            }
+        };
+        if allowed == 0 {
+            return Ok(SourceBatch {
+                records: Vec::new(),
+                bad: Vec::new(),
+                state: ReadState::Idle,
+            });
+        }
+        let records = self.generator.next_batch(allowed)?;
+        self.made += records.len() as u64;
+        Ok(SourceBatch {
+            records,
+            bad: Vec::new(),
+            state: ReadState::More,
+        })
+    }
+
+    fn positions(&self) -> std::collections::BTreeMap<String, u64> {
+        std::collections::BTreeMap::from([(self.generator.split.clone(), self.generator.next)])
+    }
+
+    fn lag(&self) -> Option<u64> {
+        self.generator
+            .count
+            .map(|c| c.saturating_sub(self.generator.next) / self.generator.step)
+    }
+}
+
+/// Opens a generator partition (the registry's entry point).
+pub fn open(
+    config: &Value,
+    ctx: &crate::connectors::SourceContext<'_>,
+) -> Result<Box<dyn crate::connectors::Source>, String> {
+    let config: GeneratorConfig = crate::connectors::typed(config)?;
+    let generator = Generator::new(
+        ctx.step,
+        &config,
+        ctx.partition,
+        ctx.partitions,
+        ctx.resume
+            .get(&format!("{}/{}", ctx.partition, ctx.partitions))
+            .copied(),
+    );
+    Ok(Box::new(GeneratorSource {
+        generator,
+        rate: config
+            .rate
+            .map(|r| r as f64 / f64::from(ctx.partitions.max(1))),
+        started: std::time::Instant::now(),
+        made: 0,
+    }))
 }
 
 #[cfg(test)]

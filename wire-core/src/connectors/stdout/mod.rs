@@ -16,4 +16,46 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     delivery: "at-least-once",
     source: None,
     sink: Some(config::check_sink),
+    open_source: None,
+    open_sink: Some(open),
 };
+
+use std::io::Write;
+
+use crate::connectors::{Sink, SinkContext};
+use crate::pipeline::transform::Record;
+
+/// Writes lines to the process's standard output; blocks when nobody reads it (a stalled
+/// reader stalls the pipeline, which is what backpressure means).
+pub struct StdoutSink {
+    prefix: String,
+}
+
+impl Sink for StdoutSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&self.prefix);
+            text.push_str(&r.value.to_string());
+            text.push('\n');
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .map_err(|e| format!("writing to stdout: {e}"))
+    }
+
+    fn pre_commit(&mut self, _epoch: u64) -> Result<(), String> {
+        std::io::stdout()
+            .lock()
+            .flush()
+            .map_err(|e| format!("flushing stdout: {e}"))
+    }
+}
+
+/// Opens the stdout sink (the registry's entry point).
+pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+    let config: config::StdoutConfig = crate::connectors::typed(config)?;
+    Ok(Box::new(StdoutSink {
+        prefix: config.prefix.unwrap_or_default(),
+    }))
+}

@@ -1,0 +1,91 @@
+//! Counters of a running pipeline job: per step records in, out and dead-lettered, and the
+//! time spent; per partition the records read and the last checkpoint. Lock-free to update
+//! from partition threads; read by the status API and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One step's counters.
+#[derive(Debug, Default)]
+pub struct StepCounters {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    dead_lettered: AtomicU64,
+    batches: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl StepCounters {
+    pub fn add_in(&self, n: usize) {
+        self.records_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_out(&self, n: usize) {
+        self.records_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_dead(&self, n: usize) {
+        self.dead_lettered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    /// Records the time one batch took in the step.
+    pub fn add_time(&self, d: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StepStats {
+        StepStats {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            batch_seconds: self.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// A step's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepStats {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_lettered: u64,
+    /// Batches handled, and the seconds they took in all.
+    pub batches: u64,
+    pub batch_seconds: f64,
+}
+
+impl StepStats {
+    /// Adds another node's counters of the same step.
+    pub fn add(&mut self, other: &StepStats) {
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+        self.dead_lettered += other.dead_lettered;
+        self.batches += other.batches;
+        self.batch_seconds += other.batch_seconds;
+    }
+}
+
+/// The counters of one job (a pipeline's partitions on one node).
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    steps: Mutex<BTreeMap<String, Arc<StepCounters>>>,
+}
+
+impl JobMetrics {
+    /// The counters of step `id` (made on first use).
+    pub fn step(&self, id: &str) -> Arc<StepCounters> {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, StepStats> {
+        let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps
+            .iter()
+            .map(|(k, v)| (k.clone(), v.snapshot()))
+            .collect()
+    }
+}

@@ -1,0 +1,10 @@
+//! Running pipelines: a validated graph bound into a [`plan::Plan`], run by [`job::Job`]s
+//! (a pipeline's partitions on one node), which the leader's assigner places
+//! ([`assign`]) and each node's supervisor starts and stops ([`supervisor`]).
+
+pub mod assign;
+pub mod job;
+pub mod metrics;
+pub mod plan;
+pub mod status;
+pub mod supervisor;

@@ -1,0 +1,302 @@
+//! A validated pipeline made runnable: each transform step bound to its implementation and
+//! its inputs resolved to indices, so a batch from one source goes through the whole DAG —
+//! fan-out, fan-in, every consecutive stateless step — in one call on one thread.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::metrics::{JobMetrics, StepCounters};
+use crate::pipeline::jq::Jq;
+use crate::pipeline::spec::ErrorPolicy;
+use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
+use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
+
+/// Transforms registered on a node by name (from Rust, Python or C).
+pub type Registry = Arc<std::sync::RwLock<HashMap<String, Arc<dyn Transform>>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Source(usize),
+    Transform(usize),
+}
+
+struct PlanStep {
+    id: String,
+    transform: Arc<dyn Transform>,
+    inputs: Vec<Input>,
+    on_error: ErrorPolicy,
+    counters: Arc<StepCounters>,
+}
+
+/// The DAG of a pipeline, ready to run batches.
+pub struct Plan {
+    pub graph: PipelineGraph,
+    steps: Vec<PlanStep>,
+    /// Each sink's inputs.
+    sinks: Vec<Vec<Input>>,
+    /// How many consumers (steps and sinks) read each transform's output.
+    uses: Vec<usize>,
+    /// Whether a `key_by` step routes records between partitions.
+    pub keyed: bool,
+}
+
+/// What a batch turned into.
+#[derive(Default)]
+pub struct Outputs {
+    /// Records for each sink, in the order of `graph.sinks`.
+    pub per_sink: Vec<Vec<Record>>,
+    /// Records a step with the dead-letter policy rejected.
+    pub rejected: Vec<Rejected>,
+    /// A record a step with the `fail` policy rejected: the pipeline must stop.
+    pub failure: Option<Rejected>,
+}
+
+impl Plan {
+    /// Binds every step of `graph`; fails when a registered transform it names is gone.
+    pub fn build(
+        graph: PipelineGraph,
+        registry: &Registry,
+        metrics: &JobMetrics,
+    ) -> Result<Plan, String> {
+        let sources: BTreeMap<&str, usize> = graph
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let transforms: BTreeMap<&str, usize> = graph
+            .transforms
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let resolve = |inputs: &[String]| -> Result<Vec<Input>, String> {
+            inputs
+                .iter()
+                .map(|i| {
+                    sources
+                        .get(i.as_str())
+                        .map(|s| Input::Source(*s))
+                        .or_else(|| transforms.get(i.as_str()).map(|t| Input::Transform(*t)))
+                        .ok_or_else(|| format!("no step named '{i}'"))
+                })
+                .collect()
+        };
+        let mut steps = Vec::new();
+        let mut keyed = false;
+        for step in &graph.transforms {
+            let transform: Arc<dyn Transform> = match step.kind.as_str() {
+                "jq" => {
+                    let c: JqConfig = crate::connectors::typed(&step.config)?;
+                    Arc::new(JqTransform(Jq::compile(&c.filter)?))
+                }
+                "key_by" => {
+                    keyed = true;
+                    let c: KeyByConfig = crate::connectors::typed(&step.config)?;
+                    Arc::new(KeyBy(Jq::compile(&c.key)?))
+                }
+                name => registry
+                    .read()
+                    .map_err(|_| "the transform registry is poisoned".to_string())?
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| format!("transform '{name}' is not registered on this node"))?,
+            };
+            steps.push(PlanStep {
+                id: step.id.clone(),
+                transform,
+                inputs: resolve(&step.inputs)?,
+                on_error: step.on_error,
+                counters: metrics.step(&step.id),
+            });
+        }
+        let sinks = graph
+            .sinks
+            .iter()
+            .map(|s| resolve(&s.inputs))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut uses = vec![0; steps.len()];
+        for inputs in steps.iter().map(|s| &s.inputs).chain(&sinks) {
+            for input in inputs {
+                if let Input::Transform(t) = input {
+                    uses[*t] += 1;
+                }
+            }
+        }
+        Ok(Plan {
+            graph,
+            steps,
+            sinks,
+            uses,
+            keyed,
+        })
+    }
+
+    /// Runs a batch read by source `source` through every step it reaches.
+    pub fn run(&self, source: usize, batch: Vec<Record>) -> Outputs {
+        let mut outputs: Vec<Option<Vec<Record>>> = vec![None; self.steps.len()];
+        let mut left = self.uses.clone();
+        let mut result = Outputs {
+            per_sink: vec![Vec::new(); self.sinks.len()],
+            ..Default::default()
+        };
+        // Take a transform's output for one consumer: moved to the last, cloned for others.
+        fn take(
+            outputs: &mut [Option<Vec<Record>>],
+            left: &mut [usize],
+            t: usize,
+        ) -> Option<Vec<Record>> {
+            left[t] = left[t].saturating_sub(1);
+            if left[t] == 0 {
+                outputs[t].take()
+            } else {
+                outputs[t].clone()
+            }
+        }
+        let reads_source = |inputs: &[Input]| inputs.contains(&Input::Source(source));
+        let mut batch = Some(batch);
+        let source_uses = self
+            .steps
+            .iter()
+            .map(|s| &s.inputs)
+            .chain(&self.sinks)
+            .filter(|i| reads_source(i))
+            .count();
+        let mut source_left = source_uses;
+        let mut from_source = |batch: &mut Option<Vec<Record>>| -> Vec<Record> {
+            source_left = source_left.saturating_sub(1);
+            if source_left == 0 {
+                batch.take().unwrap_or_default()
+            } else {
+                batch.clone().unwrap_or_default()
+            }
+        };
+        for (t, step) in self.steps.iter().enumerate() {
+            let mut input: Option<Vec<Record>> = None;
+            for i in &step.inputs {
+                let part = match i {
+                    Input::Source(s) if *s == source => Some(from_source(&mut batch)),
+                    Input::Source(_) => None,
+                    Input::Transform(j) => take(&mut outputs, &mut left, *j),
+                };
+                if let Some(part) = part {
+                    input.get_or_insert_with(Vec::new).extend(part);
+                }
+            }
+            let Some(input) = input else { continue };
+            let started = std::time::Instant::now();
+            step.counters.add_in(input.len());
+            let mut out = Vec::with_capacity(input.len());
+            let mut failed = Vec::new();
+            step.transform.apply(input, &mut out, &mut failed);
+            step.counters.add_out(out.len());
+            step.counters.add_time(started.elapsed());
+            for (record, reason) in failed {
+                let rejected = Rejected {
+                    record,
+                    step: step.id.clone(),
+                    reason,
+                };
+                match step.on_error {
+                    ErrorPolicy::DeadLetter => {
+                        step.counters.add_dead(1);
+                        result.rejected.push(rejected);
+                    }
+                    ErrorPolicy::Fail => {
+                        if result.failure.is_none() {
+                            result.failure = Some(rejected);
+                        }
+                    }
+                }
+            }
+            outputs[t] = Some(out);
+        }
+        for (k, inputs) in self.sinks.iter().enumerate() {
+            for i in inputs {
+                let part = match i {
+                    Input::Source(s) if *s == source => Some(from_source(&mut batch)),
+                    Input::Source(_) => None,
+                    Input::Transform(j) => take(&mut outputs, &mut left, *j),
+                };
+                if let Some(part) = part {
+                    result.per_sink[k].extend(part);
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::jq::parse_json;
+    use crate::pipeline::spec::PipelineSpec;
+    use crate::pipeline::transform::Position;
+
+    fn plan(yaml: &str) -> Plan {
+        let spec = PipelineSpec::parse(yaml).unwrap();
+        let graph = crate::pipeline::validate(&spec, &|_| false).unwrap();
+        Plan::build(graph, &Registry::default(), &JobMetrics::default()).unwrap()
+    }
+
+    fn batch(values: &[&str]) -> Vec<Record> {
+        values
+            .iter()
+            .map(|v| Record::new(parse_json(v.as_bytes()).unwrap(), Position::default()))
+            .collect()
+    }
+
+    fn texts(records: &[Record]) -> Vec<String> {
+        records.iter().map(|r| r.value.to_string()).collect()
+    }
+
+    #[test]
+    fn fan_out_and_fan_in_run_in_one_pass() {
+        let p = plan(
+            r#"
+name: dag
+sources: [{id: a, type: generator}, {id: b, type: generator}]
+transforms:
+  - {id: big, type: jq, inputs: [a], config: {filter: "select(. > 5)"}}
+  - {id: small, type: jq, inputs: [a], config: {filter: "select(. <= 5) | . * 10"}}
+  - {id: both, type: jq, inputs: [big, small, b], config: {filter: ". + 1"}}
+sinks:
+  - {id: all, type: stdout, inputs: [both]}
+  - {id: raw, type: stdout, inputs: [a, big]}
+"#,
+        );
+        let out = p.run(0, batch(&["1", "7"]));
+        assert_eq!(texts(&out.per_sink[0]), ["8", "11"]);
+        assert_eq!(texts(&out.per_sink[1]), ["1", "7", "7"]);
+        let out = p.run(1, batch(&["100"]));
+        assert_eq!(texts(&out.per_sink[0]), ["101"]);
+        assert!(
+            out.per_sink[1].is_empty(),
+            "source b does not reach sink raw"
+        );
+        assert!(!p.keyed);
+    }
+
+    #[test]
+    fn rejections_follow_each_steps_policy() {
+        let p = plan(
+            r#"
+name: policies
+sources: [{type: generator}]
+transforms:
+  - {id: lenient, type: jq, config: {filter: ".a + 1"}}
+  - {id: strict, type: jq, on_error: fail, config: {filter: "if . > 5 then error(\"too big\") else . end"}}
+sinks: [{type: stdout}]
+dead_letter: {type: stdout}
+"#,
+        );
+        let out = p.run(0, batch(&[r#"{"a": 1}"#, r#"{"a": "x"}"#, r#"{"a": 9}"#]));
+        assert_eq!(texts(&out.per_sink[0]), ["2"]);
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].step, "lenient");
+        let failure = out.failure.expect("the strict step fails the batch");
+        assert_eq!(failure.step, "strict");
+        assert!(failure.reason.contains("too big"), "{}", failure.reason);
+    }
+}

@@ -1,0 +1,147 @@
+//! What `GET /pipelines/{name}` reports: the replicated record (spec, version, desired
+//! state), where each partition runs, and — from the node that runs it — its live state,
+//! position, lag and counters.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::job::{JobState, JobStatus, PartitionLive};
+use super::metrics::StepStats;
+use crate::consensus::NodeId;
+use crate::pipeline::PipelineRecord;
+
+/// A node's report of the job it runs for a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobReport {
+    pub version: u64,
+    pub state: JobState,
+    pub partitions: BTreeMap<u32, PartitionLive>,
+    pub steps: BTreeMap<String, StepStats>,
+}
+
+impl JobReport {
+    pub fn of(status: &JobStatus) -> JobReport {
+        JobReport {
+            version: status.version,
+            state: status.state(),
+            partitions: status.partitions(),
+            steps: status.metrics.snapshot(),
+        }
+    }
+}
+
+/// One partition in a pipeline's status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    /// The node it is assigned to (none while unassigned).
+    pub node: Option<NodeId>,
+    /// `running`, `finished`, `failed`, `stopped`, `starting`, `unassigned` or `unknown`
+    /// (its node did not answer).
+    pub state: String,
+    #[serde(flatten)]
+    pub live: PartitionLive,
+}
+
+/// A pipeline's whole status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    #[serde(flatten)]
+    pub record: PipelineRecord,
+    /// `running`, `paused`, `finished`, `failed`, `starting` or `unassigned`.
+    pub state: String,
+    /// Why a job failed or stopped, per node.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub errors: Vec<String>,
+    pub partitions: Vec<PartitionStatus>,
+    /// Counters per step, summed over nodes.
+    pub steps: BTreeMap<String, StepStats>,
+}
+
+fn state_name(s: &JobState) -> &'static str {
+    match s {
+        JobState::Starting => "starting",
+        JobState::Running => "running",
+        JobState::Finished => "finished",
+        JobState::Failed { .. } => "failed",
+        JobState::Stopped { .. } => "stopped",
+    }
+}
+
+/// Puts a status together from the record, the assignments, the checkpoints and the reports
+/// of the nodes that answered (`None`: that node did not).
+pub fn assemble(
+    record: PipelineRecord,
+    assignments: &BTreeMap<u32, NodeId>,
+    checkpoints: &BTreeMap<u32, crate::pipeline::checkpoint::Checkpoint>,
+    reports: &BTreeMap<NodeId, Option<JobReport>>,
+) -> PipelineStatus {
+    let mut partitions = Vec::new();
+    let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (node, report) in reports {
+        if let Some(r) = report {
+            for (id, s) in &r.steps {
+                steps.entry(id.clone()).or_default().add(s);
+            }
+            match &r.state {
+                JobState::Failed { error, .. } => errors.push(format!("node {node}: {error}")),
+                JobState::Stopped { reason } => errors.push(format!("node {node}: {reason}")),
+                _ => {}
+            }
+        }
+    }
+    for p in 0..record.spec.parallelism {
+        let node = assignments.get(&p).copied();
+        let report = node.and_then(|n| reports.get(&n).cloned().flatten());
+        let (state, live) = match (&node, report) {
+            (None, _) => ("unassigned".to_string(), PartitionLive::default()),
+            (Some(_), Some(r)) if r.version == record.version => (
+                state_name(&r.state).to_string(),
+                r.partitions.get(&p).cloned().unwrap_or_default(),
+            ),
+            (Some(_), Some(_)) => ("starting".to_string(), PartitionLive::default()),
+            (Some(_), None) => ("unknown".to_string(), PartitionLive::default()),
+        };
+        let mut live = live;
+        if live.epoch == 0 {
+            if let Some(c) = checkpoints.get(&p) {
+                live.epoch = c.epoch;
+                live.positions = c.positions.clone();
+                live.last_checkpoint_ms = Some(c.taken_at_ms);
+            }
+        }
+        partitions.push(PartitionStatus {
+            partition: p,
+            node,
+            state,
+            live,
+        });
+    }
+    let all = |s: &str| !partitions.is_empty() && partitions.iter().all(|p| p.state == s);
+    let any = |s: &str| partitions.iter().any(|p| p.state == s);
+    let state = if record.desired == crate::pipeline::DesiredState::Paused {
+        "paused"
+    } else if any("failed") {
+        "failed"
+    } else if all("finished") {
+        "finished"
+    } else if any("unassigned") {
+        "unassigned"
+    } else if partitions
+        .iter()
+        .all(|p| p.state == "running" || p.state == "finished")
+    {
+        "running"
+    } else {
+        "starting"
+    };
+    PipelineStatus {
+        record,
+        state: state.to_string(),
+        errors,
+        partitions,
+        steps,
+    }
+}

@@ -1,0 +1,311 @@
+//! Each node's supervisor, and the leader's assigner. Both wake when the replicated state
+//! says pipelines, assignments or members changed (and once a second regardless):
+//!
+//! - the assigner (on the leader only) records where each partition runs;
+//! - the supervisor (on every node) starts a job for the partitions assigned to it of each
+//!   running pipeline, stops jobs whose pipeline was paused, updated, deleted or moved, and
+//!   restarts failed jobs with backoff — except a job stopped by a record that failed a
+//!   `fail`-policy step, which waits for the pipeline to be updated or resumed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::assign::{assign, Want};
+use super::job::{Job, JobConfig, JobState, JobStatus, Propose};
+use super::metrics::JobMetrics;
+use super::plan::{Plan, Registry};
+use crate::consensus::{Command, CommandResponse, NodeId};
+use crate::pipeline::{DesiredState, PipelineRecord};
+use crate::Node;
+
+/// Longest wait before restarting a failed job.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A node's pipeline runtime: its registered transforms and the jobs it runs.
+#[derive(Default)]
+pub struct Runtime {
+    pub registry: Registry,
+    jobs: Mutex<BTreeMap<String, Arc<JobStatus>>>,
+    stop: Mutex<Option<watch::Sender<bool>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// The live status of the job this node runs for `pipeline`, if any.
+    pub fn job(&self, pipeline: &str) -> Option<Arc<JobStatus>> {
+        lock(&self.jobs).get(pipeline).cloned()
+    }
+
+    /// Every job this node runs.
+    pub fn jobs(&self) -> Vec<Arc<JobStatus>> {
+        lock(&self.jobs).values().cloned().collect()
+    }
+
+    /// Starts the supervisor and the assigner for `node`.
+    pub fn start(self: &Arc<Self>, node: Node) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        *lock(&self.stop) = Some(stop_tx);
+        let sup = tokio::spawn(supervise(self.clone(), node.clone(), stop_rx.clone()));
+        let asg = tokio::spawn(assigner(node, stop_rx));
+        lock(&self.tasks).extend([sup, asg]);
+    }
+
+    /// Stops every job (each takes a final checkpoint) and both loops.
+    pub async fn stop(&self) {
+        if let Some(stop) = lock(&self.stop).take() {
+            let _ = stop.send(true);
+        }
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits for a change or a second, whichever comes first; false once asked to stop.
+async fn next_round(changes: &mut watch::Receiver<u64>, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = changes.changed() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // Let a burst of changes settle into one round.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    !*stop.borrow()
+}
+
+fn want(record: &PipelineRecord) -> Want {
+    Want {
+        parallelism: record.spec.parallelism.max(1),
+        together: record.spec.transforms.iter().any(|t| t.kind == "key_by"),
+        pin: record.spec.node,
+    }
+}
+
+async fn assigner(node: Node, mut stop: watch::Receiver<bool>) {
+    let mut changes = node.state().pipeline_changes();
+    loop {
+        if node.is_leader() {
+            if let Err(e) = assign_round(&node).await {
+                tracing::debug!(error = %e, "assignment round");
+            }
+        }
+        if !next_round(&mut changes, &mut stop).await {
+            return;
+        }
+    }
+}
+
+async fn assign_round(node: &Node) -> crate::Result<()> {
+    let state = node.state();
+    let mut members: Vec<NodeId> = state.members()?.into_iter().map(|(id, _)| id).collect();
+    members.sort_unstable();
+    let mut load = BTreeMap::new();
+    for record in state.pipelines()? {
+        let name = &record.spec.name;
+        let current = state.assignments(name)?;
+        let wanted = assign(&want(&record), &members, &current, &mut load);
+        if wanted == current {
+            continue;
+        }
+        tracing::info!(pipeline = %name, assignments = ?wanted, "assigning partitions");
+        let outcome = node
+            .write(Command::PipelineAssign {
+                name: name.clone(),
+                version: record.version,
+                assignments: wanted.into_iter().collect(),
+            })
+            .await?;
+        if let CommandResponse::Refused { reason } = outcome.response {
+            tracing::debug!(pipeline = %name, reason = %reason, "assignment refused");
+        }
+    }
+    Ok(())
+}
+
+/// A pipeline this node runs (or ran) partitions of.
+struct Slot {
+    version: u64,
+    partitions: Vec<u32>,
+    updated_index: u64,
+    job: Option<Job>,
+    status: Arc<JobStatus>,
+    failures: u32,
+    retry_at: Instant,
+}
+
+fn propose_through(node: &Node) -> Propose {
+    let node = node.clone();
+    Arc::new(move |command| {
+        let node = node.clone();
+        Box::pin(async move { node.write(command).await.map(|o| o.response) })
+    })
+}
+
+fn failed_status(record: &PipelineRecord, error: String) -> Arc<JobStatus> {
+    Arc::new(JobStatus {
+        pipeline: record.spec.name.clone(),
+        version: record.version,
+        state: Mutex::new(JobState::Failed { error, retry: true }),
+        partitions: Mutex::new(BTreeMap::new()),
+        metrics: Arc::new(JobMetrics::default()),
+    })
+}
+
+fn start_job(
+    runtime: &Runtime,
+    node: &Node,
+    record: &PipelineRecord,
+    partitions: &[u32],
+) -> (Option<Job>, Arc<JobStatus>) {
+    let metrics = Arc::new(JobMetrics::default());
+    let registry = runtime.registry.clone();
+    let built = node
+        .validate_spec(&record.spec)
+        .map_err(|e| e.to_string())
+        .and_then(|graph| Plan::build(graph, &registry, &metrics));
+    let plan = match built {
+        Ok(p) => Arc::new(p),
+        Err(error) => {
+            tracing::error!(pipeline = %record.spec.name, error = %error, "cannot run pipeline");
+            return (None, failed_status(record, error));
+        }
+    };
+    let checkpoints = match node.state().checkpoints(&record.spec.name) {
+        Ok(c) => c,
+        Err(e) => return (None, failed_status(record, e.to_string())),
+    };
+    let job = Job::start(
+        JobConfig {
+            pipeline: record.spec.name.clone(),
+            version: record.version,
+            incarnation: record.created_index,
+            node: node.id(),
+            partitions: partitions.to_vec(),
+            plan,
+            checkpoints,
+            metrics,
+        },
+        propose_through(node),
+    );
+    let status = job.status.clone();
+    (Some(job), status)
+}
+
+async fn supervise(runtime: Arc<Runtime>, node: Node, mut stop: watch::Receiver<bool>) {
+    let mut changes = node.state().pipeline_changes();
+    let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
+    loop {
+        if let Err(e) = supervise_round(&runtime, &node, &mut slots).await {
+            tracing::warn!(error = %e, "supervisor round");
+        }
+        if !next_round(&mut changes, &mut stop).await {
+            break;
+        }
+    }
+    // Stop every job, each with its final checkpoint, in parallel.
+    let stops: Vec<_> = std::mem::take(&mut slots)
+        .into_values()
+        .filter_map(|s| s.job)
+        .map(|j| j.stop("the node is shutting down"))
+        .collect();
+    for s in stops {
+        s.await;
+    }
+}
+
+async fn supervise_round(
+    runtime: &Runtime,
+    node: &Node,
+    slots: &mut BTreeMap<String, Slot>,
+) -> crate::Result<()> {
+    let state = node.state();
+    let me = node.id();
+    let mut wanted: BTreeMap<String, (PipelineRecord, Vec<u32>)> = BTreeMap::new();
+    for record in state.pipelines()? {
+        if record.desired != DesiredState::Running {
+            continue;
+        }
+        let mine: Vec<u32> = state
+            .assignments(&record.spec.name)?
+            .into_iter()
+            .filter(|(_, n)| *n == me)
+            .map(|(p, _)| p)
+            .collect();
+        if !mine.is_empty() {
+            wanted.insert(record.spec.name.clone(), (record, mine));
+        }
+    }
+    // Stop what is no longer wanted here, or wanted differently.
+    let names: Vec<String> = slots.keys().cloned().collect();
+    for name in names {
+        let keep = match (slots.get(&name), wanted.get(&name)) {
+            (Some(slot), Some((record, parts))) => {
+                slot.version == record.version && slot.partitions == *parts
+            }
+            _ => false,
+        };
+        if !keep {
+            if let Some(slot) = slots.remove(&name) {
+                if let Some(job) = slot.job {
+                    job.stop("the pipeline was paused, updated, deleted or moved")
+                        .await;
+                }
+                lock(&runtime.jobs).remove(&name);
+            }
+        }
+    }
+    for (name, (record, parts)) in wanted {
+        let now = Instant::now();
+        let restart = match slots.get_mut(&name) {
+            None => true,
+            Some(slot) => match slot.status.state() {
+                JobState::Failed { retry: true, .. } if now >= slot.retry_at => true,
+                JobState::Failed { retry: false, .. } | JobState::Stopped { .. } => {
+                    slot.updated_index != record.updated_index
+                }
+                _ => false,
+            },
+        };
+        if !restart {
+            continue;
+        }
+        let failures = match slots.remove(&name) {
+            Some(old) => {
+                if let Some(job) = old.job {
+                    job.stop("restarting").await;
+                }
+                match old.status.state() {
+                    JobState::Failed { retry: true, .. } => old.failures + 1,
+                    _ => 0,
+                }
+            }
+            None => 0,
+        };
+        let (job, status) = start_job(runtime, node, &record, &parts);
+        let backoff =
+            Duration::from_millis(500 * 2u64.saturating_pow(failures.min(8))).min(MAX_BACKOFF);
+        lock(&runtime.jobs).insert(name.clone(), status.clone());
+        slots.insert(
+            name,
+            Slot {
+                version: record.version,
+                partitions: parts,
+                updated_index: record.updated_index,
+                job,
+                status,
+                failures,
+                retry_at: now + backoff,
+            },
+        );
+    }
+    Ok(())
+}
