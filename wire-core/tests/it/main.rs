@@ -8,4 +8,5 @@ mod cli;
 mod cluster;
 mod kv_api;
 mod pipelines_api;
+mod pipelines_run;
 mod storage_suite;

@@ -1,0 +1,338 @@
+//! Pipelines that run: file → jq → file with contents and counts checked, fan-out, key_by
+//! routing, dead letters with positions, the `fail` policy, pause/resume/update/delete, and
+//! registered Rust transforms — on one in-process node.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{eventually, get_json, http, json, Embedded};
+
+/// Every line of the committed part files in `dir` (hidden files are in progress).
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| {
+            std::fs::read_to_string(dir.join(n))
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Committed lines per partition (from the part file names).
+fn lines_by_partition(dir: &Path) -> BTreeMap<u32, Vec<Value>> {
+    let mut out: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("part-") else {
+            continue;
+        };
+        let p: u32 = rest.split('-').next().unwrap().parse().unwrap();
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            out.entry(p)
+                .or_default()
+                .push(serde_json::from_str(line).unwrap());
+        }
+    }
+    out
+}
+
+async fn apply(n: &Embedded, spec: &Value) {
+    let r = http()
+        .post(n.url("/pipelines"))
+        .json(spec)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(code, 201, "{body}");
+}
+
+/// Waits until the pipeline reports `state`, returning its status.
+pub async fn wait_state(url: &str, state: &str) -> Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("state {state}"),
+        || async {
+            let s = get_json(url).await;
+            (s["state"] == state).then_some(s)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_to_jq_to_file_with_fan_out_and_dead_letters() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("events.jsonl");
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!("{{\"id\": {i}, \"amount\": {}}}\n", i % 10));
+        if i % 1000 == 7 {
+            text.push_str("{not json\n");
+        }
+    }
+    std::fs::write(&input, &text).unwrap();
+    let spec = json!({
+        "name": "orders",
+        "checkpoint_interval": "200ms",
+        "sources": [{"id": "events", "type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"id": "big", "type": "jq", "config": {"filter": "select(.amount > 5) | .cents = .amount * 100"}},
+            {"id": "odd", "type": "jq", "inputs": ["events"], "config": {"filter": "select(.id % 2 == 1) | if .id == 9 then error(\"nine\") else {id} end"}}
+        ],
+        "sinks": [
+            {"id": "out", "type": "file", "inputs": ["big"], "config": {"path": root.join("out")}},
+            {"id": "odds", "type": "file", "inputs": ["odd"], "config": {"path": root.join("odds"), "format": "csv"}}
+        ],
+        "dead_letter": {"type": "file", "config": {"path": root.join("dead")}}
+    });
+    apply(&n, &spec).await;
+    let status = wait_state(&n.url("/pipelines/orders"), "finished").await;
+
+    // Contents: every record with amount > 5, in order, with the computed field.
+    let out = committed_lines(&root.join("out"));
+    let expected: Vec<String> = (0..5000)
+        .filter(|i| i % 10 > 5)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"amount\":{},\"cents\":{}}}",
+                i % 10,
+                (i % 10) * 100
+            )
+        })
+        .collect();
+    assert_eq!(out.len(), expected.len());
+    assert!(out == expected, "first lines: {:?}", &out[..3]);
+    // The fan-out branch wrote CSV: a header per part file, then one row per odd id but 9.
+    let odds = committed_lines(&root.join("odds"));
+    let rows: Vec<&String> = odds.iter().filter(|l| *l != "id").collect();
+    assert_eq!(rows.len(), 2499);
+    assert_eq!(rows[0], "1");
+    assert!(!rows.iter().any(|r| *r == "9"));
+
+    // Dead letters: the 5 bad lines with their byte offsets, and the record step odd failed.
+    let dead: Vec<Value> = committed_lines(&root.join("dead"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 6, "{dead:?}");
+    let bad: Vec<&Value> = dead.iter().filter(|d| d["step"] == "events").collect();
+    assert_eq!(bad.len(), 5);
+    assert_eq!(bad[0]["raw"], "{not json");
+    assert!(bad[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid JSON"));
+    let offset = bad[0]["offset"].as_u64().unwrap() as usize;
+    assert!(
+        text[..offset].ends_with("{not json\n"),
+        "the offset is just after the bad line"
+    );
+    let nine: Vec<&Value> = dead.iter().filter(|d| d["step"] == "odd").collect();
+    assert_eq!(nine.len(), 1);
+    assert!(nine[0]["error"].as_str().unwrap().contains("nine"));
+    assert_eq!(
+        serde_json::from_str::<Value>(nine[0]["raw"].as_str().unwrap()).unwrap()["id"],
+        9
+    );
+
+    // Counters per step, and the checkpoint at the end of the file.
+    assert_eq!(status["steps"]["events"]["records_out"], 5000);
+    assert_eq!(status["steps"]["events"]["dead_lettered"], 5);
+    assert_eq!(status["steps"]["big"]["records_out"], 2000);
+    assert_eq!(status["steps"]["odd"]["dead_lettered"], 1);
+    assert_eq!(status["steps"]["out"]["records_in"], 2000);
+    let part = &status["partitions"][0];
+    assert_eq!(part["node"], 1);
+    let key = input.display().to_string();
+    assert_eq!(part["positions"]["events"][&key], text.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_by_sends_equal_keys_to_one_partition() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let spec = json!({
+        "name": "keyed",
+        "parallelism": 2,
+        "checkpoint_interval": "200ms",
+        "sources": [{"type": "generator", "config": {"count": 2000, "template": {"seq": "{{seq}}", "user": "u{{seq}}"}}}],
+        "transforms": [
+            {"type": "jq", "config": {"filter": ".user = \"user-\" + (.seq % 7 | tostring)"}},
+            {"type": "key_by", "config": {"key": ".user"}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/keyed"), "finished").await;
+    let by_partition = lines_by_partition(&root.join("out"));
+    let mut owner: BTreeMap<String, u32> = BTreeMap::new();
+    let mut total = 0;
+    for (p, records) in &by_partition {
+        for r in records {
+            total += 1;
+            let user = r["user"].as_str().unwrap().to_string();
+            let first = *owner.entry(user.clone()).or_insert(*p);
+            assert_eq!(
+                first, *p,
+                "{user} was written by partitions {first} and {p}"
+            );
+        }
+    }
+    assert_eq!(total, 2000);
+    assert_eq!(owner.len(), 7);
+    assert_eq!(by_partition.len(), 2, "both partitions own some keys");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_policy_stops_the_pipeline_with_the_reason() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let spec = json!({
+        "name": "strict",
+        "sources": [{"type": "generator", "config": {"count": 100}}],
+        "transforms": [{"type": "jq", "config": {"filter": "if .seq == 42 then error(\"bad seq\") else . end"}}],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    let s = wait_state(&n.url("/pipelines/strict"), "failed").await;
+    let errors = s["errors"].to_string();
+    assert!(
+        errors.contains("bad seq") && errors.contains("policy is fail"),
+        "{errors}"
+    );
+    // Nothing was committed past the failure: no checkpoint covers the failed batch.
+    assert!(committed_lines(&root.join("out")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_rust_transforms_run_by_name() {
+    use wire_core::pipeline::transform::{PerRecord, Record};
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let double = PerRecord(|r: &Record| {
+        let text = r.value.to_string();
+        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let seq = v["seq"].as_u64().ok_or("no seq")?;
+        let out = json!({"double": seq * 2}).to_string();
+        let value = wire_core::pipeline::jq::parse_json(out.as_bytes())?;
+        Ok(vec![Record { value, ..r.clone() }])
+    });
+    n.node
+        .register_transform("double", Arc::new(double))
+        .unwrap();
+    let spec = json!({
+        "name": "rusty",
+        "sources": [{"type": "generator", "config": {"count": 10}}],
+        "transforms": [{"type": "double"}],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/rusty"), "finished").await;
+    let out = committed_lines(&root.join("out"));
+    assert_eq!(out.len(), 10);
+    assert_eq!(out[3], r#"{"double":6}"#);
+    // An unregistered type is refused up front.
+    let bad = json!({"name": "x", "sources": [{"type": "generator"}], "transforms": [{"type": "triple"}], "sinks": [{"type": "stdout"}]});
+    let r = json(http().post(n.url("/pipelines")).json(&bad)).await;
+    assert_eq!(r["errors"][0]["path"], "transforms[0].type", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_update_and_delete_a_running_pipeline() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let c = http();
+    let mut spec = json!({
+        "name": "paced",
+        "checkpoint_interval": "200ms",
+        "sources": [{"type": "generator", "config": {"rate": 2000}}],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/paced"), "running").await;
+    let out = root.join("out");
+    eventually(Duration::from_secs(10), "output", || async {
+        (committed_lines(&out).len() > 200).then_some(())
+    })
+    .await;
+
+    // Pause: the job stops with a final checkpoint; nothing more appears.
+    let r = json(c.post(n.url("/pipelines/paced/pause"))).await;
+    assert_eq!(r["desired"], "paused");
+    wait_state(&n.url("/pipelines/paced"), "paused").await;
+    eventually(Duration::from_secs(10), "job stopped", || async {
+        n.node.runtime().job("paced").is_none().then_some(())
+    })
+    .await;
+    let paused_at = committed_lines(&out).len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(committed_lines(&out).len(), paused_at);
+
+    // Resume: it goes on from its checkpoint — the sequence continues without a gap or a repeat.
+    c.post(n.url("/pipelines/paced/resume"))
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "more output", || async {
+        (committed_lines(&out).len() > paused_at + 200).then_some(())
+    })
+    .await;
+
+    // Update: a new version restarts the partitions from their checkpoints.
+    spec["transforms"] = json!([{"type": "jq", "config": {"filter": ".v2 = true"}}]);
+    let r = c
+        .put(n.url("/pipelines/paced"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(10), "v2 output", || async {
+        committed_lines(&out)
+            .iter()
+            .any(|l| l.contains("\"v2\":true"))
+            .then_some(())
+    })
+    .await;
+    let s = get_json(&n.url("/pipelines/paced")).await;
+    assert_eq!(s["version"], 2);
+
+    // Delete: the job stops.
+    c.delete(n.url("/pipelines/paced")).send().await.unwrap();
+    eventually(Duration::from_secs(10), "job gone", || async {
+        n.node.runtime().job("paced").is_none().then_some(())
+    })
+    .await;
+    let seqs: Vec<u64> = committed_lines(&out)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (0..seqs.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "every sequence number exactly once, in order"
+    );
+}
