@@ -36,6 +36,9 @@ enum Command {
         #[command(subcommand)]
         command: PipelineCommand,
     },
+    /// Run Wire's demo: a single-node cluster on embedded defaults and a pipeline from a
+    /// generator through jq into part files and standard output, printing progress.
+    Demo(DemoArgs),
     /// Inspect and change cluster membership.
     Cluster {
         #[command(flatten)]
@@ -58,6 +61,26 @@ struct NodeArgs {
     log_level: String,
     #[command(flatten)]
     options: NodeOptions,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DemoArgs {
+    /// Where the node keeps its data and the pipeline writes (default: a new directory
+    /// under the system's temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The node's HTTP API, for curl and `wire pipeline status demo` while it runs.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    http_addr: std::net::SocketAddr,
+    /// The node's Raft listener.
+    #[arg(long, default_value = "127.0.0.1:9081")]
+    raft_addr: std::net::SocketAddr,
+    /// Orders to generate (0: without end, until Ctrl-C).
+    #[arg(long, default_value_t = 20_000)]
+    count: u64,
+    /// Orders per second.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -112,8 +135,13 @@ enum PipelineCommand {
     },
     /// List the pipelines.
     List,
-    /// Show a pipeline.
-    Status { name: String },
+    /// Show a pipeline: state, partitions, positions and counters.
+    Status {
+        name: String,
+        /// Print a line of live throughput every second until the pipeline ends (or Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Pause a pipeline at its last checkpoint.
     Pause { name: String },
     /// Resume a paused pipeline.
@@ -153,6 +181,7 @@ pub fn main() -> ExitCode {
             }
             Err(code) => return code,
         },
+        Command::Demo(args) => (Runnable::Client(Command::Demo(args)), None),
         other => (Runnable::Client(other), Some(1)),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -176,6 +205,7 @@ pub fn main() -> ExitCode {
             Runnable::Client(Command::Pipeline { target, command }) => {
                 pipeline(&target.addr, command).await
             }
+            Runnable::Client(Command::Demo(args)) => crate::demo::run(args.into()).await,
             Runnable::Client(Command::Node(_)) => Ok(ExitCode::FAILURE),
         }
     });
@@ -215,6 +245,23 @@ fn node_config(args: &NodeArgs) -> Result<crate::config::NodeConfig, ExitCode> {
             }
             ExitCode::from(2)
         })
+}
+
+impl From<DemoArgs> for crate::demo::DemoOptions {
+    fn from(a: DemoArgs) -> Self {
+        crate::demo::DemoOptions {
+            data_dir: a.data_dir,
+            http_addr: a.http_addr,
+            raft_addr: a.raft_addr,
+            count: (a.count > 0).then_some(a.count),
+            rate: a.rate.max(1),
+        }
+    }
+}
+
+/// Starts logging to standard error (human-readable, warnings and up) for embedded runs.
+pub fn init_quiet_logging() {
+    init_logging(LogFormat::Human, "warn");
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -380,7 +427,10 @@ async fn pipeline(addr: &str, command: PipelineCommand) -> Result<ExitCode, Stri
             http.put(format!("{base}/{}", spec.name)).body(text)
         }
         PipelineCommand::List => http.get(base),
-        PipelineCommand::Status { name } => http.get(format!("{base}/{name}")),
+        PipelineCommand::Status { name, watch: true } => {
+            return crate::demo::watch(&http, &format!("{base}/{name}")).await
+        }
+        PipelineCommand::Status { name, .. } => http.get(format!("{base}/{name}")),
         PipelineCommand::Pause { name } => http.post(format!("{base}/{name}/pause")),
         PipelineCommand::Resume { name } => http.post(format!("{base}/{name}/resume")),
         PipelineCommand::Delete { name } => http.delete(format!("{base}/{name}")),

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod consensus;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod kv;

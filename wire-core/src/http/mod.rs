@@ -5,6 +5,7 @@
 mod cluster;
 pub mod error;
 mod kv;
+pub mod metrics;
 mod pipelines;
 
 use axum::extract::DefaultBodyLimit;
@@ -43,6 +44,7 @@ pub fn router(node: Node) -> Router {
     Router::new()
         .route("/status", get(cluster::status))
         .route("/health", get(cluster::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/ready", get(cluster::ready))
         .route("/cluster/join", post(cluster::join))
         .route("/cluster/members", get(cluster::members))

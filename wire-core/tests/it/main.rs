@@ -8,5 +8,6 @@ mod cli;
 mod cluster;
 mod kv_api;
 mod pipelines_api;
+mod pipelines_durable;
 mod pipelines_run;
 mod storage_suite;

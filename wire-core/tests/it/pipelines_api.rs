@@ -9,13 +9,18 @@ const SPEC_YAML: &str = r#"
 name: orders
 parallelism: 2
 sources:
-  - {id: events, type: file, config: {path: events.jsonl}}
+  - {id: events, type: file, config: {path: DIR/events.jsonl}}
 transforms:
   - {id: big, type: jq, config: {filter: "select(.amount > 5)"}}
 sinks:
-  - {id: out, type: file, config: {path: out/}}
-dead_letter: {type: file, config: {path: dead/}}
+  - {id: out, type: file, config: {path: DIR/out/}}
+dead_letter: {type: file, config: {path: DIR/dead/}}
 "#;
+
+/// The spec with its files under `dir` (the pipeline runs once created).
+fn spec_yaml(dir: &std::path::Path) -> String {
+    SPEC_YAML.replace("DIR", &dir.display().to_string())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_are_created_updated_paused_and_deleted() {
@@ -25,7 +30,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     // Create from YAML; a second create of the same name is a conflict.
     let r = c
         .post(n.url("/pipelines"))
-        .body(SPEC_YAML)
+        .body(spec_yaml(n.dir.path()))
         .send()
         .await
         .unwrap();
@@ -37,7 +42,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     );
     let r = c
         .post(n.url("/pipelines"))
-        .body(SPEC_YAML)
+        .body(spec_yaml(n.dir.path()))
         .send()
         .await
         .unwrap();
@@ -54,7 +59,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     );
 
     // A new version through PUT, in JSON this time.
-    let mut spec: Value = serde_norway::from_str(SPEC_YAML).unwrap();
+    let mut spec: Value = serde_norway::from_str(&spec_yaml(n.dir.path())).unwrap();
     spec["parallelism"] = json!(4);
     let r = c
         .put(n.url("/pipelines/orders"))
@@ -196,7 +201,7 @@ async fn the_cli_applies_specs_from_files() {
     let n = Embedded::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("orders.yaml");
-    std::fs::write(&file, SPEC_YAML).unwrap();
+    std::fs::write(&file, spec_yaml(n.dir.path())).unwrap();
     let addr = n.node.http_addr().to_string();
     let wire = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_wire"))

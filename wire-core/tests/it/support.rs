@@ -103,6 +103,8 @@ pub struct Proc {
     pub dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// Standard output goes to a pipe that nobody reads (a stalled consumer).
+    stalled_stdout: bool,
 }
 
 /// Flags every test node gets: short Raft timers so elections settle fast.
@@ -134,7 +136,11 @@ impl Proc {
             .args(extra)
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
-            .stdout(log)
+            .stdout(if self.stalled_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::from(log)
+            })
             .stderr(log2)
             .spawn()
             .expect("spawn wire node");
@@ -143,7 +149,17 @@ impl Proc {
 
     /// Starts node `id` under `root` with fresh ports.
     pub fn start(root: &std::path::Path, id: u64, extra: &[String]) -> Proc {
+        Self::start_with(root, id, extra, false)
+    }
+
+    /// Starts node `id` with its standard output on a pipe that is never read.
+    pub fn start_stalled_stdout(root: &std::path::Path, id: u64, extra: &[String]) -> Proc {
+        Self::start_with(root, id, extra, true)
+    }
+
+    fn start_with(root: &std::path::Path, id: u64, extra: &[String], stalled_stdout: bool) -> Proc {
         let mut p = Proc {
+            stalled_stdout,
             id,
             http: format!("127.0.0.1:{}", free_port()),
             raft: format!("127.0.0.1:{}", free_port()),
@@ -188,6 +204,23 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Resident memory in KiB (from /proc), while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     pub fn is_running(&mut self) -> bool {
