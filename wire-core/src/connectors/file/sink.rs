@@ -113,7 +113,7 @@ fn csv_field(v: Option<&Val>, out: &mut String) {
 
 fn object_keys(v: &Val) -> Vec<String> {
     match v {
-        Val::Obj(map) => map.keys().map(|k| key_text(k)).collect(),
+        Val::Obj(map) => map.keys().map(key_text).collect(),
         _ => vec!["value".to_string()],
     }
 }

@@ -488,8 +488,8 @@ impl SourceWorker {
                 continue;
             }
             idle = true;
-            for i in 0..self.sources.len() {
-                if finished[i] {
+            for (i, done) in finished.iter_mut().enumerate() {
+                if *done {
                     continue;
                 }
                 let batch = match self.sources[i].read(BATCH) {
@@ -504,7 +504,7 @@ impl SourceWorker {
                 match batch.state {
                     ReadState::More => idle = false,
                     ReadState::Idle => {}
-                    ReadState::Finished => finished[i] = true,
+                    ReadState::Finished => *done = true,
                 }
                 let n = batch.records.len() + batch.bad.len();
                 if n == 0 {
