@@ -3,7 +3,7 @@
 
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: verify fix fmt-check clippy test bench-kv
+.PHONY: verify fix fmt-check clippy test bench-kv bench-pipeline
 
 verify: fmt-check clippy test
 
@@ -22,3 +22,6 @@ fix:
 
 bench-kv:
 	bash bench/kv/run.sh
+
+bench-pipeline:
+	bash bench/pipeline/run.sh

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Pipeline benchmark: the same 1,000,000 JSON lines (two files of 500,000, so that two
+# partitions each have a split) through "keep amount > 5, add amount_cents":
+#   - Wire file -> jq -> file, parallelism 1 and 2 (a release `wire node`, timed from the
+#     pipeline's creation to its `finished` state, peak RSS from /proc);
+#   - a plain Rust serde_json loop (the native limit);
+#   - Bytewax 0.21 from PyPI, one worker, with a Python map and filter.
+# Rounds alternate (ROUNDS, default 2) and the best of each is kept. Prints records/s, peak
+# RSS and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-2}
+LINES=${LINES:-1000000}
+work=$(mktemp -d /tmp/wire-bench-pipeline.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+cargo build --release -q -p wire-core --bin wire
+cargo bench -q -p wire-core --bench pipeline_loop --no-run
+loop_bin=$(ls -t target/release/deps/pipeline_loop-* | grep -v '\.d$' | head -1)
+
+venv="${BENCH_VENV:-$HOME/.cache/wire-bench/bytewax-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'bytewax==0.21.*'
+fi
+
+python3 - "$work" "$LINES" <<'PY'
+import json, random, sys
+work, n = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+users = [f"user-{i}" for i in range(1000)]
+for part in range(2):
+    with open(f"{work}/in-{part}.jsonl", "w") as f:
+        for i in range(part, n, 2):
+            f.write(json.dumps({"id": i, "user": random.choice(users),
+                                "amount": round(random.random() * 10, 2),
+                                "tags": ["a", "b"], "note": "x" * 20}) + "\n")
+PY
+inputs="$work/in-0.jsonl,$work/in-1.jsonl"
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Runs the Wire pipeline at parallelism $1; prints "seconds peak_rss_kib".
+run_wire() {
+  local p=$1 dir="$work/wire-$1-$RANDOM" http raft pid
+  http="127.0.0.1:$(port)"; raft="127.0.0.1:$(port)"
+  target/release/wire node --node-id 1 --http-addr "$http" --raft-addr "$raft" \
+    --data-dir "$dir/node" --bootstrap --log-level warn 2>"$dir.log" &
+  pid=$!
+  until curl -sf "http://$http/ready" >/dev/null; do sleep 0.05; done
+  local spec
+  spec=$(printf '{"name":"bench","parallelism":%d,"checkpoint_interval":"5s",
+    "sources":[{"type":"file","config":{"path":"%s/in-*.jsonl"}}],
+    "transforms":[{"type":"jq","config":{"filter":"select(.amount > 5) | .amount_cents = (.amount * 100 | floor)"}}],
+    "sinks":[{"type":"file","config":{"path":"%s/out"}}]}' "$p" "$work" "$dir")
+  local t0 t1
+  t0=$(date +%s.%N)
+  curl -sf -X POST "http://$http/pipelines" -H 'content-type: application/json' -d "$spec" >/dev/null
+  until curl -sf "http://$http/pipelines/bench" | grep -q '"state":"finished"'; do sleep 0.02; done
+  t1=$(date +%s.%N)
+  local hwm
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$(echo "$t1 - $t0" | bc -l) $hwm"
+  rm -rf "$dir"
+}
+
+run_loop() {
+  "$loop_bin" "$work/loop-out.jsonl" "$work/in-0.jsonl" "$work/in-1.jsonl" \
+    | sed -E 's/.*seconds=([0-9.]+).*peak_rss_kib=([0-9]+).*/\1 \2/'
+  rm -f "$work/loop-out.jsonl"
+}
+
+run_bytewax() {
+  rm -f "$work/bw-out.jsonl"
+  (cd bench/pipeline && BENCH_INPUTS="$inputs" BENCH_OUT="$work/bw-out.jsonl" \
+    "$venv/bin/python" -m bytewax.run bytewax_flow:flow 2>&1 >/dev/null) \
+    | sed -nE 's/^bytewax seconds=([0-9.]+) peak_rss_kib=([0-9]+)/\1 \2/p'
+}
+
+declare -A best_s best_rss
+keep() { # name "seconds rss"
+  local s=${2% *} r=${2#* }
+  if [ -z "${best_s[$1]:-}" ] || (( $(echo "$s < ${best_s[$1]}" | bc -l) )); then
+    best_s[$1]=$s; best_rss[$1]=$r
+  fi
+}
+for round in $(seq "$ROUNDS"); do
+  keep wire_p1 "$(run_wire 1)"
+  keep wire_p2 "$(run_wire 2)"
+  keep loop "$(run_loop)"
+  keep bytewax "$(run_bytewax)"
+  echo "round $round: wire p1 ${best_s[wire_p1]}s  p2 ${best_s[wire_p2]}s  loop ${best_s[loop]}s  bytewax ${best_s[bytewax]}s" >&2
+done
+
+rate() { echo "$LINES / $1" | bc -l; }
+printf '%-10s %12s %14s\n' name records/s peak_rss_MiB
+for k in wire_p1 wire_p2 loop bytewax; do
+  printf '%-10s %12.0f %14.1f\n' "$k" "$(rate "${best_s[$k]}")" "$(echo "${best_rss[$k]} / 1024" | bc -l)"
+done
+ratio() { echo "${best_s[$2]} / ${best_s[$1]}" | bc -l; }
+printf 'ratio wire p1 / bytewax = %.2fx (target 10x)\n' "$(ratio wire_p1 bytewax)"
+printf 'ratio wire p1 / rust loop = %.2fx (target 0.75x)\n' "$(ratio wire_p1 loop)"
+printf 'ratio wire p2 / wire p1 = %.2fx (target 1.7x)\n' "$(ratio wire_p2 wire_p1)"
