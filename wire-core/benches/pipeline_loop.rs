@@ -20,7 +20,10 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some((out, inputs)) = args.split_first() else {
         eprintln!("usage: pipeline_loop OUT_FILE INPUT...");
         std::process::exit(2);

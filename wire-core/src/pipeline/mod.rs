@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod jq;
+pub mod json;
 pub mod record;
 pub mod runtime;
 pub mod spec;

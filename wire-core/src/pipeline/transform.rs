@@ -12,14 +12,24 @@ use super::jq::Jq;
 
 /// Where a record came from, so a checkpoint can say how far a partition got and a dead
 /// letter can say which input it was.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
-    /// The source step's id.
-    pub source: String,
+    /// The source step's id (shared by every record of the split: cloning is a count bump).
+    pub source: std::sync::Arc<str>,
     /// The split within the source (a file path, a topic partition).
-    pub split: String,
+    pub split: std::sync::Arc<str>,
     /// The offset in the split (a byte offset, a Kafka offset).
     pub offset: u64,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position {
+            source: "".into(),
+            split: "".into(),
+            offset: 0,
+        }
+    }
 }
 
 /// A record flowing through a pipeline.

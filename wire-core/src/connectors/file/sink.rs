@@ -100,7 +100,7 @@ fn csv_field(v: Option<&Val>, out: &mut String) {
     let text = match v {
         None | Some(Val::Null) => String::new(),
         Some(Val::TStr(s)) | Some(Val::BStr(s)) => String::from_utf8_lossy(s).into_owned(),
-        Some(other) => other.to_string(),
+        Some(other) => crate::pipeline::json::to_json(other),
     };
     if text.contains([',', '"', '\n', '\r']) {
         out.push('"');
@@ -188,7 +188,7 @@ impl PartWriter {
 
     /// Appends `records` to the current epoch's in-progress file.
     pub fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
-        let mut line = String::new();
+        let mut line: Vec<u8> = Vec::with_capacity(256);
         for record in records {
             let due = self.written >= self.part.rotate_bytes
                 || self
@@ -208,7 +208,7 @@ impl PartWriter {
             }
             line.clear();
             match self.part.format {
-                FileFormat::Jsonl => line.push_str(&record.value.to_string()),
+                FileFormat::Jsonl => crate::pipeline::json::write_json(&record.value, &mut line),
                 FileFormat::Csv => {
                     if self.columns.is_none() {
                         let columns = object_keys(&record.value);
@@ -227,18 +227,20 @@ impl PartWriter {
                         self.columns = Some(columns);
                     }
                     if let Some(columns) = &self.columns {
+                        let mut row = String::new();
                         for (i, c) in columns.iter().enumerate() {
                             if i > 0 {
-                                line.push(',');
+                                row.push(',');
                             }
-                            csv_field(field(&record.value, c), &mut line);
+                            csv_field(field(&record.value, c), &mut row);
                         }
+                        line.extend_from_slice(row.as_bytes());
                     }
                 }
             }
-            line.push('\n');
+            line.push(b'\n');
             if let Some(out) = &mut self.current {
-                out.write_all(line.as_bytes())?;
+                out.write_all(&line)?;
             }
             self.written += line.len() as u64;
         }

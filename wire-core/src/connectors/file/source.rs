@@ -30,8 +30,8 @@ pub struct Batch {
 /// just after its line: resuming from a record's offset reads the records after it.
 pub struct LineReader {
     reader: BufReader<File>,
-    source: String,
-    split: String,
+    source: std::sync::Arc<str>,
+    split: std::sync::Arc<str>,
     offset: u64,
     line: Vec<u8>,
     /// CSV: the header's column names (read from the start of the file, wherever we resume).
@@ -70,8 +70,8 @@ impl LineReader {
         file.seek(SeekFrom::Start(offset))?;
         Ok(LineReader {
             reader: BufReader::with_capacity(256 * 1024, file),
-            source: source.to_string(),
-            split: path.display().to_string(),
+            source: source.into(),
+            split: path.display().to_string().into(),
             offset,
             line: Vec::new(),
             columns,
@@ -348,9 +348,10 @@ impl Source for FileSource {
             let batch = reader
                 .read_batch(max)
                 .map_err(|e| format!("reading {}: {e}", reader.split))?;
-            self.offsets.insert(reader.split.clone(), reader.offset());
+            self.offsets
+                .insert(reader.split.to_string(), reader.offset());
             if batch.at_end {
-                self.done.push(reader.split.clone());
+                self.done.push(reader.split.to_string());
                 self.current = None;
                 if batch.records.is_empty() && batch.bad.is_empty() {
                     continue;

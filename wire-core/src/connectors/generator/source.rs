@@ -31,9 +31,9 @@ fn fill(template: &Value, seq: u64) -> Value {
 
 /// One partition's generator.
 pub struct Generator {
-    source: String,
+    source: std::sync::Arc<str>,
     /// The split name: this partition's share of the sequence (`{partition}/{partitions}`).
-    split: String,
+    split: std::sync::Arc<str>,
     template: Value,
     count: Option<u64>,
     step: u64,
@@ -51,8 +51,8 @@ impl Generator {
         resume: Option<u64>,
     ) -> Generator {
         Generator {
-            source: source.to_string(),
-            split: format!("{partition}/{partitions}"),
+            source: source.into(),
+            split: format!("{partition}/{partitions}").into(),
             template: config.template.clone().unwrap_or_else(default_template),
             count: config.count,
             step: u64::from(partitions.max(1)),
@@ -130,7 +130,7 @@ impl crate::connectors::Source for GeneratorSource {
     }
 
     fn positions(&self) -> std::collections::BTreeMap<String, u64> {
-        std::collections::BTreeMap::from([(self.generator.split.clone(), self.generator.next)])
+        std::collections::BTreeMap::from([(self.generator.split.to_string(), self.generator.next)])
     }
 
     fn lag(&self) -> Option<u64> {

@@ -33,14 +33,14 @@ pub struct StdoutSink {
 
 impl Sink for StdoutSink {
     fn write(&mut self, records: &[Record]) -> Result<(), String> {
-        let mut text = String::new();
+        let mut text: Vec<u8> = Vec::new();
         for r in records {
-            text.push_str(&self.prefix);
-            text.push_str(&r.value.to_string());
-            text.push('\n');
+            text.extend_from_slice(self.prefix.as_bytes());
+            crate::pipeline::json::write_json(&r.value, &mut text);
+            text.push(b'\n');
         }
         let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())
+        out.write_all(&text)
             .map_err(|e| format!("writing to stdout: {e}"))
     }
 
