@@ -1,8 +1,9 @@
 //! Files: reads JSON lines or CSV from a file or a glob of files; writes JSON lines or CSV
 //! part files into a directory.
 //!
-//! - Partitioning: as a source, each matched file is a split, spread over the partitions; as
-//!   a sink, each partition writes its own part files.
+//! - Partitioning: as a source, each matched file is a split: dealt round-robin over the
+//!   partitions from the sorted matches (with `tail`, placed by a hash of its path, so that
+//!   new files do not move old ones); as a sink, each partition writes its own part files.
 //! - Resume position: the byte offset in each file up to which every record was delivered.
 //! - Delivery: the sink writes part files and commits them at checkpoints, so file → file
 //!   pipelines are exactly-once across restarts; as a source, at-least-once into other sinks.

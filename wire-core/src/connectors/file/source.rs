@@ -278,6 +278,10 @@ pub struct FileSource {
     done: Vec<String>,
     current: Option<LineReader>,
     last_scan: Option<std::time::Instant>,
+    /// Without `tail`: this partition's files, dealt round-robin from the sorted matches
+    /// when the partition starts (even spread). With `tail` files come and go, so each is
+    /// placed by a hash of its path instead (stable as others appear).
+    dealt: Option<Vec<String>>,
 }
 
 impl FileSource {
@@ -291,18 +295,37 @@ impl FileSource {
             done: Vec::new(),
             current: None,
             last_scan: None,
+            dealt: None,
         }
     }
 
     fn mine(&self, path: &Path) -> bool {
         let key = path.display().to_string();
-        stable_hash(key.as_bytes()) % u64::from(self.partitions) == u64::from(self.partition)
+        match &self.dealt {
+            Some(files) => files.contains(&key),
+            None => {
+                stable_hash(key.as_bytes()) % u64::from(self.partitions)
+                    == u64::from(self.partition)
+            }
+        }
     }
 
     /// Opens the next split that is not done, if any.
     fn next_split(&mut self) -> Result<Option<LineReader>, String> {
         let files = matching_files(&self.config.path)
             .map_err(|e| format!("listing {}: {e}", self.config.path))?;
+        if !self.config.tail && self.dealt.is_none() {
+            let n = self.partitions as usize;
+            let p = self.partition as usize;
+            self.dealt = Some(
+                files
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % n == p)
+                    .map(|(_, f)| f.display().to_string())
+                    .collect(),
+            );
+        }
         for file in files {
             let key = file.display().to_string();
             if !self.mine(&file) || self.done.contains(&key) {
