@@ -65,41 +65,32 @@ fn num(v: &Value, path: &[&str]) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// The sum of one counter over the spec's sources or sinks (`list`), each found by its id
+/// (or the default id validation gives it: `{prefix}{index}`).
+fn step_sum(status: &Value, list: &str, prefix: &str, counter: &str) -> u64 {
+    let Some(steps) = status["spec"][list].as_array() else {
+        return 0;
+    };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = s["id"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{prefix}{i}"));
+            num(&status["steps"], &[id.as_str(), counter])
+        })
+        .sum()
+}
+
 /// One progress line from a pipeline status; `per_second` from the read count since `last`.
 fn progress_line(status: &Value, last: &mut Option<(Instant, u64)>) -> String {
-    let steps = status["steps"].as_object().cloned().unwrap_or_default();
-    let read: u64 = status["spec"]["sources"]
-        .as_array()
-        .map(|sources| {
-            sources
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let id = s["id"]
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("source{i}"));
-                    num(&Value::Object(steps.clone()), &[id.as_str(), "records_out"])
-                })
-                .sum()
-        })
-        .unwrap_or(0);
-    let dead: u64 = steps.values().map(|s| num(s, &["dead_lettered"])).sum();
-    let written: u64 = status["spec"]["sinks"]
-        .as_array()
-        .map(|sinks| {
-            sinks
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let id = s["id"]
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("sink{i}"));
-                    num(&Value::Object(steps.clone()), &[id.as_str(), "records_in"])
-                })
-                .sum()
-        })
+    let read = step_sum(status, "sources", "source", "records_out");
+    let written = step_sum(status, "sinks", "sink", "records_in");
+    let dead: u64 = status["steps"]
+        .as_object()
+        .map(|steps| steps.values().map(|s| num(s, &["dead_lettered"])).sum())
         .unwrap_or(0);
     let now = Instant::now();
     let rate = match last {

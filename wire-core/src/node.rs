@@ -774,7 +774,7 @@ impl Node {
         let mut reports = BTreeMap::new();
         for owner in owners {
             let report = if owner == self.id() {
-                self.inner.runtime.job(name).map(|s| JobReport::of(&s))
+                Some(self.inner.runtime.job(name).map(|s| JobReport::of(&s)))
             } else {
                 match members.get_node(&owner) {
                     Some(n) => self
@@ -788,8 +788,7 @@ impl Node {
                         )
                         .await
                         .ok()
-                        .and_then(|r| r.ok())
-                        .flatten(),
+                        .and_then(|r| r.ok()),
                     None => None,
                 }
             };

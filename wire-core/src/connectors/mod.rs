@@ -137,7 +137,7 @@ pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {
 
 /// Reads a validated config as its typed struct (a config that passed validation reads).
 pub fn typed<T: for<'de> serde::Deserialize<'de>>(config: &Value) -> Result<T, String> {
-    serde_json::from_value(config.clone()).map_err(|e| format!("config: {e}"))
+    check_config(config, "config").map_err(|e| e.to_string())
 }
 
 /// Checks `config` against the typed config `T` (unknown fields rejected), naming the place

@@ -210,24 +210,28 @@ impl StateMachineStore {
         read().map_err(crate::Error::storage)
     }
 
+    /// Reads through the overlay and the database as one state: the overlay's lock is held
+    /// while the read transaction opens, so no flush falls between the two.
+    fn read_merged<T>(
+        &self,
+        read: impl FnOnce(&redb::ReadTransaction, &SmOverlay) -> Result<T, StoreError>,
+    ) -> Result<T, crate::Error> {
+        let sm = self.writer.sm();
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| crate::Error::storage(StoreError::from(e)))?;
+        read(&txn, &sm).map_err(crate::Error::storage)
+    }
+
     /// Which node runs each partition of `pipeline`, from the local state.
     pub fn assignments(&self, pipeline: &str) -> Result<BTreeMap<u32, NodeId>, crate::Error> {
-        let sm = self.writer.sm();
-        let read = || -> Result<_, StoreError> {
-            let txn = self.db.begin_read()?;
-            read_assignments(&txn, &sm, pipeline)
-        };
-        read().map_err(crate::Error::storage)
+        self.read_merged(|txn, sm| read_assignments(txn, sm, pipeline))
     }
 
     /// The checkpoint of each partition of `pipeline`, from the local state.
     pub fn checkpoints(&self, pipeline: &str) -> Result<BTreeMap<u32, Checkpoint>, crate::Error> {
-        let sm = self.writer.sm();
-        let read = || -> Result<_, StoreError> {
-            let txn = self.db.begin_read()?;
-            read_checkpoints(&txn, &sm, pipeline)
-        };
-        read().map_err(crate::Error::storage)
+        self.read_merged(|txn, sm| read_checkpoints(txn, sm, pipeline))
     }
 
     /// A receiver that changes whenever pipelines, assignments or members may have changed.

@@ -9,17 +9,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::pipelines_run::committed_lines;
-use crate::support::{eventually, get_json, get_text, http, Cluster, Proc};
+use crate::support::{create_pipeline, eventually, get_json, get_text, http, Cluster, Proc};
 
 async fn create(p: &Proc, spec: &Value) {
-    let r = http()
-        .post(p.url("/pipelines"))
-        .json(spec)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status();
-    assert_eq!(code, 201, "{}", r.text().await.unwrap());
+    create_pipeline(&p.url("/pipelines"), spec).await;
 }
 
 async fn wait_ready(p: &Proc) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{eventually, get_json, http, json, Embedded};
+use crate::support::{create_pipeline, eventually, get_json, http, json, Embedded};
 
 /// Every line of the committed part files in `dir` (hidden files are in progress).
 pub fn committed_lines(dir: &Path) -> Vec<String> {
@@ -53,15 +53,7 @@ fn lines_by_partition(dir: &Path) -> BTreeMap<u32, Vec<Value>> {
 }
 
 async fn apply(n: &Embedded, spec: &Value) {
-    let r = http()
-        .post(n.url("/pipelines"))
-        .json(spec)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(code, 201, "{body}");
+    create_pipeline(&n.url("/pipelines"), spec).await;
 }
 
 /// Waits until the pipeline reports `state`, returning its status.

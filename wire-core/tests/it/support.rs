@@ -80,6 +80,14 @@ pub async fn post_json(url: &str, body: &Value) -> Value {
         .expect("JSON body")
 }
 
+/// POSTs a pipeline spec to `url` (a node's `/pipelines`), asserting it is created.
+pub async fn create_pipeline(url: &str, spec: &Value) {
+    let r = http().post(url).json(spec).send().await.expect("POST");
+    let code = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(code, 201, "{body}");
+}
+
 /// Sends `req`: the answer's status code.
 pub async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.expect("request").status().as_u16()

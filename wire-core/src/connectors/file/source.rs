@@ -14,14 +14,11 @@ use crate::connectors::{BadInput, ReadState, Source, SourceBatch, SourceContext}
 use crate::pipeline::jq::parse_json;
 use crate::pipeline::transform::{Position, Record};
 
-/// A line that could not be read as a record.
-pub type BadLine = BadInput;
-
 /// What one read of a file returned.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub records: Vec<Record>,
-    pub bad: Vec<BadLine>,
+    pub bad: Vec<BadInput>,
     /// Whether the end of the file was reached.
     pub at_end: bool,
 }
@@ -37,9 +34,6 @@ pub struct LineReader {
     /// CSV: the header's column names (read from the start of the file, wherever we resume).
     columns: Option<Vec<String>>,
 }
-
-/// Reads one JSON-lines file (a [`LineReader`] for `jsonl`).
-pub type JsonlReader = LineReader;
 
 impl LineReader {
     /// Opens a JSON-lines `path` for the source step `source`, positioned at byte `offset`.
@@ -196,13 +190,13 @@ fn csv_record(columns: &[String], text: &[u8]) -> Result<Val, String> {
             columns.len()
         ));
     }
-    let object: serde_json::Map<String, serde_json::Value> = columns
+    let object: jaq_json::Map = columns
         .iter()
         .cloned()
-        .zip(fields.into_iter().map(serde_json::Value::String))
+        .map(Val::from)
+        .zip(fields.into_iter().map(Val::from))
         .collect();
-    let json = serde_json::Value::Object(object).to_string();
-    parse_json(json.as_bytes())
+    Ok(Val::obj(object))
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters and `?` one.
@@ -431,7 +425,7 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         std::fs::write(&path, "{\"a\":1}\r\n\n{oops\n{\"a\":2}\n  \n{\"a\":3}").unwrap();
 
-        let mut r = JsonlReader::open("events", &path, 0).unwrap();
+        let mut r = LineReader::open("events", &path, 0).unwrap();
         let first = r.read_batch(2).unwrap();
         assert_eq!(values(&first), ["{\"a\":1}"]);
         assert_eq!(first.bad.len(), 1);
@@ -443,7 +437,7 @@ mod tests {
         // Resume after the first record: the bad line and the rest come again.
         let resume_at = first.records[0].position.offset;
         assert_eq!(resume_at, 9);
-        let mut again = JsonlReader::open("events", &path, resume_at).unwrap();
+        let mut again = LineReader::open("events", &path, resume_at).unwrap();
         let rest = again.read_batch(100).unwrap();
         assert_eq!(values(&rest), ["{\"a\":2}", "{\"a\":3}"]);
         assert_eq!(rest.bad.len(), 1);

@@ -164,8 +164,8 @@ type Ack = (u32, u64, Result<(), String>);
 /// A running job. Stop it with [`Job::stop`].
 pub struct Job {
     pub status: Arc<JobStatus>,
-    stop: Option<oneshot::Sender<String>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    stop: oneshot::Sender<String>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Job {
@@ -191,25 +191,16 @@ impl Job {
         let task = tokio::spawn(run(cfg, propose, status.clone(), stop_rx));
         Job {
             status,
-            stop: Some(stop_tx),
-            task: Some(task),
+            stop: stop_tx,
+            task,
         }
     }
 
     /// Stops the job: a final checkpoint (if anything moved since the last), then every
     /// thread ends. Returns once it has.
-    pub async fn stop(mut self, reason: &str) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(reason.to_string());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-
-    /// Whether the job has ended (finished, failed or stopped).
-    pub fn ended(&self) -> bool {
-        self.task.as_ref().is_none_or(|t| t.is_finished())
+    pub async fn stop(self, reason: &str) {
+        let _ = self.stop.send(reason.to_string());
+        let _ = self.task.await;
     }
 }
 
@@ -350,6 +341,11 @@ fn spawn_threads(
             events: events.clone(),
             status: status.clone(),
             progress: progress.clone(),
+            counters: graph
+                .sources
+                .iter()
+                .map(|s| cfg.metrics.step(&s.id))
+                .collect(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("wire-source-{}-{p}", cfg.pipeline))
@@ -433,6 +429,8 @@ struct SourceWorker {
     events: tmpsc::UnboundedSender<Event>,
     status: Arc<JobStatus>,
     progress: Arc<AtomicU64>,
+    /// Each source step's counters, in the order of `sources`.
+    counters: Vec<Arc<super::metrics::StepCounters>>,
 }
 
 impl SourceWorker {
@@ -544,16 +542,8 @@ impl SourceWorker {
         bad: Vec<BadInput>,
     ) -> Result<(), (String, bool)> {
         let step = &self.plan.graph.sources[source];
-        let counters = self
-            .plan
-            .graph
-            .sources
-            .get(source)
-            .map(|_| self.status.metrics.step(&step.id));
-        if let Some(c) = &counters {
-            c.add_out(records.len());
-            c.add_dead(bad.len());
-        }
+        self.counters[source].add_out(records.len());
+        self.counters[source].add_dead(bad.len());
         let mut dead: Vec<Record> = Vec::new();
         if let Some(b) = bad.first() {
             if step.on_error == ErrorPolicy::Fail {

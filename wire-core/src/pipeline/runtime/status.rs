@@ -69,19 +69,23 @@ fn state_name(s: &JobState) -> &'static str {
     }
 }
 
-/// Puts a status together from the record, the assignments, the checkpoints and the reports
-/// of the nodes that answered (`None`: that node did not).
+/// What an owning node said of its job: `None` when it did not answer; `Some(None)` when it
+/// runs no job for the pipeline (yet).
+pub type Answer = Option<Option<JobReport>>;
+
+/// Puts a status together from the record, the assignments, the checkpoints and what each
+/// owning node answered.
 pub fn assemble(
     record: PipelineRecord,
     assignments: &BTreeMap<u32, NodeId>,
     checkpoints: &BTreeMap<u32, crate::pipeline::checkpoint::Checkpoint>,
-    reports: &BTreeMap<NodeId, Option<JobReport>>,
+    reports: &BTreeMap<NodeId, Answer>,
 ) -> PipelineStatus {
     let mut partitions = Vec::new();
     let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
     let mut errors = Vec::new();
     for (node, report) in reports {
-        if let Some(r) = report {
+        if let Some(Some(r)) = report {
             for (id, s) in &r.steps {
                 steps.entry(id.clone()).or_default().add(s);
             }
@@ -94,15 +98,15 @@ pub fn assemble(
     }
     for p in 0..record.spec.parallelism {
         let node = assignments.get(&p).copied();
-        let report = node.and_then(|n| reports.get(&n).cloned().flatten());
-        let (state, live) = match (&node, report) {
+        let answer = node.and_then(|n| reports.get(&n));
+        let (state, live) = match (node, answer) {
             (None, _) => ("unassigned".to_string(), PartitionLive::default()),
-            (Some(_), Some(r)) if r.version == record.version => (
+            (Some(_), Some(Some(Some(r)))) if r.version == record.version => (
                 state_name(&r.state).to_string(),
                 r.partitions.get(&p).cloned().unwrap_or_default(),
             ),
-            (Some(_), Some(_)) => ("starting".to_string(), PartitionLive::default()),
-            (Some(_), None) => ("unknown".to_string(), PartitionLive::default()),
+            (Some(_), Some(Some(_))) => ("starting".to_string(), PartitionLive::default()),
+            (Some(_), _) => ("unknown".to_string(), PartitionLive::default()),
         };
         let mut live = live;
         if live.epoch == 0 {

@@ -268,6 +268,11 @@ async fn supervise_round(
         let restart = match slots.get_mut(&name) {
             None => true,
             Some(slot) => match slot.status.state() {
+                JobState::Running => {
+                    // It got going: the next failure starts the backoff over.
+                    slot.failures = 0;
+                    false
+                }
                 JobState::Failed { retry: true, .. } if now >= slot.retry_at => true,
                 JobState::Failed { retry: false, .. } | JobState::Stopped { .. } => {
                     slot.updated_index != record.updated_index
