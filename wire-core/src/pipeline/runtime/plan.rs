@@ -134,56 +134,28 @@ impl Plan {
 
     /// Runs a batch read by source `source` through every step it reaches.
     pub fn run(&self, source: usize, batch: Vec<Record>) -> Outputs {
-        let mut outputs: Vec<Option<Vec<Record>>> = vec![None; self.steps.len()];
-        let mut left = self.uses.clone();
-        let mut result = Outputs {
-            per_sink: vec![Vec::new(); self.sinks.len()],
-            ..Default::default()
-        };
-        // Take a transform's output for one consumer: moved to the last, cloned for others.
-        fn take(
-            outputs: &mut [Option<Vec<Record>>],
-            left: &mut [usize],
-            t: usize,
-        ) -> Option<Vec<Record>> {
-            left[t] = left[t].saturating_sub(1);
-            if left[t] == 0 {
-                outputs[t].take()
-            } else {
-                outputs[t].clone()
-            }
-        }
-        let reads_source = |inputs: &[Input]| inputs.contains(&Input::Source(source));
-        let mut batch = Some(batch);
         let source_uses = self
             .steps
             .iter()
             .map(|s| &s.inputs)
             .chain(&self.sinks)
-            .filter(|i| reads_source(i))
+            .filter(|i| i.contains(&Input::Source(source)))
             .count();
-        let mut source_left = source_uses;
-        let mut from_source = |batch: &mut Option<Vec<Record>>| -> Vec<Record> {
-            source_left = source_left.saturating_sub(1);
-            if source_left == 0 {
-                batch.take().unwrap_or_default()
-            } else {
-                batch.clone().unwrap_or_default()
-            }
+        let mut flow = Flow {
+            source,
+            batch: Some(batch),
+            source_left: source_uses,
+            outputs: vec![None; self.steps.len()],
+            left: self.uses.clone(),
+        };
+        let mut result = Outputs {
+            per_sink: vec![Vec::new(); self.sinks.len()],
+            ..Default::default()
         };
         for (t, step) in self.steps.iter().enumerate() {
-            let mut input: Option<Vec<Record>> = None;
-            for i in &step.inputs {
-                let part = match i {
-                    Input::Source(s) if *s == source => Some(from_source(&mut batch)),
-                    Input::Source(_) => None,
-                    Input::Transform(j) => take(&mut outputs, &mut left, *j),
-                };
-                if let Some(part) = part {
-                    input.get_or_insert_with(Vec::new).extend(part);
-                }
-            }
-            let Some(input) = input else { continue };
+            let Some(input) = flow.gather(&step.inputs) else {
+                continue;
+            };
             let started = std::time::Instant::now();
             step.counters.add_in(input.len());
             let mut out = Vec::with_capacity(input.len());
@@ -209,21 +181,57 @@ impl Plan {
                     }
                 }
             }
-            outputs[t] = Some(out);
+            flow.outputs[t] = Some(out);
         }
         for (k, inputs) in self.sinks.iter().enumerate() {
-            for i in inputs {
-                let part = match i {
-                    Input::Source(s) if *s == source => Some(from_source(&mut batch)),
-                    Input::Source(_) => None,
-                    Input::Transform(j) => take(&mut outputs, &mut left, *j),
-                };
-                if let Some(part) = part {
-                    result.per_sink[k].extend(part);
-                }
+            if let Some(records) = flow.gather(inputs) {
+                result.per_sink[k] = records;
             }
         }
         result
+    }
+}
+
+/// One batch on its way through the DAG: what each transform produced, and how many of its
+/// consumers have yet to take it (the last one takes it, the others get a copy).
+struct Flow {
+    source: usize,
+    batch: Option<Vec<Record>>,
+    source_left: usize,
+    outputs: Vec<Option<Vec<Record>>>,
+    left: Vec<usize>,
+}
+
+impl Flow {
+    /// The records a consumer of `inputs` receives from this batch; `None` when none of its
+    /// inputs carries any (it is not reached by this batch's source).
+    fn gather(&mut self, inputs: &[Input]) -> Option<Vec<Record>> {
+        let mut gathered: Option<Vec<Record>> = None;
+        for input in inputs {
+            let part = match *input {
+                Input::Source(s) if s == self.source => {
+                    self.source_left = self.source_left.saturating_sub(1);
+                    if self.source_left == 0 {
+                        self.batch.take()
+                    } else {
+                        self.batch.clone()
+                    }
+                }
+                Input::Source(_) => None,
+                Input::Transform(t) => {
+                    self.left[t] = self.left[t].saturating_sub(1);
+                    if self.left[t] == 0 {
+                        self.outputs[t].take()
+                    } else {
+                        self.outputs[t].clone()
+                    }
+                }
+            };
+            if let Some(part) = part {
+                gathered.get_or_insert_with(Vec::new).extend(part);
+            }
+        }
+        gathered
     }
 }
 
