@@ -967,12 +967,6 @@ async fn run(
             }
             Some(ev) = co.events.recv() => {
                 if let Some(state) = co.on_event(ev) { break state; }
-                if co.finished.len() == local {
-                    match co.checkpoint(&mut stop).await {
-                        Taken::Done => break JobState::Finished,
-                        Taken::End(state) => break state,
-                    }
-                }
             }
             reason = stop_rx => {
                 stop = None;
@@ -984,6 +978,14 @@ async fn run(
                         reason: format!("{reason} (the final checkpoint timed out)"),
                     },
                 }
+            }
+        }
+        // The last partition's end may have been seen while a checkpoint waited for its
+        // barriers, so this is checked after every branch, not only on the event.
+        if co.finished.len() == local {
+            match co.checkpoint(&mut stop).await {
+                Taken::Done => break JobState::Finished,
+                Taken::End(state) => break state,
             }
         }
     };
