@@ -666,6 +666,7 @@ impl Node {
             .write()
             .map_err(|_| Error::Internal("the transform registry is poisoned".into()))?
             .insert(name.to_string(), transform);
+        self.inner.runtime.transform_registered();
         Ok(())
     }
 

@@ -28,12 +28,14 @@ pub struct JqConfig {
     pub filter: String,
 }
 
-/// `type: key_by`: sets each record's key to the result of a jq expression, and routes it to
-/// the partition that owns the key.
+/// `type: key_by`: sets each record's key to the result of a jq expression (`key`), or of a
+/// transform registered on the node that sets keys (`transform`: a Python or C key function),
+/// and routes it to the partition that owns the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyByConfig {
-    pub key: String,
+    pub key: Option<String>,
+    pub transform: Option<String>,
 }
 
 /// A validated step.
@@ -259,7 +261,25 @@ pub fn validate(
                 Err(e) => errors.push(e),
             },
             "key_by" => match check_config::<KeyByConfig>(&t.config, &config_path) {
-                Ok(c) => check_jq(&c.key, &format!("{config_path}.key"), &mut errors),
+                Ok(KeyByConfig {
+                    key: Some(key),
+                    transform: None,
+                }) => check_jq(&key, &format!("{config_path}.key"), &mut errors),
+                Ok(KeyByConfig {
+                    key: None,
+                    transform: Some(name),
+                }) => {
+                    if !registered(&name) {
+                        errors.push(SpecError::new(
+                            format!("{config_path}.transform"),
+                            format!("no transform '{name}' is registered on the node"),
+                        ));
+                    }
+                }
+                Ok(_) => errors.push(SpecError::new(
+                    config_path,
+                    "give exactly one of key (a jq expression) or transform (a registered key function)",
+                )),
                 Err(e) => errors.push(e),
             },
             other if registered(other) => {

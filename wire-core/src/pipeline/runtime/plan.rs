@@ -14,6 +14,15 @@ use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
 /// Transforms registered on a node by name (from Rust, Python or C).
 pub type Registry = Arc<std::sync::RwLock<HashMap<String, Arc<dyn Transform>>>>;
 
+fn registered(registry: &Registry, name: &str) -> Result<Arc<dyn Transform>, String> {
+    registry
+        .read()
+        .map_err(|_| "the transform registry is poisoned".to_string())?
+        .get(name)
+        .cloned()
+        .ok_or_else(|| format!("transform '{name}' is not registered on this node"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Input {
     Source(usize),
@@ -93,14 +102,13 @@ impl Plan {
                 "key_by" => {
                     keyed = true;
                     let c: KeyByConfig = crate::connectors::typed(&step.config)?;
-                    Arc::new(KeyBy(Jq::compile(&c.key)?))
+                    match (c.key, c.transform) {
+                        (Some(key), _) => Arc::new(KeyBy(Jq::compile(&key)?)),
+                        (None, Some(name)) => registered(registry, &name)?,
+                        (None, None) => return Err("key_by needs key or transform".into()),
+                    }
                 }
-                name => registry
-                    .read()
-                    .map_err(|_| "the transform registry is poisoned".to_string())?
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| format!("transform '{name}' is not registered on this node"))?,
+                name => registered(registry, name)?,
             };
             steps.push(PlanStep {
                 id: step.id.clone(),

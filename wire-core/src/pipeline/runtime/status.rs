@@ -54,6 +54,10 @@ pub struct PipelineStatus {
     /// Why a job failed or stopped, per node.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub errors: Vec<String>,
+    /// Whether a failed job will be restarted (an I/O failure) rather than wait for an
+    /// update or resume (a record failed a step whose policy is `fail`).
+    #[serde(default)]
+    pub retrying: bool,
     pub partitions: Vec<PartitionStatus>,
     /// Counters per step, summed over nodes.
     pub steps: BTreeMap<String, StepStats>,
@@ -84,13 +88,17 @@ pub fn assemble(
     let mut partitions = Vec::new();
     let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
     let mut errors = Vec::new();
+    let mut retrying = false;
     for (node, report) in reports {
         if let Some(Some(r)) = report {
             for (id, s) in &r.steps {
                 steps.entry(id.clone()).or_default().add(s);
             }
             match &r.state {
-                JobState::Failed { error, .. } => errors.push(format!("node {node}: {error}")),
+                JobState::Failed { error, retry } => {
+                    retrying |= *retry;
+                    errors.push(format!("node {node}: {error}"))
+                }
                 JobState::Stopped { reason } => errors.push(format!("node {node}: {reason}")),
                 _ => {}
             }
@@ -145,6 +153,7 @@ pub fn assemble(
         record,
         state: state.to_string(),
         errors,
+        retrying,
         partitions,
         steps,
     }

@@ -32,6 +32,10 @@ pub struct Runtime {
     jobs: Mutex<BTreeMap<String, Arc<JobStatus>>>,
     stop: Mutex<Option<watch::Sender<bool>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Bumped on every registration: a job that failed for a missing transform is retried
+    /// at once rather than after its backoff.
+    registrations: std::sync::atomic::AtomicU64,
+    registered: tokio::sync::Notify,
 }
 
 impl Runtime {
@@ -43,6 +47,18 @@ impl Runtime {
     /// Every job this node runs.
     pub fn jobs(&self) -> Vec<Arc<JobStatus>> {
         lock(&self.jobs).values().cloned().collect()
+    }
+
+    /// Says that a transform was registered (the supervisor retries failed jobs now).
+    pub fn transform_registered(&self) {
+        self.registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.registered.notify_one();
+    }
+
+    fn registrations(&self) -> u64 {
+        self.registrations
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Starts the supervisor and the assigner for `node`.
@@ -71,9 +87,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Waits for a change or a second, whichever comes first; false once asked to stop.
-async fn next_round(changes: &mut watch::Receiver<u64>, stop: &mut watch::Receiver<bool>) -> bool {
+async fn next_round(
+    changes: &mut watch::Receiver<u64>,
+    stop: &mut watch::Receiver<bool>,
+    also: impl std::future::Future<Output = ()>,
+) -> bool {
     tokio::select! {
         _ = changes.changed() => {}
+        _ = also => {}
         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         _ = stop.wait_for(|s| *s) => {}
     }
@@ -98,7 +119,7 @@ async fn assigner(node: Node, mut stop: watch::Receiver<bool>) {
                 tracing::debug!(error = %e, "assignment round");
             }
         }
-        if !next_round(&mut changes, &mut stop).await {
+        if !next_round(&mut changes, &mut stop, std::future::pending()).await {
             return;
         }
     }
@@ -140,6 +161,8 @@ struct Slot {
     status: Arc<JobStatus>,
     failures: u32,
     retry_at: Instant,
+    /// The runtime's registration count when the job started.
+    registrations: u64,
 }
 
 fn propose_through(node: &Node) -> Propose {
@@ -207,7 +230,8 @@ async fn supervise(runtime: Arc<Runtime>, node: Node, mut stop: watch::Receiver<
         if let Err(e) = supervise_round(&runtime, &node, &mut slots).await {
             tracing::warn!(error = %e, "supervisor round");
         }
-        if !next_round(&mut changes, &mut stop).await {
+        let registered = runtime.registered.notified();
+        if !next_round(&mut changes, &mut stop, registered).await {
             break;
         }
     }
@@ -273,7 +297,9 @@ async fn supervise_round(
                     slot.failures = 0;
                     false
                 }
-                JobState::Failed { retry: true, .. } if now >= slot.retry_at => true,
+                JobState::Failed { retry: true, .. } => {
+                    now >= slot.retry_at || slot.registrations != runtime.registrations()
+                }
                 JobState::Failed { retry: false, .. } | JobState::Stopped { .. } => {
                     slot.updated_index != record.updated_index
                 }
@@ -309,6 +335,7 @@ async fn supervise_round(
                 status,
                 failures,
                 retry_at: now + backoff,
+                registrations: runtime.registrations(),
             },
         );
     }

@@ -1,0 +1,389 @@
+"""Pipelines: build one in Python (:class:`Pipeline`), run it on a cluster
+(:class:`Pipelines`, as ``node.pipelines`` or ``client.pipelines``).
+
+A pipeline built in Python *is* a JSON spec: :meth:`Pipeline.spec` returns the same
+document ``POST /pipelines`` takes. Python functions in it become transforms registered
+on the nodes this process hosts, named ``py.<pipeline>.<step>.<function>``::
+
+    >>> import wire
+    >>> flow = (wire.Pipeline("orders", parallelism=2)
+    ...         .source(wire.sources.file("events.jsonl"))
+    ...         .filter(lambda e: e["amount"] > 5)
+    ...         .key_by("user")
+    ...         .sink(wire.sinks.file("out/")))
+    >>> [t["type"] for t in flow.spec()["transforms"]]
+    ['py.orders.0.lambda', 'key_by']
+    >>> flow.spec()["transforms"][1]["config"]
+    {'key': '.user'}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    TypeVar,
+    Union,
+)
+
+from . import _registry
+from .errors import InvalidRequestError, PipelineFailedError, WireError
+
+__all__ = ["Pipeline", "Pipelines", "Written", "transform"]
+
+Spec = Dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+_JQ_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def transform(name: str, *, kind: str = "map", batch: bool = False) -> Callable[[F], F]:
+    """Registers the decorated function as the transform ``name`` on every node this
+    process hosts (now and later), so JSON and YAML specs sent over HTTP or the CLI can use
+    it as ``{"type": name}`` (or, for ``kind="key_by"``,
+    ``{"type": "key_by", "config": {"transform": name}}``).
+
+    ``kind`` is ``map`` (return the new value), ``filter`` (return whether to keep it),
+    ``flat_map`` (return an iterable of values) or ``key_by`` (return the key). With
+    ``batch=True`` the function takes the list of a batch's values and returns a list with
+    one result per value.
+
+        >>> import wire
+        >>> @wire.transform("double")
+        ... def double(event):
+        ...     event["n"] *= 2
+        ...     return event
+        >>> double({"n": 2})
+        {'n': 4}
+    """
+    _registry.check(name, kind, lambda: None)
+
+    def decorate(func: F) -> F:
+        _registry.register(name, kind, func, batch)
+        return func
+
+    return decorate
+
+
+def _spec_of(spec: Union["Pipeline", Spec, str]) -> str:
+    if isinstance(spec, Pipeline):
+        return spec.spec_json()
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        return json.dumps(spec)
+    raise TypeError(f"a spec is a wire.Pipeline, a dict or JSON/YAML text, not {type(spec).__name__}")
+
+
+class Pipeline:
+    """A pipeline under construction: sources, a chain of transforms, sinks.
+
+    Steps run in the order they are added; every sink takes the last transform's output.
+    Each transform method takes ``id`` (the step's name in status and metrics) and
+    ``on_error`` (``dead_letter``, the default, or ``fail``)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        parallelism: int = 1,
+        checkpoint_interval: Optional[str] = None,
+        on_error: Optional[str] = None,
+        node: Optional[int] = None,
+    ) -> None:
+        self.name = name
+        self._spec: Spec = {"name": name, "parallelism": parallelism, "sources": [], "transforms": [], "sinks": []}
+        if checkpoint_interval is not None:
+            self._spec["checkpoint_interval"] = checkpoint_interval
+        if on_error is not None:
+            self._spec["on_error"] = on_error
+        if node is not None:
+            self._spec["node"] = node
+        self._callables: Dict[str, _registry.Entry] = {}
+
+    # Building.
+
+    def source(self, source: Spec, *, id: Optional[str] = None) -> "Pipeline":
+        """Adds a source (see :mod:`wire.sources`)."""
+        self._spec["sources"].append(self._step(source, id))
+        return self
+
+    def sink(self, sink: Spec, *, id: Optional[str] = None) -> "Pipeline":
+        """Adds a sink (see :mod:`wire.sinks`)."""
+        self._spec["sinks"].append(self._step(sink, id))
+        return self
+
+    def dead_letter(self, sink: Spec) -> "Pipeline":
+        """Where rejected records go, each with the step, the input's place and the reason
+        (a Python transform's traceback)."""
+        self._spec["dead_letter"] = copy.deepcopy(sink)
+        return self
+
+    def map(self, func: Callable[[Any], Any], *, batch: bool = False, id: Optional[str] = None,
+            on_error: Optional[str] = None) -> "Pipeline":
+        """Replaces each record's value by ``func(value)``; with ``batch``, ``func`` maps a
+        list of values to a list of new values."""
+        return self._python("map", func, batch, id, on_error)
+
+    def filter(self, func: Callable[[Any], Any], *, batch: bool = False, id: Optional[str] = None,
+               on_error: Optional[str] = None) -> "Pipeline":
+        """Keeps the records for which ``func(value)`` is true; with ``batch``, ``func``
+        returns a list of booleans."""
+        return self._python("filter", func, batch, id, on_error)
+
+    def flat_map(self, func: Callable[[Any], Any], *, batch: bool = False, id: Optional[str] = None,
+                 on_error: Optional[str] = None) -> "Pipeline":
+        """Replaces each record by a record per item of ``func(value)``; with ``batch``,
+        ``func`` returns a list of iterables."""
+        return self._python("flat_map", func, batch, id, on_error)
+
+    def key_by(self, key: Union[str, Callable[[Any], Any]], *, id: Optional[str] = None,
+               on_error: Optional[str] = None) -> "Pipeline":
+        """Keys each record, so records of one key go to one partition: ``key`` is a field
+        path (``"user"``, ``"user.id"``), a jq expression (``".user"``), or a function of
+        the value returning a str, bytes or any JSON value."""
+        if callable(key):
+            name = self._callable_name("key_by", key)
+            self._callables[name] = ("key_by", key, False)
+            config: Dict[str, Any] = {"transform": name}
+        elif isinstance(key, str):
+            config = {"key": "." + key if _JQ_PATH.match(key) else key}
+        else:
+            raise TypeError(f"key: a field path, a jq expression or a function, not {type(key).__name__}")
+        return self._transform("key_by", config, id, on_error)
+
+    def jq(self, filter: str, *, id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
+        """Runs the built-in jq program ``filter`` on each record (each output is a record)."""
+        return self._transform("jq", {"filter": filter}, id, on_error)
+
+    def transform(self, name: str, *, config: Optional[Dict[str, Any]] = None, id: Optional[str] = None,
+                  on_error: Optional[str] = None) -> "Pipeline":
+        """Uses a transform registered on the nodes by name (``@wire.transform``, Rust or C)."""
+        return self._transform(name, config, id, on_error)
+
+    # Reading.
+
+    def spec(self) -> Spec:
+        """The pipeline as a spec document (a copy)."""
+        return copy.deepcopy(self._spec)
+
+    def spec_json(self) -> str:
+        """The spec as JSON, checked as a node would check it (raises
+        :class:`wire.InvalidSpecError` naming each problem's place)."""
+        from . import _native
+
+        text = json.dumps(self._spec)
+        _native.normalize_spec(text)
+        return text
+
+    @property
+    def functions(self) -> Dict[str, Callable[..., Any]]:
+        """The Python functions of the pipeline, by the transform name they run under."""
+        return {name: entry[1] for name, entry in self._callables.items()}
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, steps={len(self._spec['transforms'])})"
+
+    # Internals.
+
+    @staticmethod
+    def _step(spec: Spec, id: Optional[str]) -> Spec:
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise TypeError("a source or sink is a dict with a 'type' (see wire.sources, wire.sinks)")
+        step = copy.deepcopy(spec)
+        if id is not None:
+            step["id"] = id
+        return step
+
+    def _callable_name(self, kind: str, func: Callable[..., Any]) -> str:
+        if not callable(func):
+            raise TypeError(f"{kind}: {type(func).__name__} is not callable")
+        base = getattr(func, "__name__", type(func).__name__)
+        slug = _SLUG.sub("_", base).strip("_") or kind
+        return f"py.{self.name}.{len(self._spec['transforms'])}.{slug}"
+
+    def _python(self, kind: str, func: Callable[..., Any], batch: bool, id: Optional[str],
+                on_error: Optional[str]) -> "Pipeline":
+        name = self._callable_name(kind, func)
+        self._callables[name] = (kind, func, batch)
+        return self._transform(name, None, id, on_error)
+
+    def _transform(self, kind: str, config: Optional[Dict[str, Any]], id: Optional[str],
+                   on_error: Optional[str]) -> "Pipeline":
+        step: Spec = {"type": kind}
+        if config is not None:
+            step["config"] = config
+        if id is not None:
+            step["id"] = id
+        if on_error is not None:
+            step["on_error"] = on_error
+        self._spec["transforms"].append(step)
+        return self
+
+
+@dataclass(frozen=True)
+class Written:
+    """A stored pipeline: its name, version, whether it is new, and whether this call
+    changed it (``deploy`` of an unchanged pipeline changes nothing)."""
+
+    name: str
+    version: int
+    created: bool
+    changed: bool = True
+
+
+class _Transport(Protocol):
+    def pipeline_put(self, text: str, upsert: bool = ...) -> str: ...
+
+    def pipeline_set_running(self, name: str, running: bool) -> str: ...
+
+    def pipeline_delete(self, name: str) -> None: ...
+
+    def pipeline_status(self, name: str, consistency: Optional[str] = ...) -> Optional[str]: ...
+
+    def pipeline_list(self, consistency: Optional[str] = ...) -> str: ...
+
+
+def _written(text: str) -> Written:
+    w = json.loads(text)
+    return Written(str(w["name"]), int(w["version"]), bool(w.get("created", False)))
+
+
+class Pipelines:
+    """The pipelines of a cluster. Statuses are the JSON documents of
+    ``GET /pipelines/{name}`` as dicts: ``state`` (``running``, ``paused``,
+    ``finished``, ``failed``, ``starting``, ``unassigned``), ``errors``, ``partitions`` (each
+    with ``node``, ``state``, ``epoch``, ``positions``, ``read``, ``lag``) and ``steps``
+    (counters per step)."""
+
+    def __init__(self, transport: _Transport, host: Any = None) -> None:
+        self._t = transport
+        self._host = host
+
+    def create(self, spec: Union[Pipeline, Spec, str]) -> Written:
+        """Creates a pipeline; raises :class:`wire.ConflictError` if the name is taken."""
+        self._register(spec)
+        return _written(self._t.pipeline_put(_spec_of(spec), False))
+
+    def update(self, spec: Union[Pipeline, Spec, str]) -> Written:
+        """Stores a new version (creating the pipeline if missing); its partitions restart
+        from their last checkpoints."""
+        self._register(spec)
+        return _written(self._t.pipeline_put(_spec_of(spec), True))
+
+    def deploy(self, flow: Union[Pipeline, Spec, str]) -> Written:
+        """Creates or updates the pipeline so it runs ``flow``; does nothing if it already
+        does (so a restarted program resumes from the last checkpoint).
+
+        Python functions run only where they are registered: on the nodes this process
+        hosts. Unless the spec names a ``node``, a pipeline with inline functions is pinned
+        to this node when the cluster has members hosted elsewhere."""
+        from . import _native
+
+        text = _spec_of(flow)
+        if isinstance(flow, Pipeline) and flow._callables:
+            spec = json.loads(text)
+            if spec.get("node") is None:
+                pin = self._pin()
+                if pin is not None:
+                    spec["node"] = pin
+                    text = json.dumps(spec)
+        self._register(flow)
+        wanted = json.loads(_native.normalize_spec(text))
+        current = self.status(wanted["name"])
+        if current is not None and current.get("spec") == wanted:
+            return Written(wanted["name"], int(current["version"]), False, changed=False)
+        return _written(self._t.pipeline_put(text, True))
+
+    def status(self, name: str, *, consistency: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """The pipeline's status, or None when there is none of that name."""
+        text = self._t.pipeline_status(name, consistency)
+        return None if text is None else json.loads(text)
+
+    get = status
+
+    def list(self, *, consistency: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Every pipeline's record (spec, version, desired state)."""
+        return list(json.loads(self._t.pipeline_list(consistency)))
+
+    def pause(self, name: str) -> None:
+        """Stops the pipeline's jobs after a final checkpoint; ``resume`` goes on from it."""
+        self._t.pipeline_set_running(name, False)
+
+    def resume(self, name: str) -> None:
+        self._t.pipeline_set_running(name, True)
+
+    def delete(self, name: str) -> None:
+        """Deletes the pipeline with its assignments and checkpoints."""
+        self._t.pipeline_delete(name)
+
+    def watch(self, name: str, *, interval: float = 1.0) -> Iterator[Dict[str, Any]]:
+        """Yields the pipeline's status every ``interval`` seconds, until it is finished,
+        failed or deleted."""
+        while True:
+            status = self.status(name)
+            if status is None:
+                return
+            yield status
+            if status["state"] in ("finished", "failed"):
+                return
+            time.sleep(interval)
+
+    def wait(
+        self,
+        name: str,
+        *,
+        until: str = "finished",
+        timeout: Optional[float] = None,
+        poll: float = 0.1,
+    ) -> Dict[str, Any]:
+        """Waits until the pipeline's state is ``until`` and returns its status. Raises
+        :class:`wire.PipelineFailedError` if it fails for good (a record failed a step whose
+        policy is ``fail``), :class:`TimeoutError` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(name)
+            if status is None:
+                raise InvalidRequestError(f"pipeline '{name}' does not exist")
+            if status["state"] == until:
+                return status
+            if status["state"] == "failed" and until != "failed" and not status.get("retrying"):
+                raise PipelineFailedError(
+                    f"pipeline '{name}' failed: {'; '.join(status.get('errors', []))}", status=status
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"pipeline '{name}' is {status['state']}, not {until}, after {timeout}s")
+            time.sleep(poll)
+
+    def _register(self, spec: Any) -> None:
+        if not isinstance(spec, Pipeline) or not spec._callables:
+            return
+        if self._host is None:
+            raise WireError(
+                "this pipeline has Python functions, which run only on nodes hosted by this "
+                "process: deploy it through a wire.Node, or register them with @wire.transform "
+                "in the process that hosts the nodes",
+                code="bad_request",
+            )
+        for name, (kind, func, batch) in spec._callables.items():
+            _registry.register(name, kind, func, batch)
+
+    def _pin(self) -> Optional[int]:
+        if self._host is None:
+            return None
+        local = {n.raft_addr for n in _registry.live_nodes() if not n.stopped}
+        members = self._host.status()["members"]
+        if all(m["raft_addr"] in local for m in members):
+            return None
+        return int(self._host.id)

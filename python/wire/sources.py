@@ -1,0 +1,41 @@
+"""Sources for :class:`wire.Pipeline`: each returns the spec's ``{"type", "config"}``.
+
+    >>> import wire
+    >>> wire.sources.file("events/*.jsonl")
+    {'type': 'file', 'config': {'path': 'events/*.jsonl'}}
+    >>> wire.sources.generator(count=10)
+    {'type': 'generator', 'config': {'count': 10}}
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Union
+
+__all__ = ["file", "generator", "connector"]
+
+Spec = Dict[str, Any]
+
+
+def connector(type: str, **config: Any) -> Spec:
+    """Any connector by its type name, with its config fields as keyword arguments."""
+    return {"type": type, "config": {k: v for k, v in config.items() if v is not None}}
+
+
+def file(
+    path: Union[str, "os.PathLike[str]"],
+    *,
+    format: Optional[str] = None,
+    tail: Optional[bool] = None,
+) -> Spec:
+    """Lines of files: ``path`` is a file or a glob; ``format`` is ``jsonl`` (default) or
+    ``csv``; ``tail`` keeps reading as files grow and appear."""
+    return connector("file", path=os.fspath(path), format=format, tail=tail)
+
+
+def generator(
+    *, count: Optional[int] = None, rate: Optional[int] = None, template: Any = None
+) -> Spec:
+    """Made-up records ``{"seq": n}`` (or ``template`` with ``"{{seq}}"`` replaced):
+    ``count`` in all (default: without end), at ``rate`` per second."""
+    return connector("generator", count=count, rate=rate, template=template)

@@ -1,0 +1,415 @@
+//! `wire._native`: the engine behind the `wire` Python package. Private: the public API is
+//! the pure-Python layer in `python/wire`, which turns the JSON these calls return into
+//! Python values and documents them.
+//!
+//! Every call that waits on the engine releases the GIL; errors become the exceptions of
+//! `wire.errors`, chosen by the same codes the HTTP API answers with.
+
+mod convert;
+mod error;
+mod transform;
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use wire_core::kv::{Compare, Txn, TxnOp};
+use wire_core::pipeline::{DesiredState, PipelineSpec};
+use wire_core::{Consistency, NodeOptions};
+
+use error::{raise, to_py};
+
+/// What a started node holds: the engine and the runtime it runs on.
+#[derive(Clone)]
+struct Running {
+    node: wire_core::Node,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+/// A node hosted in this process (see `wire.Node`).
+#[pyclass(module = "wire._native", name = "Node")]
+struct NativeNode {
+    running: Mutex<Option<Running>>,
+    id: u64,
+    http_addr: String,
+    raft_addr: String,
+}
+
+impl NativeNode {
+    fn running(&self) -> PyResult<Running> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| raise("shutting_down", "the node is stopped"))
+    }
+
+    /// Runs `f` on the node's runtime with the GIL released.
+    fn block<T: Send, F>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(wire_core::Node) -> F + Send,
+    ) -> PyResult<T>
+    where
+        F: std::future::Future<Output = wire_core::Result<T>> + Send,
+    {
+        let running = self.running()?;
+        py.detach(move || running.runtime.block_on(f(running.node.clone())))
+            .map_err(to_py)
+    }
+}
+
+fn consistency(c: Option<&str>) -> PyResult<Consistency> {
+    match c {
+        None => Ok(Consistency::default()),
+        Some(c) => c
+            .parse()
+            .map_err(|e: String| raise("bad_request", &format!("consistency: {e}"))),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
+    serde_json::to_string(v).map_err(|e| raise("internal", &e.to_string()))
+}
+
+fn spec(text: &str) -> PyResult<PipelineSpec> {
+    PipelineSpec::parse(text).map_err(|errors| to_py(wire_core::Error::InvalidSpec(errors)))
+}
+
+fn compare(key: String, op: &str, value: Option<Vec<u8>>, i: usize) -> PyResult<Compare> {
+    Ok(match (op, value) {
+        ("equals", Some(value)) => Compare::Equals { key, value },
+        ("exists", None) => Compare::Exists { key },
+        ("absent", None) => Compare::Absent { key },
+        _ => {
+            return Err(raise(
+                "bad_request",
+                &format!("compare[{i}]: '{op}' is equals (with a value), exists or absent"),
+            ))
+        }
+    })
+}
+
+type OpTuple = (String, String, Option<Vec<u8>>);
+
+fn ops(list: Vec<OpTuple>, branch: &str) -> PyResult<Vec<TxnOp>> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, (op, key, value))| match (op.as_str(), value) {
+            ("put", Some(value)) => Ok(TxnOp::Put { key, value }),
+            ("delete", None) => Ok(TxnOp::Delete { key }),
+            _ => Err(raise(
+                "bad_request",
+                &format!("{branch}[{i}]: '{op}' is put (with a value) or delete"),
+            )),
+        })
+        .collect()
+}
+
+#[pymethods]
+impl NativeNode {
+    /// Starts a node from its options as JSON (the fields of the TOML config file).
+    #[new]
+    #[pyo3(signature = (options_json, worker_threads = 2))]
+    fn new(py: Python<'_>, options_json: &str, worker_threads: usize) -> PyResult<Self> {
+        wire_core::cli::init_quiet_logging();
+        let options = NodeOptions::from_json(options_json)
+            .map_err(|e| to_py(wire_core::Error::Config(vec![e])))?;
+        let config = options
+            .validate()
+            .map_err(|errors| to_py(wire_core::Error::Config(errors)))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .thread_name("wire-node")
+            .enable_all()
+            .build()
+            .map_err(|e| raise("internal", &format!("starting the node's runtime: {e}")))?;
+        let node = py
+            .detach(|| runtime.block_on(wire_core::Node::start(config)))
+            .map_err(to_py)?;
+        Ok(NativeNode {
+            id: node.id(),
+            http_addr: node.http_addr().to_string(),
+            raft_addr: node.raft_addr().to_string(),
+            running: Mutex::new(Some(Running {
+                node,
+                runtime: Arc::new(runtime),
+            })),
+        })
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    #[getter]
+    fn http_addr(&self) -> &str {
+        &self.http_addr
+    }
+
+    #[getter]
+    fn raft_addr(&self) -> &str {
+        &self.raft_addr
+    }
+
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Stops the node: every pipeline job takes a final checkpoint, then Raft and storage
+    /// close. Idempotent.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(Running { node, runtime }) = taken else {
+            return Ok(());
+        };
+        // Pipeline threads may be waiting for the GIL to run a Python transform: release it.
+        py.detach(move || {
+            let result = runtime.block_on(node.shutdown());
+            drop(node);
+            if let Ok(rt) = Arc::try_unwrap(runtime) {
+                rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            }
+            result
+        })
+        .map_err(to_py)
+    }
+
+    fn status(&self, py: Python<'_>) -> PyResult<String> {
+        let status = self.block(py, |n| async move { n.status().await })?;
+        json(&status)
+    }
+
+    fn is_ready(&self) -> PyResult<bool> {
+        Ok(self.running()?.node.is_ready())
+    }
+
+    fn remove_member(&self, py: Python<'_>, id: u64) -> PyResult<()> {
+        self.block(py, move |n| async move { n.remove_member(id).await })
+    }
+
+    #[pyo3(signature = (key, consistency = None))]
+    fn kv_get<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        consistency: Option<&str>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let c = self::consistency(consistency)?;
+        let value = self.block(py, move |n| async move { n.kv_get(&key, c).await })?;
+        Ok(value.map(|v| PyBytes::new(py, &v)))
+    }
+
+    /// Returns (index, existed).
+    fn kv_put(&self, py: Python<'_>, key: String, value: Vec<u8>) -> PyResult<(u64, bool)> {
+        let outcome = self.block(py, move |n| async move { n.kv_put(&key, value).await })?;
+        let existed = matches!(
+            outcome.response,
+            wire_core::consensus::CommandResponse::KvPut { existed: true }
+        );
+        Ok((outcome.index, existed))
+    }
+
+    /// Returns (index, deleted).
+    fn kv_delete(&self, py: Python<'_>, key: String) -> PyResult<(u64, bool)> {
+        let outcome = self.block(py, move |n| async move { n.kv_delete(&key).await })?;
+        let existed = matches!(
+            outcome.response,
+            wire_core::consensus::CommandResponse::KvDelete { existed: true }
+        );
+        Ok((outcome.index, existed))
+    }
+
+    /// Returns (items, more): up to `limit` (key, value) pairs after `after` under `prefix`.
+    #[pyo3(signature = (prefix, after = None, limit = 100, consistency = None))]
+    fn kv_list<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: String,
+        after: Option<String>,
+        limit: usize,
+        consistency: Option<&str>,
+    ) -> PyResult<(Vec<(String, Bound<'py, PyBytes>)>, bool)> {
+        if limit == 0 || limit > wire_core::kv::MAX_LIST_LIMIT {
+            return Err(raise(
+                "bad_request",
+                &format!(
+                    "limit: must be between 1 and {}",
+                    wire_core::kv::MAX_LIST_LIMIT
+                ),
+            ));
+        }
+        let c = self::consistency(consistency)?;
+        let page = self.block(py, move |n| async move {
+            n.kv_list(&prefix, after.as_deref(), limit, c).await
+        })?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|(k, v)| (k, PyBytes::new(py, &v)))
+            .collect();
+        Ok((items, page.more))
+    }
+
+    /// An atomic transaction. `compare` holds (key, "equals"|"exists"|"absent", value);
+    /// `success` and `failure` hold ("put"|"delete", key, value). Returns (succeeded, index).
+    fn kv_txn(
+        &self,
+        py: Python<'_>,
+        compare: Vec<OpTuple>,
+        success: Vec<OpTuple>,
+        failure: Vec<OpTuple>,
+    ) -> PyResult<(bool, u64)> {
+        let txn = Txn {
+            compare: compare
+                .into_iter()
+                .enumerate()
+                .map(|(i, (key, op, value))| self::compare(key, &op, value, i))
+                .collect::<PyResult<_>>()?,
+            success: ops(success, "success")?,
+            failure: ops(failure, "failure")?,
+        };
+        let outcome = self.block(py, move |n| async move { n.kv_txn(txn).await })?;
+        let succeeded = matches!(
+            outcome.response,
+            wire_core::consensus::CommandResponse::KvTxn { succeeded: true }
+        );
+        Ok((succeeded, outcome.index))
+    }
+
+    /// Checks a spec (JSON or YAML) against this node; returns nothing or raises.
+    fn pipeline_validate(&self, text: &str) -> PyResult<()> {
+        let spec = spec(text)?;
+        self.running()?.node.validate_spec(&spec).map_err(to_py)?;
+        Ok(())
+    }
+
+    /// Creates a pipeline, or with `upsert` stores a new version of it (creating it when
+    /// missing, as `PUT /pipelines/{name}` does); returns the JSON the HTTP API answers with.
+    #[pyo3(signature = (text, upsert = false))]
+    fn pipeline_put(&self, py: Python<'_>, text: &str, upsert: bool) -> PyResult<String> {
+        let spec = spec(text)?;
+        let written = self.block(py, move |n| async move {
+            if upsert {
+                n.pipeline_update(spec, true).await
+            } else {
+                n.pipeline_create(spec).await
+            }
+        })?;
+        json(&written)
+    }
+
+    fn pipeline_set_running(
+        &self,
+        py: Python<'_>,
+        name: String,
+        running: bool,
+    ) -> PyResult<String> {
+        let desired = if running {
+            DesiredState::Running
+        } else {
+            DesiredState::Paused
+        };
+        let written = self.block(py, move |n| async move {
+            n.pipeline_set_state(&name, desired).await
+        })?;
+        json(&written)
+    }
+
+    fn pipeline_delete(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        self.block(py, move |n| async move { n.pipeline_delete(&name).await })
+    }
+
+    /// The status JSON of `GET /pipelines/{name}`, or None.
+    #[pyo3(signature = (name, consistency = None))]
+    fn pipeline_status(
+        &self,
+        py: Python<'_>,
+        name: String,
+        consistency: Option<&str>,
+    ) -> PyResult<Option<String>> {
+        let c = self::consistency(consistency)?;
+        let status = self.block(
+            py,
+            move |n| async move { n.pipeline_status(&name, c).await },
+        )?;
+        status.as_ref().map(json).transpose()
+    }
+
+    /// The JSON list of pipeline records.
+    #[pyo3(signature = (consistency = None))]
+    fn pipeline_list(&self, py: Python<'_>, consistency: Option<&str>) -> PyResult<String> {
+        let c = self::consistency(consistency)?;
+        let list = self.block(py, move |n| async move { n.pipeline_list(c).await })?;
+        json(&list)
+    }
+
+    /// Registers `func` as the transform `name`. `kind` is map, filter, flat_map or key_by;
+    /// with `batch`, `func` takes the list of a batch's values and returns a list.
+    #[pyo3(signature = (name, kind, func, batch = false))]
+    fn register_transform(
+        &self,
+        name: &str,
+        kind: &str,
+        func: Py<PyAny>,
+        batch: bool,
+    ) -> PyResult<()> {
+        let transform = transform::PyTransform::new(name, kind, func, batch)?;
+        self.running()?
+            .node
+            .register_transform(name, Arc::new(transform))
+            .map_err(to_py)
+    }
+}
+
+impl Drop for NativeNode {
+    fn drop(&mut self) {
+        let taken = self
+            .running
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(Running { node, runtime }) = taken {
+            // Dropped without stop(): shut down without holding the GIL, which a pipeline
+            // thread running a Python transform may be waiting for.
+            let shutdown = move || {
+                let _ = runtime.block_on(node.shutdown());
+            };
+            Python::attach(|py| py.detach(shutdown));
+        }
+    }
+}
+
+/// A spec (JSON or YAML) as the engine stores it: JSON with every default filled in, so two
+/// specs can be compared. Raises `InvalidSpecError` for any problem a node would find, except
+/// that every transform type not built in is taken to be registered.
+#[pyfunction]
+fn normalize_spec(text: &str) -> PyResult<String> {
+    let spec = spec(text)?;
+    wire_core::pipeline::validate(&spec, &|_| true)
+        .map_err(|errors| to_py(wire_core::Error::InvalidSpec(errors)))?;
+    json(&spec)
+}
+
+/// The engine's version.
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeNode>()?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_spec, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! A Python callable as a pipeline transform. The engine calls [`Transform::apply`] on a
+//! pipeline's own source thread (never on a tokio worker): it attaches to the interpreter
+//! once per batch, converts the records, calls the function, and converts back. A record whose
+//! call raises is rejected with the traceback's text, so it goes to the dead-letter sink.
+
+use jaq_json::Val;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use wire_core::pipeline::transform::{Record, Transform};
+
+use crate::convert::{to_val, ToPy};
+use crate::error::raise;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Returns the record's new value.
+    Map,
+    /// Returns whether to keep the record.
+    Filter,
+    /// Returns an iterable of values, each a record.
+    FlatMap,
+    /// Returns the record's key.
+    KeyBy,
+}
+
+pub struct PyTransform {
+    name: String,
+    kind: Kind,
+    func: Py<PyAny>,
+    batch: bool,
+}
+
+impl PyTransform {
+    pub fn new(name: &str, kind: &str, func: Py<PyAny>, batch: bool) -> PyResult<Self> {
+        let kind = match kind {
+            "map" => Kind::Map,
+            "filter" => Kind::Filter,
+            "flat_map" => Kind::FlatMap,
+            "key_by" => Kind::KeyBy,
+            other => {
+                return Err(raise(
+                    "bad_request",
+                    &format!("kind: '{other}' is not one of map, filter, flat_map, key_by"),
+                ))
+            }
+        };
+        Ok(PyTransform {
+            name: name.to_string(),
+            kind,
+            func,
+            batch,
+        })
+    }
+
+    /// The dead letter's reason for an exception: the traceback, as Python prints it.
+    fn reason(&self, py: Python<'_>, e: &PyErr) -> String {
+        let printed = py
+            .import("traceback")
+            .and_then(|m| m.getattr("format_exception"))
+            .and_then(|f| f.call1((e.get_type(py), e.value(py), e.traceback(py))))
+            .and_then(|lines| {
+                lines
+                    .try_iter()?
+                    .map(|l| l.and_then(|l| l.extract::<String>()))
+                    .collect::<PyResult<String>>()
+            })
+            .unwrap_or_else(|_| e.to_string());
+        format!(
+            "python transform '{}' raised: {}",
+            self.name,
+            printed.trim_end()
+        )
+    }
+
+    /// What the function's `result` for `record` makes of it.
+    fn take(
+        &self,
+        py: Python<'_>,
+        record: Record,
+        result: &Bound<'_, PyAny>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        let taken: PyResult<()> = (|| {
+            match self.kind {
+                Kind::Map => {
+                    let value = to_val(result)?;
+                    out.push(Record {
+                        value,
+                        ..record.clone()
+                    });
+                }
+                Kind::Filter => {
+                    if result.is_truthy()? {
+                        out.push(record.clone());
+                    }
+                }
+                Kind::FlatMap => {
+                    let values = result
+                        .try_iter()?
+                        .map(|v| v.and_then(|v| to_val(&v)))
+                        .collect::<PyResult<Vec<Val>>>()?;
+                    out.extend(values.into_iter().map(|value| Record {
+                        value,
+                        ..record.clone()
+                    }));
+                }
+                Kind::KeyBy => {
+                    let key = if let Ok(s) = result.extract::<String>() {
+                        s.into_bytes()
+                    } else if let Ok(b) = result.extract::<Vec<u8>>() {
+                        b
+                    } else {
+                        wire_core::pipeline::json::to_json(&to_val(result)?).into_bytes()
+                    };
+                    out.push(Record {
+                        key: Some(key),
+                        ..record.clone()
+                    });
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = taken {
+            rejected.push((record, self.reason(py, &e)));
+        }
+    }
+}
+
+impl Transform for PyTransform {
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        Python::attach(|py| {
+            let func = self.func.bind(py);
+            let mut conv = ToPy::default();
+            if !self.batch {
+                for record in batch {
+                    match conv.value(py, &record.value).and_then(|v| func.call1((v,))) {
+                        Ok(result) => self.take(py, record, &result, out, rejected),
+                        Err(e) => {
+                            let reason = self.reason(py, &e);
+                            rejected.push((record, reason));
+                        }
+                    }
+                }
+                return;
+            }
+            let called = (|| {
+                let values = batch
+                    .iter()
+                    .map(|r| conv.value(py, &r.value))
+                    .collect::<PyResult<Vec<_>>>()?;
+                let result = func.call1((PyList::new(py, values)?,))?;
+                let items = result.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+                if items.len() != batch.len() {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "a batch function must return one item per input: got {} for {}",
+                        items.len(),
+                        batch.len()
+                    )));
+                }
+                Ok(items)
+            })();
+            match called {
+                Ok(items) => {
+                    for (record, item) in batch.into_iter().zip(items) {
+                        self.take(py, record, &item, out, rejected);
+                    }
+                }
+                Err(e) => {
+                    let reason = self.reason(py, &e);
+                    rejected.extend(batch.into_iter().map(|r| (r, reason.clone())));
+                }
+            }
+        })
+    }
+}
