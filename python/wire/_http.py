@@ -11,7 +11,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import TransportError, UnavailableError, WireError, _from_code
+from .errors import InvalidRequestError, TransportError, UnavailableError, WireError, _from_code
 
 OpTuple = Tuple[str, str, Optional[bytes]]
 
@@ -93,6 +93,9 @@ class HttpTransport:
 
     @staticmethod
     def _key_path(key: str) -> str:
+        if not key:
+            # `/kv/` is not a key's route: say what the engine would.
+            raise InvalidRequestError("key: must not be empty")
         return "/kv/" + urllib.parse.quote(key, safe="/")
 
     # The calls, mirroring wire._native.Node.

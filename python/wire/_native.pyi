@@ -1,8 +1,11 @@
 # The private engine module (wire-py, PyO3). Use the public API of `wire` instead.
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, final
 
 _OpTuple = Tuple[str, str, Optional[bytes]]
 
+__all__ = ["Node", "normalize_spec", "version"]
+
+@final
 class Node:
     def __new__(cls, options_json: str, worker_threads: int = 2) -> Node: ...
     @property

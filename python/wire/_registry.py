@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 KINDS = ("map", "filter", "flat_map", "key_by")
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -50,6 +50,6 @@ def detach(node: Any) -> None:
         _nodes.discard(node)
 
 
-def live_nodes() -> list:
+def live_nodes() -> List[Any]:
     with _lock:
         return list(_nodes)

@@ -32,7 +32,7 @@ class Node:
         >>> import wire, tempfile
         >>> with wire.Node(node_id=1, data_dir=tempfile.mkdtemp(), bootstrap=True,
         ...                http_addr="127.0.0.1:0", raft_addr="127.0.0.1:0") as node:
-        ...     node.status()["role"]
+        ...     node.wait_ready().status()["role"]
         'leader'
     """
 

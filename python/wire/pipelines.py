@@ -384,6 +384,7 @@ class Pipelines:
             return None
         local = {n.raft_addr for n in _registry.live_nodes() if not n.stopped}
         members = self._host.status()["members"]
-        if all(m["raft_addr"] in local for m in members):
+        me = int(self._host.id)
+        if all(m["id"] == me or m["raft_addr"] in local for m in members):
             return None
         return int(self._host.id)

@@ -170,10 +170,12 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
         let db_path = config.data_dir.join("wire.redb");
+        let claim = open_databases::claim(&db_path).await?;
         let db = Database::create(&db_path)
             .map_err(|e| Error::Storage(format!("opening {}: {e}", db_path.display())))?;
         let db = Arc::new(db);
-        let (log_store, state) = crate::consensus::open_stores(db)?;
+        let (log_store, state) =
+            crate::consensus::open_stores_with(db, Box::new(move || drop(claim)))?;
 
         let http_listener = TcpListener::bind(config.http_addr)
             .await
@@ -1107,5 +1109,57 @@ impl Node {
         }
         tracing::info!(node_id = self.id(), "node stopped");
         raft_result.map_err(|e| Error::Internal(format!("stopping raft: {e}")))
+    }
+}
+
+/// The databases nodes of this process have open. A node stopped and started again in one
+/// process (a host restarting an embedded node) must wait for the old database writer to
+/// finish its last flush and close the file, which happens just after `shutdown` returns.
+mod open_databases {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use crate::{Error, Result};
+
+    static OPEN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+    /// How long a start waits for a database being closed by this process.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Holds a path; dropping it (when the database closed) frees the path.
+    pub struct Claim(PathBuf);
+
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            if let Ok(mut open) = OPEN.lock() {
+                open.remove(&self.0);
+            }
+        }
+    }
+
+    pub async fn claim(path: &Path) -> Result<Claim> {
+        let key = path
+            .parent()
+            .and_then(|d| d.canonicalize().ok())
+            .map(|d| d.join(path.file_name().unwrap_or_default()))
+            .unwrap_or_else(|| path.to_path_buf());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            {
+                let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+                if open.insert(key.clone()) {
+                    return Ok(Claim(key));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Storage(format!(
+                    "opening {}: a node of this process still has it open",
+                    path.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

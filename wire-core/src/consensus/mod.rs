@@ -27,7 +27,15 @@ pub use state_machine::{KvPage, StateMachineStore};
 pub fn open_stores(
     db: std::sync::Arc<redb::Database>,
 ) -> Result<(LogStore, StateMachineStore), crate::Error> {
-    let writer = writer::DbWriter::start(db)?;
+    open_stores_with(db, Box::new(|| {}))
+}
+
+/// [`open_stores`], calling `closed` once the stores are gone and the database is closed.
+pub fn open_stores_with(
+    db: std::sync::Arc<redb::Database>,
+    closed: Box<dyn FnOnce() + Send>,
+) -> Result<(LogStore, StateMachineStore), crate::Error> {
+    let writer = writer::DbWriter::start(db, closed)?;
     Ok((
         LogStore::open(writer.clone())?,
         StateMachineStore::open(writer)?,

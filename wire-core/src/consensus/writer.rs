@@ -122,8 +122,12 @@ pub(crate) struct DbWriter {
 }
 
 impl DbWriter {
-    /// Starts the writer thread for `db`; it ends when the last handle is dropped.
-    pub(crate) fn start(db: Arc<Database>) -> Result<Self, crate::Error> {
+    /// Starts the writer thread for `db`; it ends when the last handle is dropped, and then
+    /// (the database closed) calls `closed`.
+    pub(crate) fn start(
+        db: Arc<Database>,
+        closed: Box<dyn FnOnce() + Send>,
+    ) -> Result<Self, crate::Error> {
         let shared = Arc::new(Shared {
             db,
             overlay: Mutex::new(BTreeMap::new()),
@@ -135,7 +139,11 @@ impl DbWriter {
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("wire-db-writer".into())
-            .spawn(move || write_loop(&thread_shared, ops))
+            .spawn(move || {
+                write_loop(&thread_shared, ops);
+                drop(thread_shared);
+                closed();
+            })
             .map_err(|e| crate::Error::io("starting the database writer", e))?;
         Ok(Self { shared, queue })
     }

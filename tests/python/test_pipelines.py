@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+import wire
+from helpers import read_output, start_node, write_lines
+
+ORDERS = [
+    {"user": "ann", "amount": 7.5},
+    {"user": "bob", "amount": 2},
+    {"user": "cy", "amount": 12.25},
+    {"user": "ann", "amount": 6},
+    {"user": "dee", "amount": 5},
+]
+
+
+def wait_for_epoch(node: wire.Node, name: str, epoch: int, timeout: float = 30) -> None:
+    """Waits until partition 0 of `name` has committed checkpoint `epoch`."""
+    deadline = time.monotonic() + timeout
+    while (node.pipelines.status(name) or {})["partitions"][0]["epoch"] < epoch:
+        assert time.monotonic() < deadline, f"{name} never reached epoch {epoch}"
+        time.sleep(0.05)
+
+
+def enrich(event: dict) -> dict:
+    event["amount_cents"] = int(event["amount"] * 100)
+    return event
+
+
+def test_python_map_filter_key_by_to_files(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    src = write_lines(tmp_path / "events.jsonl", ORDERS)
+    flow = (
+        wire.Pipeline("orders", parallelism=2, checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .map(enrich)
+        .filter(lambda e: e["amount"] > 5)
+        .key_by(lambda e: e["user"])
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    written = node.pipelines.deploy(flow)
+    assert written.created and written.version == 1
+    status = node.pipelines.wait("orders", timeout=60)
+    out = read_output(tmp_path / "out")
+    assert sorted(out, key=lambda r: r["amount"]) == [
+        {"user": "ann", "amount": 6, "amount_cents": 600},
+        {"user": "ann", "amount": 7.5, "amount_cents": 750},
+        {"user": "cy", "amount": 12.25, "amount_cents": 1225},
+    ]
+    # Keyed: each user's records land in one partition's files.
+    by_user = {}
+    for f in (tmp_path / "out").glob("part-*"):
+        partition = f.name.split("-")[1]
+        for line in f.read_text().splitlines():
+            by_user.setdefault(json.loads(line)["user"], set()).add(partition)
+    assert all(len(p) == 1 for p in by_user.values()), by_user
+    assert status["steps"]["transform0"]["records_in"] == 5
+    assert status["steps"]["transform1"]["records_out"] == 3
+    # Deploying the same flow again changes nothing.
+    again = node.pipelines.deploy(flow)
+    assert (again.changed, again.version) == (False, 1)
+
+
+def test_batch_transforms_and_their_contract(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    src = write_lines(tmp_path / "n.jsonl", [{"n": i} for i in range(3000)])
+    calls = Counter()
+
+    def double_all(values: list) -> list:
+        calls["map"] += 1
+        return [{"n": v["n"] * 2} for v in values]
+
+    def keep_multiples_of_3(values: list) -> list:
+        return [v["n"] % 3 == 0 for v in values]
+
+    flow = (
+        wire.Pipeline("batches", checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .map(double_all, batch=True)
+        .filter(keep_multiples_of_3, batch=True)
+        .flat_map(lambda v: [v, {"n": -v["n"]}])
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("batches", timeout=60)
+    got = sorted(r["n"] for r in read_output(tmp_path / "out"))
+    want = sorted(x for i in range(3000) if (2 * i) % 3 == 0 for x in (2 * i, -2 * i))
+    assert got == want
+    # One call per batch of up to 1024 records, not per record.
+    assert 3 <= calls["map"] <= 6, calls
+
+    # A batch function that returns the wrong number of results rejects its whole batch.
+    bad = (
+        wire.Pipeline("short-batch")
+        .source(wire.sources.file(src))
+        .map(lambda values: values[:-1], batch=True)
+        .sink(wire.sinks.file(tmp_path / "short-out"))
+        .dead_letter(wire.sinks.file(tmp_path / "short-dead"))
+    )
+    node.pipelines.deploy(bad)
+    node.pipelines.wait("short-batch", timeout=60)
+    dead = read_output(tmp_path / "short-dead")
+    assert len(dead) == 3000 and read_output(tmp_path / "short-out") == []
+    assert "one item per input: got 1023 for 1024" in dead[0]["error"]
+
+
+def test_exceptions_go_to_dead_letters_with_the_traceback(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    records = [{"id": i, "price": "n/a" if i % 10 == 3 else i} for i in range(100)]
+    src = write_lines(tmp_path / "prices.jsonl", records)
+    with src.open("a") as f:
+        f.write("{not json\n")
+
+    def with_tax(event: dict) -> dict:
+        event["gross"] = round(event["price"] * 1.2, 2)
+        return event
+
+    flow = (
+        wire.Pipeline("taxes")
+        .source(wire.sources.file(src))
+        .map(with_tax)
+        .map(lambda e: {**e, "unserializable": {1, 2}} if e["id"] == 42 else e)
+        .sink(wire.sinks.file(tmp_path / "out"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+    node.pipelines.deploy(flow)
+    status = node.pipelines.wait("taxes", timeout=60)
+    out = read_output(tmp_path / "out")
+    dead = read_output(tmp_path / "dead")
+    assert sorted(r["id"] for r in out) == [i for i in range(100) if i % 10 != 3 and i != 42]
+    by_step = Counter(d["step"] for d in dead)
+    assert by_step == {"transform0": 10, "transform1": 1, "source0": 1}, by_step
+    raised = next(d for d in dead if d["step"] == "transform0")
+    assert "Traceback (most recent call last)" in raised["error"]
+    assert "in with_tax" in raised["error"] and "TypeError" in raised["error"]
+    assert json.loads(raised["raw"])["price"] == "n/a"
+    assert raised["split"] == str(src) and raised["offset"] > 0
+    unconvertible = next(d for d in dead if d["step"] == "transform1")
+    assert "a set cannot be a record value" in unconvertible["error"]
+    assert status["state"] == "finished"
+
+
+def test_fail_policy_stops_the_pipeline_and_wait_says_why(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    src = write_lines(tmp_path / "e.jsonl", [{"x": 1}, {"x": 0}])
+    flow = (
+        wire.Pipeline("strict")
+        .source(wire.sources.file(src))
+        .map(lambda e: {"y": 1 / e["x"]}, on_error="fail")
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    with pytest.raises(wire.PipelineFailedError, match="ZeroDivisionError") as caught:
+        node.pipelines.wait("strict", timeout=60)
+    assert caught.value.status["retrying"] is False
+
+
+@wire.transform("shout")
+def shout(event: dict) -> dict:
+    event["text"] = event["text"].upper() + "!"
+    return event
+
+
+@wire.transform("by-lang", kind="key_by")
+def by_lang(event: dict) -> str:
+    return event["lang"]
+
+
+def test_registered_transform_from_a_json_spec_over_http(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    src = write_lines(tmp_path / "t.jsonl", [{"text": "hi", "lang": "en"}, {"text": "hola", "lang": "es"}])
+    spec = {
+        "name": "shouting",
+        "sources": [{"type": "file", "config": {"path": str(src)}}],
+        "transforms": [
+            {"type": "shout"},
+            {"type": "key_by", "config": {"transform": "by-lang"}},
+        ],
+        "sinks": [{"type": "file", "config": {"path": str(tmp_path / "out")}}],
+    }
+    request = urllib.request.Request(
+        node.url + "/pipelines", data=json.dumps(spec).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        assert answer.status == 201
+    wire.Client(node.url).pipelines.wait("shouting", timeout=60)
+    assert sorted(r["text"] for r in read_output(tmp_path / "out")) == ["HI!", "HOLA!"]
+
+    # A name registered nowhere is refused with the place in the spec.
+    spec["name"], spec["transforms"] = "unknown", [{"type": "nobody-registered-this"}]
+    with pytest.raises(wire.InvalidSpecError) as caught:
+        wire.Client(node.url).pipelines.create(spec)
+    assert caught.value.errors[0]["path"] == "transforms[0].type"
+
+
+def test_invalid_specs_name_the_place(node: wire.Node) -> None:
+    flow = wire.Pipeline("bad", parallelism=0).source(wire.sources.file("x")).jq(".a |").sink(wire.sinks.stdout())
+    for api in (node, wire.Client(node.url)):
+        with pytest.raises(wire.InvalidSpecError) as caught:
+            api.pipelines.create(flow.spec())
+        paths = {e["path"] for e in caught.value.errors}
+        assert {"parallelism", "transforms[0].config.filter"} <= paths, paths
+        assert isinstance(caught.value, ValueError)
+    with pytest.raises(wire.InvalidSpecError):
+        flow.spec_json()
+    with pytest.raises(wire.WireError, match="run only on nodes hosted by this process"):
+        wire.Client(node.url).pipelines.deploy(wire.Pipeline("p").source(wire.sources.generator()).map(str).sink(wire.sinks.stdout()))
+
+
+def test_pause_resume_list_delete(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    flow = (
+        wire.Pipeline("ticker", checkpoint_interval="100ms")
+        .source(wire.sources.generator(rate=200))
+        .map(lambda e: {"seq": e["seq"], "sq": e["seq"] ** 2})
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("ticker", until="running", timeout=30)
+    wait_for_epoch(node, "ticker", 2)
+    node.pipelines.pause("ticker")
+    assert node.pipelines.wait("ticker", until="paused", timeout=30)["desired"] == "paused"
+    assert [p["spec"]["name"] for p in node.pipelines.list()] == ["ticker"]
+    node.pipelines.resume("ticker")
+    node.pipelines.wait("ticker", until="running", timeout=30)
+    node.pipelines.delete("ticker")
+    assert node.pipelines.status("ticker") is None
+    with pytest.raises(wire.NotFoundError):
+        node.pipelines.delete("ticker")
+    out = read_output(tmp_path / "out")
+    assert out and all(r["sq"] == r["seq"] ** 2 for r in out)
+
+
+def test_restart_resumes_from_the_checkpoint(tmp_path: pathlib.Path) -> None:
+    def label(event: dict) -> dict:
+        return {"seq": event["seq"], "label": f"item-{event['seq']}"}
+
+    def flow() -> wire.Pipeline:
+        return (
+            wire.Pipeline("resumable", checkpoint_interval="100ms")
+            .source(wire.sources.generator(count=2000, rate=1000))
+            .map(label)
+            .sink(wire.sinks.file(tmp_path / "out"))
+        )
+
+    first = start_node(tmp_path / "n", bootstrap=True).wait_ready()
+    first.pipelines.deploy(flow())
+    first.pipelines.wait("resumable", until="running", timeout=30)
+    wait_for_epoch(first, "resumable", 3)
+    first.stop()
+    before = read_output(tmp_path / "out")
+    assert 0 < len(before) < 2000, len(before)
+
+    # The same program again: the same flow deploys as a no-op and the job goes on.
+    second = start_node(tmp_path / "n").wait_ready()
+    try:
+        assert second.pipelines.deploy(flow()).changed is False
+        second.pipelines.wait("resumable", timeout=60)
+    finally:
+        second.stop()
+    seqs = [r["seq"] for r in read_output(tmp_path / "out")]
+    assert sorted(seqs) == list(range(2000)), "every record exactly once"
+    assert all(r["label"] == f"item-{r['seq']}" for r in read_output(tmp_path / "out"))
