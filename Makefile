@@ -3,7 +3,12 @@
 
 export CARGO_BUILD_JOBS ?= 2
 
-.PHONY: verify fix fmt-check clippy test bench-kv bench-pipeline
+# The Python side builds and tests in a virtualenv of its own (maturin, pytest, mypy).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
+
+.PHONY: verify fix fmt-check clippy test test-rust test-python test-wheel bench-kv bench-pipeline bench-python
 
 verify: fmt-check clippy test
 
@@ -13,8 +18,27 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test:
+test: test-rust test-python test-wheel
+
+test-rust:
 	cargo test --workspace
+
+$(VENV)/.tools:
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(PY_TOOLS)
+	touch $@
+
+# The native module in the dev profile (it shares target/ with the Rust tests), installed
+# editable, then pytest: the suite, the package's doctests, stubtest and mypy --strict.
+test-python: $(VENV)/.tools
+	$(VENV)/bin/maturin develop --quiet
+	$(PY) -m pytest -q tests/python --pyargs wire
+
+# `pip install .` from the checkout into a clean virtualenv, and the wheel it built into
+# another, each then running a pipeline with a Python transform.
+test-wheel:
+	bash tests/python/wheel_check.sh
 
 fix:
 	cargo fmt --all
@@ -25,3 +49,6 @@ bench-kv:
 
 bench-pipeline:
 	bash bench/pipeline/run.sh
+
+bench-python:
+	bash bench/python/run.sh

@@ -92,6 +92,9 @@ fn compare(key: String, op: &str, value: Option<Vec<u8>>, i: usize) -> PyResult<
 
 type OpTuple = (String, String, Option<Vec<u8>>);
 
+/// A page of a listing: (key, value) pairs and whether more follow.
+type KvPage<'py> = (Vec<(String, Bound<'py, PyBytes>)>, bool);
+
 fn ops(list: Vec<OpTuple>, branch: &str) -> PyResult<Vec<TxnOp>> {
     list.into_iter()
         .enumerate()
@@ -238,7 +241,7 @@ impl NativeNode {
         after: Option<String>,
         limit: usize,
         consistency: Option<&str>,
-    ) -> PyResult<(Vec<(String, Bound<'py, PyBytes>)>, bool)> {
+    ) -> PyResult<KvPage<'py>> {
         if limit == 0 || limit > wire_core::kv::MAX_LIST_LIMIT {
             return Err(raise(
                 "bad_request",

@@ -778,6 +778,31 @@ sinks:
     }
 
     #[test]
+    fn key_by_takes_a_jq_key_or_a_registered_key_function() {
+        let with = |config: &str| {
+            parse(&format!(
+                r#"{{"name": "k", "sources": [{{"type": "generator"}}],
+                    "transforms": [{{"type": "key_by", "config": {config}}}],
+                    "sinks": [{{"type": "stdout"}}]}}"#
+            ))
+        };
+        let by_name = |name: &str| name == "user_of";
+        assert!(validate(&with(r#"{"key": ".user"}"#), &none).is_ok());
+        assert!(validate(&with(r#"{"transform": "user_of"}"#), &by_name).is_ok());
+        let errors = validate(&with(r#"{"transform": "nobody"}"#), &by_name).unwrap_err();
+        assert_eq!(paths(&errors), ["transforms[0].config.transform"]);
+        for both_or_neither in [r#"{"key": ".u", "transform": "user_of"}"#, "{}"] {
+            let errors = validate(&with(both_or_neither), &by_name).unwrap_err();
+            assert_eq!(
+                paths(&errors),
+                ["transforms[0].config"],
+                "{both_or_neither}"
+            );
+            assert!(errors[0].message.contains("exactly one"));
+        }
+    }
+
+    #[test]
     fn unused_outputs_and_unreachable_sinks_are_rejected() {
         let spec = parse(
             r#"{"name": "dangling",
