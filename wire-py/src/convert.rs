@@ -1,26 +1,39 @@
 //! Records' JSON values (`jaq_json::Val`) to Python values and back: objects are dicts,
 //! arrays lists, strings str, byte strings bytes, numbers int or float.
-
-use std::collections::HashMap;
+//!
+//! Object keys repeat across the records of a batch, so a [`Converter`] (one per batch)
+//! keeps a table of the keys it has seen: each key becomes one Python string shared by every
+//! dict of the batch, and a dict key that is one of those strings (the usual case: a function
+//! that changes a record returns the same dict) turns back into its value without reading
+//! the string again. The table holds its Python strings for the batch, so their addresses,
+//! used to look them up, cannot be reused meanwhile.
 
 use jaq_json::{Num, Val};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// Turns values into Python objects, sharing one Python string per distinct object key (keys
-/// repeat across the records of a batch).
+/// Keys remembered per batch; further keys are converted each time.
+const MAX_KEYS: usize = 256;
+
+/// Converts values both ways for one batch.
 #[derive(Default)]
-pub struct ToPy<'py> {
-    keys: HashMap<Vec<u8>, Bound<'py, PyString>>,
+pub struct Converter<'py> {
+    /// (key bytes, its Python string, its value): searched linearly (a batch has a few
+    /// distinct keys; hashing each lookup cost more).
+    keys: Vec<(Vec<u8>, Bound<'py, PyString>, Val)>,
 }
 
 fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(b)
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
 }
 
-impl<'py> ToPy<'py> {
-    pub fn value(&mut self, py: Python<'py>, v: &Val) -> PyResult<Bound<'py, PyAny>> {
+impl<'py> Converter<'py> {
+    /// A record value as a Python object.
+    pub fn to_py(&mut self, py: Python<'py>, v: &Val) -> PyResult<Bound<'py, PyAny>> {
         Ok(match v {
             Val::Null => py.None().into_bound(py),
             Val::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -39,7 +52,7 @@ impl<'py> ToPy<'py> {
             Val::Arr(items) => {
                 let list = PyList::empty(py);
                 for item in items.iter() {
-                    list.append(self.value(py, item)?)?;
+                    list.append(self.to_py(py, item)?)?;
                 }
                 list.into_any()
             }
@@ -47,74 +60,90 @@ impl<'py> ToPy<'py> {
                 let dict = PyDict::new(py);
                 for (k, item) in map.iter() {
                     let key = match k {
-                        Val::TStr(s) | Val::BStr(s) => self.key(py, s),
+                        Val::TStr(s) | Val::BStr(s) => self.key_to_py(py, s, k),
                         other => PyString::new(py, &other.to_string()),
                     };
-                    dict.set_item(key, self.value(py, item)?)?;
+                    dict.set_item(key, self.to_py(py, item)?)?;
                 }
                 dict.into_any()
             }
         })
     }
 
-    fn key(&mut self, py: Python<'py>, s: &[u8]) -> Bound<'py, PyString> {
-        if let Some(k) = self.keys.get(s) {
+    fn key_to_py(&mut self, py: Python<'py>, s: &[u8], val: &Val) -> Bound<'py, PyString> {
+        if let Some((_, k, _)) = self.keys.iter().find(|(b, _, _)| b.as_slice() == s) {
             return k.clone();
         }
         let k = PyString::new(py, &text(s));
-        self.keys.insert(s.to_vec(), k.clone());
+        if self.keys.len() < MAX_KEYS {
+            self.keys.push((s.to_vec(), k.clone(), val.clone()));
+        }
         k
     }
-}
 
-/// Turns a Python value into a record value; names what cannot be turned (a set, an object).
-pub fn to_val(obj: &Bound<'_, PyAny>) -> PyResult<Val> {
-    if obj.is_none() {
-        return Ok(Val::Null);
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Val::from(s.to_cow()?.into_owned()));
-    }
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Val::Bool(b.is_true()));
-    }
-    if let Ok(i) = obj.cast::<PyInt>() {
-        return match i.extract::<isize>() {
-            Ok(i) => Ok(Val::from(i)),
-            Err(_) => wire_core::pipeline::jq::parse_json(i.str()?.to_cow()?.as_bytes())
-                .map_err(PyTypeError::new_err),
-        };
-    }
-    if let Ok(f) = obj.cast::<PyFloat>() {
-        return Ok(Val::from(f.value()));
-    }
-    if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = jaq_json::Map::with_capacity_and_hasher(d.len(), Default::default());
-        for (k, v) in d.iter() {
-            let key = match k.cast::<PyString>() {
-                Ok(s) => s.to_cow()?.into_owned(),
-                Err(_) => {
-                    return Err(PyTypeError::new_err(format!(
-                        "a record's keys must be str, not {}",
-                        k.get_type().name()?
-                    )))
-                }
-            };
-            map.insert(Val::from(key), to_val(&v)?);
+    fn key_to_val(&mut self, key: &Bound<'py, PyAny>) -> PyResult<Val> {
+        let ptr = key.as_ptr();
+        if let Some((_, _, v)) = self.keys.iter().find(|(_, k, _)| k.as_ptr() == ptr) {
+            return Ok(v.clone());
         }
-        return Ok(Val::obj(map));
+        let s = key.cast::<PyString>().map_err(|_| {
+            let type_name = key
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!("a record's keys must be str, not {type_name}"))
+        })?;
+        let text = s.to_cow()?.into_owned();
+        let bytes = text.as_bytes().to_vec();
+        let val = Val::from(text);
+        if self.keys.len() < MAX_KEYS {
+            self.keys.push((bytes, s.clone(), val.clone()));
+        }
+        Ok(val)
     }
-    if let Ok(l) = obj.cast::<PyList>() {
-        return l.iter().map(|v| to_val(&v)).collect();
+
+    /// A Python value as a record value; names what cannot be one (a set, an object).
+    pub fn to_val(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Val> {
+        if obj.is_none() {
+            return Ok(Val::Null);
+        }
+        if let Ok(s) = obj.cast::<PyString>() {
+            return Ok(Val::from(s.to_cow()?.into_owned()));
+        }
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Ok(Val::Bool(b.is_true()));
+        }
+        if let Ok(i) = obj.cast::<PyInt>() {
+            return match i.extract::<isize>() {
+                Ok(i) => Ok(Val::from(i)),
+                Err(_) => wire_core::pipeline::jq::parse_json(i.str()?.to_cow()?.as_bytes())
+                    .map_err(PyTypeError::new_err),
+            };
+        }
+        if let Ok(f) = obj.cast::<PyFloat>() {
+            return Ok(Val::from(f.value()));
+        }
+        if let Ok(d) = obj.cast::<PyDict>() {
+            let mut map = jaq_json::Map::with_capacity_and_hasher(d.len(), Default::default());
+            for (k, v) in d.iter() {
+                let key = self.key_to_val(&k)?;
+                map.insert(key, self.to_val(&v)?);
+            }
+            return Ok(Val::obj(map));
+        }
+        if let Ok(l) = obj.cast::<PyList>() {
+            return l.iter().map(|v| self.to_val(&v)).collect();
+        }
+        if let Ok(t) = obj.cast::<PyTuple>() {
+            return t.iter().map(|v| self.to_val(&v)).collect();
+        }
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(Val::byte_str(b.as_bytes().to_vec()));
+        }
+        Err(PyTypeError::new_err(format!(
+            "a {} cannot be a record value (use dict, list, str, bytes, int, float, bool or None)",
+            obj.get_type().name()?
+        )))
     }
-    if let Ok(t) = obj.cast::<PyTuple>() {
-        return t.iter().map(|v| to_val(&v)).collect();
-    }
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Val::byte_str(b.as_bytes().to_vec()));
-    }
-    Err(PyTypeError::new_err(format!(
-        "a {} cannot be a record value (use dict, list, str, bytes, int, float, bool or None)",
-        obj.get_type().name()?
-    )))
 }

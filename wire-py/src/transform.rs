@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use wire_core::pipeline::transform::{Record, Transform};
 
-use crate::convert::{to_val, ToPy};
+use crate::convert::Converter;
 use crate::error::raise;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,58 +73,62 @@ impl PyTransform {
     }
 
     /// What the function's `result` for `record` makes of it.
-    fn take(
+    fn take<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
+        conv: &mut Converter<'py>,
         record: Record,
-        result: &Bound<'_, PyAny>,
+        result: &Bound<'py, PyAny>,
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
-        let taken: PyResult<()> = (|| {
-            match self.kind {
-                Kind::Map => {
-                    let value = to_val(result)?;
-                    out.push(Record {
-                        value,
-                        ..record.clone()
-                    });
-                }
-                Kind::Filter => {
-                    if result.is_truthy()? {
-                        out.push(record.clone());
-                    }
-                }
-                Kind::FlatMap => {
-                    let values = result
-                        .try_iter()?
-                        .map(|v| v.and_then(|v| to_val(&v)))
-                        .collect::<PyResult<Vec<Val>>>()?;
-                    out.extend(values.into_iter().map(|value| Record {
-                        value,
-                        ..record.clone()
-                    }));
-                }
-                Kind::KeyBy => {
-                    let key = if let Ok(s) = result.extract::<String>() {
-                        s.into_bytes()
-                    } else if let Ok(b) = result.extract::<Vec<u8>>() {
-                        b
-                    } else {
-                        wire_core::pipeline::json::to_json(&to_val(result)?).into_bytes()
-                    };
-                    out.push(Record {
-                        key: Some(key),
-                        ..record.clone()
-                    });
-                }
+        let made = match self.kind {
+            Kind::Map => conv.to_val(result).map(Made::Value),
+            Kind::Filter => result.is_truthy().map(Made::Keep),
+            Kind::FlatMap => result
+                .try_iter()
+                .and_then(|items| items.map(|v| v.and_then(|v| conv.to_val(&v))).collect())
+                .map(Made::Values),
+            Kind::KeyBy => key_of(conv, result).map(Made::Key),
+        };
+        match made {
+            Ok(Made::Value(value)) => out.push(Record { value, ..record }),
+            Ok(Made::Keep(true)) => out.push(record),
+            Ok(Made::Keep(false)) => {}
+            Ok(Made::Values(values)) => out.extend(values.into_iter().map(|value| Record {
+                value,
+                ..record.clone()
+            })),
+            Ok(Made::Key(key)) => out.push(Record {
+                key: Some(key),
+                ..record
+            }),
+            Err(e) => {
+                let reason = self.reason(py, &e);
+                rejected.push((record, reason));
             }
-            Ok(())
-        })();
-        if let Err(e) = taken {
-            rejected.push((record, self.reason(py, &e)));
         }
     }
+}
+
+/// What a function made of one record.
+enum Made {
+    Value(Val),
+    Keep(bool),
+    Values(Vec<Val>),
+    Key(Vec<u8>),
+}
+
+/// A key function's result as a key: a str's UTF-8, bytes as they are, anything else as
+/// its JSON (as the jq `key_by` does).
+fn key_of<'py>(conv: &mut Converter<'py>, result: &Bound<'py, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(s) = result.cast::<pyo3::types::PyString>() {
+        return Ok(s.to_cow()?.into_owned().into_bytes());
+    }
+    if let Ok(b) = result.cast::<pyo3::types::PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    Ok(wire_core::pipeline::json::to_json(&conv.to_val(result)?).into_bytes())
 }
 
 impl Transform for PyTransform {
@@ -136,11 +140,11 @@ impl Transform for PyTransform {
     ) {
         Python::attach(|py| {
             let func = self.func.bind(py);
-            let mut conv = ToPy::default();
+            let mut conv = Converter::default();
             if !self.batch {
                 for record in batch {
-                    match conv.value(py, &record.value).and_then(|v| func.call1((v,))) {
-                        Ok(result) => self.take(py, record, &result, out, rejected),
+                    match conv.to_py(py, &record.value).and_then(|v| func.call1((v,))) {
+                        Ok(result) => self.take(py, &mut conv, record, &result, out, rejected),
                         Err(e) => {
                             let reason = self.reason(py, &e);
                             rejected.push((record, reason));
@@ -152,7 +156,7 @@ impl Transform for PyTransform {
             let called = (|| {
                 let values = batch
                     .iter()
-                    .map(|r| conv.value(py, &r.value))
+                    .map(|r| conv.to_py(py, &r.value))
                     .collect::<PyResult<Vec<_>>>()?;
                 let result = func.call1((PyList::new(py, values)?,))?;
                 let items = result.try_iter()?.collect::<PyResult<Vec<_>>>()?;
@@ -168,7 +172,7 @@ impl Transform for PyTransform {
             match called {
                 Ok(items) => {
                     for (record, item) in batch.into_iter().zip(items) {
-                        self.take(py, record, &item, out, rejected);
+                        self.take(py, &mut conv, record, &item, out, rejected);
                     }
                 }
                 Err(e) => {

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Python benchmark: one 1,000,000-line JSON file through the same Python functions
+# (bench/python/work.py: add amount_cents, keep amount > 5) in
+#   - Wire, per-record Python map + filter (file source -> file sink, one partition);
+#   - Wire, the batch form of the same functions;
+#   - Bytewax 0.21 from PyPI with its FileSource/FileSink, one worker;
+#   - a plain Python loop (json.loads -> functions -> json.dumps).
+# Wire is a release build of the wheel installed in the bench virtualenv beside Bytewax.
+# Rounds alternate (ROUNDS, default 2); the best of each is kept. Prints records/s, peak RSS
+# and the ratios against the targets.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-2}
+LINES=${LINES:-1000000}
+work=$(mktemp -d /tmp/wire-bench-python.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+
+venv="${BENCH_VENV:-$HOME/.cache/wire-bench/python-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'bytewax==0.21.*' 'maturin>=1.15,<2'
+fi
+"$venv/bin/maturin" build --release --quiet --out "$work/wheel" >/dev/null
+"$venv/bin/pip" install -q --force-reinstall --no-deps "$work"/wheel/wire-*.whl
+
+"$venv/bin/python" - "$work/in.jsonl" "$LINES" <<'PY'
+import json, random, sys
+path, n = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+users = [f"user-{i}" for i in range(1000)]
+with open(path, "w") as f:
+    for i in range(n):
+        f.write(json.dumps({"id": i, "user": random.choice(users),
+                            "amount": round(random.random() * 10, 2),
+                            "tags": ["a", "b"], "note": "x" * 20}) + "\n")
+PY
+
+parse() { sed -nE 's/.*seconds=([0-9.]+) peak_rss_kib=([0-9]+).*/\1 \2/p'; }
+run() { # kind -> "seconds rss"
+  local out="$work/out-$RANDOM"
+  if [ "$1" = bytewax ]; then
+    (cd bench/python && BENCH_INPUT="$work/in.jsonl" BENCH_OUT="$out.jsonl" \
+      "$venv/bin/python" -m bytewax.run bytewax_flow:flow 2>&1 >/dev/null) | parse
+  else
+    (cd bench/python && "$venv/bin/python" contenders.py "$1" "$work/in.jsonl" "$out" 2>&1 >/dev/null) | parse
+  fi
+  rm -rf "$out" "$out.jsonl"
+}
+
+declare -A best_s best_rss
+keep() { # name "seconds rss"
+  local s=${2% *} r=${2#* }
+  if [ -z "$s" ]; then echo "bench: $1 did not report" >&2; exit 1; fi
+  if [ -z "${best_s[$1]:-}" ] || (( $(echo "$s < ${best_s[$1]}" | bc -l) )); then
+    best_s[$1]=$s; best_rss[$1]=$r
+  fi
+}
+kinds="wire-record wire-batch bytewax plain"
+for round in $(seq "$ROUNDS"); do
+  for k in $kinds; do keep "$k" "$(run "$k")"; done
+  echo "round $round: $(for k in $kinds; do printf '%s %ss  ' "$k" "${best_s[$k]}"; done)" >&2
+done
+
+rate() { echo "$LINES / $1" | bc -l; }
+printf '%-12s %12s %14s\n' name records/s peak_rss_MiB
+for k in $kinds; do
+  printf '%-12s %12.0f %14.1f\n' "$k" "$(rate "${best_s[$k]}")" "$(echo "${best_rss[$k]} / 1024" | bc -l)"
+done
+ratio() { echo "${best_s[$2]} / ${best_s[$1]}" | bc -l; }
+printf 'ratio wire per-record / bytewax = %.2fx (target 5x)\n' "$(ratio wire-record bytewax)"
+printf 'ratio wire per-record / plain python = %.2fx (target 2x)\n' "$(ratio wire-record plain)"
+printf 'ratio wire batch / wire per-record = %.2fx (target > 1x)\n' "$(ratio wire-batch wire-record)"
