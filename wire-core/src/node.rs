@@ -648,6 +648,20 @@ impl Node {
     /// Registers a transform under `name`, usable as `type: name` in any spec run on this
     /// node; replaces one registered before under that name. A built-in name is refused.
     pub fn register_transform(&self, name: &str, transform: Arc<dyn Transform>) -> Result<()> {
+        Self::check_transform_name(name)?;
+        self.inner
+            .runtime
+            .registry
+            .write()
+            .map_err(|_| Error::Internal("the transform registry is poisoned".into()))?
+            .insert(name.to_string(), transform);
+        self.inner.runtime.transform_registered();
+        Ok(())
+    }
+
+    /// Whether `name` can name a registered transform (not built in; letters, digits, '-',
+    /// '_' or '.').
+    pub fn check_transform_name(name: &str) -> Result<()> {
         if pipeline::BUILTIN_TRANSFORMS.contains(&name) {
             return Err(Error::Invalid(format!(
                 "'{name}' is a built-in transform; pick another name"
@@ -662,13 +676,6 @@ impl Node {
                 "transform name '{name}' must be letters, digits, '-', '_' or '.'"
             )));
         }
-        self.inner
-            .runtime
-            .registry
-            .write()
-            .map_err(|_| Error::Internal("the transform registry is poisoned".into()))?
-            .insert(name.to_string(), transform);
-        self.inner.runtime.transform_registered();
         Ok(())
     }
 

@@ -298,6 +298,13 @@ impl JsonTxn {
     }
 }
 
+/// Parses a transaction in the JSON of `POST /kv/txn` (the C ABI takes the same JSON).
+pub fn txn_from_json(body: &str) -> Result<Txn, String> {
+    let parsed: JsonTxn =
+        serde_json::from_str(body).map_err(|e| format!("malformed transaction JSON: {e}"))?;
+    parsed.into_txn().map_err(|e| e.detail().to_string())
+}
+
 pub async fn txn(
     State(node): State<Node>,
     body: Result<Json<JsonTxn>, JsonRejection>,

@@ -1,0 +1,3 @@
+module github.com/wire/examples/go
+
+go 1.22

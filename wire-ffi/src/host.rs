@@ -1,0 +1,262 @@
+//! The safe side of the C ABI: the table of live node handles and every node operation as a
+//! Rust function returning `Result<_, Failure>`. `ffi.rs` turns C arguments into these calls.
+//!
+//! A handle given to C is a number, never an address: a freed or made-up handle is looked up
+//! and not found, so use after free and double free are reported, never dereferenced.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use wire_core::kv::Txn;
+use wire_core::pipeline::{DesiredState, PipelineSpec};
+use wire_core::{Consistency, NodeOptions};
+
+use crate::status::{wire_status, Failure};
+
+/// A node hosted by a C program.
+pub struct Hosted {
+    running: Mutex<Option<Running>>,
+}
+
+#[derive(Clone)]
+struct Running {
+    node: wire_core::Node,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+static HANDLES: Mutex<Option<HashMap<u64, Arc<Hosted>>>> = Mutex::new(None);
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Stores a hosted node; returns its handle number (never 0, never reused).
+pub fn insert(hosted: Hosted) -> u64 {
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    lock(&HANDLES)
+        .get_or_insert_with(HashMap::new)
+        .insert(id, Arc::new(hosted));
+    id
+}
+
+/// The node of a live handle.
+pub fn get(id: u64) -> Result<Arc<Hosted>, Failure> {
+    lock(&HANDLES)
+        .as_ref()
+        .and_then(|h| h.get(&id).cloned())
+        .ok_or_else(|| {
+            Failure::new(
+                wire_status::WIRE_ERR_INVALID_HANDLE,
+                "not a live wire_node handle (NULL, freed, or never returned by wire_node_start)",
+            )
+        })
+}
+
+/// Removes a handle; the node shuts down once no call uses it any more.
+pub fn remove(id: u64) -> Result<Arc<Hosted>, Failure> {
+    lock(&HANDLES)
+        .as_mut()
+        .and_then(|h| h.remove(&id))
+        .ok_or_else(|| {
+            Failure::new(
+                wire_status::WIRE_ERR_INVALID_HANDLE,
+                "not a live wire_node handle (already freed, NULL, or never returned by wire_node_start)",
+            )
+        })
+}
+
+/// Node options from JSON or TOML text (the keys of `wire node --config`).
+pub fn options(text: &str) -> Result<NodeOptions, Failure> {
+    let parsed = if text.trim_start().starts_with('{') {
+        NodeOptions::from_json(text)
+    } else {
+        NodeOptions::from_toml(text)
+    };
+    parsed.map_err(|e| Failure::from(wire_core::Error::Config(vec![e])))
+}
+
+fn spec(text: &str) -> Result<PipelineSpec, Failure> {
+    PipelineSpec::parse(text).map_err(|errors| Failure::from(wire_core::Error::InvalidSpec(errors)))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
+    serde_json::to_string(v)
+        .map_err(|e| Failure::new(wire_status::WIRE_ERR_INTERNAL, e.to_string()))
+}
+
+impl Hosted {
+    /// Starts a node (bootstrapping or joining as its options say) on a runtime of its own.
+    pub fn start(config: &str) -> Result<Hosted, Failure> {
+        let options = options(config)?;
+        let threads = options.worker_threads.unwrap_or(2).max(1);
+        let config = options
+            .validate()
+            .map_err(|errors| Failure::from(wire_core::Error::Config(errors)))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("wire-node")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Failure::new(
+                    wire_status::WIRE_ERR_IO,
+                    format!("starting the node's runtime: {e}"),
+                )
+            })?;
+        let node = runtime.block_on(wire_core::Node::start(config))?;
+        Ok(Hosted {
+            running: Mutex::new(Some(Running {
+                node,
+                runtime: Arc::new(runtime),
+            })),
+        })
+    }
+
+    fn running(&self) -> Result<Running, Failure> {
+        lock(&self.running)
+            .clone()
+            .ok_or_else(|| Failure::from(wire_core::Error::Shutdown))
+    }
+
+    fn block<T, F>(&self, f: impl FnOnce(wire_core::Node) -> F) -> Result<T, Failure>
+    where
+        F: std::future::Future<Output = wire_core::Result<T>>,
+    {
+        let r = self.running()?;
+        Ok(r.runtime.block_on(f(r.node.clone()))?)
+    }
+
+    pub fn node(&self) -> Result<wire_core::Node, Failure> {
+        Ok(self.running()?.node)
+    }
+
+    /// Stops the node (pipelines take a final checkpoint). Idempotent.
+    pub fn shutdown(&self) -> Result<(), Failure> {
+        let taken = lock(&self.running).take();
+        let Some(Running { node, runtime }) = taken else {
+            return Ok(());
+        };
+        let result = runtime.block_on(node.shutdown());
+        drop(node);
+        if let Ok(rt) = Arc::try_unwrap(runtime) {
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+        Ok(result?)
+    }
+
+    pub fn status(&self) -> Result<String, Failure> {
+        json(&self.block(|n| async move { n.status().await })?)
+    }
+
+    pub fn kv_put(&self, key: &str, value: Vec<u8>) -> Result<(), Failure> {
+        self.block(|n| async move { n.kv_put(key, value).await })?;
+        Ok(())
+    }
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, Failure> {
+        self.block(|n| async move { n.kv_get(key, Consistency::default()).await })
+    }
+
+    /// Whether the key existed.
+    pub fn kv_delete(&self, key: &str) -> Result<bool, Failure> {
+        let outcome = self.block(|n| async move { n.kv_delete(key).await })?;
+        Ok(matches!(
+            outcome.response,
+            wire_core::consensus::CommandResponse::KvDelete { existed: true }
+        ))
+    }
+
+    /// A page as `GET /kv` answers it.
+    pub fn kv_list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<String, Failure> {
+        if limit == 0 || limit > wire_core::kv::MAX_LIST_LIMIT {
+            return Err(Failure::new(
+                wire_status::WIRE_ERR_INVALID_ARGUMENT,
+                format!(
+                    "limit: must be between 1 and {}",
+                    wire_core::kv::MAX_LIST_LIMIT
+                ),
+            ));
+        }
+        let page = self.block(|n| async move {
+            n.kv_list(prefix, after, limit, Consistency::default())
+                .await
+        })?;
+        let next_after = if page.more {
+            page.items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        let items: Vec<serde_json::Value> = page
+            .items
+            .into_iter()
+            .map(|(key, value)| match String::from_utf8(value) {
+                Ok(text) => serde_json::json!({"key": key, "value": text}),
+                Err(e) => {
+                    use base64::Engine;
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(e.as_bytes());
+                    serde_json::json!({"key": key, "value_base64": encoded})
+                }
+            })
+            .collect();
+        json(&serde_json::json!({"items": items, "more": page.more, "next_after": next_after}))
+    }
+
+    /// A transaction given as the JSON of `POST /kv/txn`; whether its compares held.
+    pub fn kv_txn(&self, body: &str) -> Result<bool, Failure> {
+        let txn: Txn = wire_core::http::kv_txn_from_json(body)
+            .map_err(|e| Failure::new(wire_status::WIRE_ERR_INVALID_ARGUMENT, e))?;
+        let outcome = self.block(|n| async move { n.kv_txn(txn).await })?;
+        Ok(matches!(
+            outcome.response,
+            wire_core::consensus::CommandResponse::KvTxn { succeeded: true }
+        ))
+    }
+
+    /// Creates or updates a pipeline from JSON or YAML; answers as `PUT /pipelines/{name}`.
+    pub fn pipeline_apply(&self, text: &str) -> Result<String, Failure> {
+        let spec = spec(text)?;
+        json(&self.block(|n| async move { n.pipeline_update(spec, true).await })?)
+    }
+
+    pub fn pipeline_list(&self) -> Result<String, Failure> {
+        let list = self.block(|n| async move { n.pipeline_list(Consistency::default()).await })?;
+        json(&serde_json::json!({ "pipelines": list }))
+    }
+
+    pub fn pipeline_status(&self, name: &str) -> Result<String, Failure> {
+        match self
+            .block(|n| async move { n.pipeline_status(name, Consistency::default()).await })?
+        {
+            Some(status) => json(&status),
+            None => Err(Failure::from(wire_core::Error::NotFound(format!(
+                "pipeline '{name}'"
+            )))),
+        }
+    }
+
+    pub fn pipeline_set_running(&self, name: &str, running: bool) -> Result<(), Failure> {
+        let desired = if running {
+            DesiredState::Running
+        } else {
+            DesiredState::Paused
+        };
+        self.block(|n| async move { n.pipeline_set_state(name, desired).await })?;
+        Ok(())
+    }
+
+    pub fn pipeline_delete(&self, name: &str) -> Result<(), Failure> {
+        self.block(|n| async move { n.pipeline_delete(name).await })
+    }
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
