@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-python test-wheel bench-kv bench-pipeline bench-python
+.PHONY: verify fix fmt-check clippy test test-rust test-python test-wheel test-ffi bench-kv bench-pipeline bench-python
 
 verify: fmt-check clippy test
 
@@ -18,7 +18,7 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test: test-rust test-python test-wheel
+test: test-rust test-ffi test-python test-wheel
 
 test-rust:
 	cargo test --workspace
@@ -39,6 +39,12 @@ test-python: $(VENV)/.tools
 # another, each then running a pipeline with a Python transform.
 test-wheel:
 	bash tests/python/wheel_check.sh
+
+# libwire (shared and static, dev profile) and its C and Go hosts: static, shared, ASan, cgo.
+# The ABI's own tests and the header drift check run in test-rust.
+test-ffi:
+	cargo build -p wire-ffi
+	bash tests/ffi/hosts.sh
 
 fix:
 	cargo fmt --all

@@ -1,3 +1,3 @@
 module github.com/wire/examples/go
 
-go 1.22
+go 1.19

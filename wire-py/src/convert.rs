@@ -33,7 +33,7 @@ fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
 
 impl<'py> Converter<'py> {
     /// A record value as a Python object.
-    pub fn to_py(&mut self, py: Python<'py>, v: &Val) -> PyResult<Bound<'py, PyAny>> {
+    pub fn python(&mut self, py: Python<'py>, v: &Val) -> PyResult<Bound<'py, PyAny>> {
         Ok(match v {
             Val::Null => py.None().into_bound(py),
             Val::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -52,7 +52,7 @@ impl<'py> Converter<'py> {
             Val::Arr(items) => {
                 let list = PyList::empty(py);
                 for item in items.iter() {
-                    list.append(self.to_py(py, item)?)?;
+                    list.append(self.python(py, item)?)?;
                 }
                 list.into_any()
             }
@@ -63,7 +63,7 @@ impl<'py> Converter<'py> {
                         Val::TStr(s) | Val::BStr(s) => self.key_to_py(py, s, k),
                         other => PyString::new(py, &other.to_string()),
                     };
-                    dict.set_item(key, self.to_py(py, item)?)?;
+                    dict.set_item(key, self.python(py, item)?)?;
                 }
                 dict.into_any()
             }
@@ -104,7 +104,7 @@ impl<'py> Converter<'py> {
     }
 
     /// A Python value as a record value; names what cannot be one (a set, an object).
-    pub fn to_val(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Val> {
+    pub fn value(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Val> {
         if obj.is_none() {
             return Ok(Val::Null);
         }
@@ -128,15 +128,15 @@ impl<'py> Converter<'py> {
             let mut map = jaq_json::Map::with_capacity_and_hasher(d.len(), Default::default());
             for (k, v) in d.iter() {
                 let key = self.key_to_val(&k)?;
-                map.insert(key, self.to_val(&v)?);
+                map.insert(key, self.value(&v)?);
             }
             return Ok(Val::obj(map));
         }
         if let Ok(l) = obj.cast::<PyList>() {
-            return l.iter().map(|v| self.to_val(&v)).collect();
+            return l.iter().map(|v| self.value(&v)).collect();
         }
         if let Ok(t) = obj.cast::<PyTuple>() {
-            return t.iter().map(|v| self.to_val(&v)).collect();
+            return t.iter().map(|v| self.value(&v)).collect();
         }
         if let Ok(b) = obj.cast::<PyBytes>() {
             return Ok(Val::byte_str(b.as_bytes().to_vec()));

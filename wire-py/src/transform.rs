@@ -83,11 +83,11 @@ impl PyTransform {
         rejected: &mut Vec<(Record, String)>,
     ) {
         let made = match self.kind {
-            Kind::Map => conv.to_val(result).map(Made::Value),
+            Kind::Map => conv.value(result).map(Made::Value),
             Kind::Filter => result.is_truthy().map(Made::Keep),
             Kind::FlatMap => result
                 .try_iter()
-                .and_then(|items| items.map(|v| v.and_then(|v| conv.to_val(&v))).collect())
+                .and_then(|items| items.map(|v| v.and_then(|v| conv.value(&v))).collect())
                 .map(Made::Values),
             Kind::KeyBy => key_of(conv, result).map(Made::Key),
         };
@@ -128,7 +128,7 @@ fn key_of<'py>(conv: &mut Converter<'py>, result: &Bound<'py, PyAny>) -> PyResul
     if let Ok(b) = result.cast::<pyo3::types::PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
-    Ok(wire_core::pipeline::json::to_json(&conv.to_val(result)?).into_bytes())
+    Ok(wire_core::pipeline::json::to_json(&conv.value(result)?).into_bytes())
 }
 
 impl Transform for PyTransform {
@@ -143,7 +143,10 @@ impl Transform for PyTransform {
             let mut conv = Converter::default();
             if !self.batch {
                 for record in batch {
-                    match conv.to_py(py, &record.value).and_then(|v| func.call1((v,))) {
+                    match conv
+                        .python(py, &record.value)
+                        .and_then(|v| func.call1((v,)))
+                    {
                         Ok(result) => self.take(py, &mut conv, record, &result, out, rejected),
                         Err(e) => {
                             let reason = self.reason(py, &e);
@@ -156,7 +159,7 @@ impl Transform for PyTransform {
             let called = (|| {
                 let values = batch
                     .iter()
-                    .map(|r| conv.to_py(py, &r.value))
+                    .map(|r| conv.python(py, &r.value))
                     .collect::<PyResult<Vec<_>>>()?;
                 let result = func.call1((PyList::new(py, values)?,))?;
                 let items = result.try_iter()?.collect::<PyResult<Vec<_>>>()?;
