@@ -180,7 +180,8 @@ pub extern "C" fn wire_version() -> *const c_char {
 /// succeeded. Owned by libwire and valid until this thread's next call into libwire.
 #[no_mangle]
 pub extern "C" fn wire_last_error() -> *const c_char {
-    status::last_error_ptr()
+    // The message lives in a thread-local until this thread's next call, as documented.
+    status::with_last_error(|m| m.map_or(std::ptr::null(), |m| m.as_ptr()))
 }
 
 /// Starts a node from `config`: JSON or TOML text with the keys of `wire node --config`

@@ -99,11 +99,7 @@ pub fn clear() {
     LAST_ERROR.with(|e| *e.borrow_mut() = None);
 }
 
-/// The message of this thread's last failed call, valid until this thread's next call into
-/// libwire; NULL when the last call succeeded.
-pub fn last_error_ptr() -> *const std::ffi::c_char {
-    LAST_ERROR.with(|e| match &*e.borrow() {
-        Some(s) => s.as_ptr(),
-        None => std::ptr::null(),
-    })
+/// Runs `f` with this thread's last error message (none after a success).
+pub fn with_last_error<R>(f: impl FnOnce(Option<&std::ffi::CStr>) -> R) -> R {
+    LAST_ERROR.with(|e| f(e.borrow().as_deref()))
 }

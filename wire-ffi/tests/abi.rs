@@ -379,3 +379,51 @@ fn the_version_macros_match_the_library() {
     );
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn a_second_node_joins_through_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(&dir.path().join("n1"));
+    let mut json = ptr::null_mut();
+    // SAFETY: valid pointers.
+    assert_eq!(
+        unsafe { wire_node_status(first, &mut json) },
+        wire_status::WIRE_OK
+    );
+    let status: serde_json::Value = serde_json::from_str(&take_string(json)).unwrap();
+    let http = status["http_addr"].as_str().unwrap().to_string();
+    let config = CString::new(format!(
+        r#"{{"node_id": 2, "http_addr": "127.0.0.1:0", "raft_addr": "127.0.0.1:0",
+            "data_dir": "{}", "join": ["{http}"]}}"#,
+        dir.path().join("n2").display()
+    ))
+    .unwrap();
+    let mut second = ptr::null_mut();
+    // SAFETY: valid pointers.
+    let s = unsafe { wire_node_start(config.as_ptr(), &mut second) };
+    assert_eq!(s, wire_status::WIRE_OK, "{}", last_error());
+    // A write through the new member is read on the first.
+    // SAFETY: valid pointers.
+    unsafe {
+        assert_eq!(
+            wire_kv_put(second, c"joined".as_ptr(), b"yes".as_ptr(), 3),
+            wire_status::WIRE_OK
+        );
+        let (mut v, mut n) = (ptr::null_mut(), 0usize);
+        assert_eq!(
+            wire_kv_get(first, c"joined".as_ptr(), &mut v, &mut n),
+            wire_status::WIRE_OK
+        );
+        assert_eq!(std::slice::from_raw_parts(v, n), b"yes");
+        wire_bytes_free(v, n);
+        assert_eq!(wire_node_status(second, &mut json), wire_status::WIRE_OK);
+    }
+    let status: serde_json::Value = serde_json::from_str(&take_string(json)).unwrap();
+    assert_eq!(
+        status["members"].as_array().map(|m| m.len()),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(wire_node_free(second), wire_status::WIRE_OK);
+    assert_eq!(wire_node_free(first), wire_status::WIRE_OK);
+}
