@@ -20,8 +20,10 @@ clippy:
 
 test: test-rust test-ffi test-python test-wheel
 
+# The Kafka tests start a real broker with tests/services/kafka.sh (cached jars from Maven
+# Central); it is stopped afterwards, whatever the result.
 test-rust:
-	cargo test --workspace
+	cargo test --workspace; status=$$?; bash tests/services/kafka.sh stop; exit $$status
 
 $(VENV)/.tools:
 	python3 -m venv $(VENV)

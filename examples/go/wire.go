@@ -5,7 +5,7 @@ package main
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: ${SRCDIR}/../../target/debug/libwire.a -lpthread -ldl -lm
+#cgo LDFLAGS: ${SRCDIR}/../../target/debug/libwire.a -lpthread -ldl -lm -lz
 #include <stdlib.h>
 #include "wire.h"
 

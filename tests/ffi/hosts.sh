@@ -14,7 +14,7 @@ for f in libwire.a libwire.so; do
 done
 CC=${CC:-cc}
 cflags=(-std=c11 -Wall -Wextra -Werror -D_DEFAULT_SOURCE -I"$root/include")
-libs=(-lpthread -ldl -lm)
+libs=(-lpthread -ldl -lm -lz)
 
 "$CC" "${cflags[@]}" -o "$out/host-static" "$root/examples/c/host.c" "$lib/libwire.a" "${libs[@]}"
 "$CC" "${cflags[@]}" -o "$out/host-shared" "$root/examples/c/host.c" -L"$lib" -lwire -Wl,-rpath,"$lib"

@@ -5,6 +5,8 @@
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod stdout;
 
 use std::collections::BTreeMap;
@@ -128,6 +130,10 @@ pub struct ConnectorInfo {
 }
 
 /// Every connector, by name.
+#[cfg(feature = "kafka")]
+pub const CONNECTORS: &[ConnectorInfo] = &[file::INFO, generator::INFO, kafka::INFO, stdout::INFO];
+/// Every connector, by name.
+#[cfg(not(feature = "kafka"))]
 pub const CONNECTORS: &[ConnectorInfo] = &[file::INFO, generator::INFO, stdout::INFO];
 
 /// The connector a spec's `type` names.

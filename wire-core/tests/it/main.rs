@@ -6,6 +6,8 @@ mod support;
 mod bad_input;
 mod cli;
 mod cluster;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod kv_api;
 mod pipelines_api;
 mod pipelines_durable;

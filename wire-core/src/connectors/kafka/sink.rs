@@ -1,0 +1,141 @@
+//! The Kafka sink: an idempotent `BaseProducer`; a checkpoint flushes it and fails if any
+//! message was not acknowledged, so a checkpoint only covers what the broker has.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
+
+use super::config::KafkaSinkConfig;
+use crate::connectors::{Sink, SinkContext};
+use crate::pipeline::transform::Record;
+
+/// Longest a checkpoint waits for the broker to acknowledge what was written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Remembers the first failed delivery.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+pub struct KafkaSink {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    failed: Arc<Mutex<Option<String>>>,
+    buf: Vec<u8>,
+}
+
+/// Opens a Kafka sink partition.
+pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+    let c: KafkaSinkConfig = crate::connectors::typed(config)?;
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &c.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "compression.type",
+            c.compression.as_deref().unwrap_or("lz4"),
+        )
+        .set("linger.ms", c.linger_ms.unwrap_or(5).to_string());
+    if let Some(b) = c.batch_size {
+        cc.set("batch.size", b.to_string());
+    }
+    for (k, v) in &c.properties {
+        cc.set(k, v);
+    }
+    let deliveries = Deliveries::default();
+    let failed = deliveries.failed.clone();
+    let producer: BaseProducer<Deliveries> = cc
+        .create_with_context(deliveries)
+        .map_err(|e| format!("creating a Kafka producer: {e}"))?;
+    Ok(Box::new(KafkaSink {
+        producer,
+        topic: c.topic,
+        failed,
+        buf: Vec::new(),
+    }))
+}
+
+impl KafkaSink {
+    fn check(&self) -> Result<(), String> {
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(format!(
+                "kafka: a message to '{}' was not delivered: {e}",
+                self.topic
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+        for r in records {
+            self.buf.clear();
+            match &r.value {
+                jaq_json::Val::BStr(b) => self.buf.extend_from_slice(b),
+                v => crate::pipeline::json::write_json(v, &mut self.buf),
+            }
+            let headers = (!r.headers.is_empty()).then(|| {
+                r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(v.as_slice()),
+                    })
+                })
+            });
+            loop {
+                let mut message = BaseRecord::to(&self.topic).payload(self.buf.as_slice());
+                if let Some(k) = &r.key {
+                    message = message.key(k.as_slice());
+                }
+                if let Some(t) = r.event_time {
+                    message = message.timestamp(t);
+                }
+                if let Some(h) = &headers {
+                    message = message.headers(h.clone());
+                }
+                match self.producer.send(message) {
+                    Ok(()) => break,
+                    // The local queue is full (the broker is slow or away): wait, which
+                    // slows the pipeline down rather than dropping anything.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        self.producer.poll(Duration::from_millis(100));
+                    }
+                    Err((e, _)) => {
+                        return Err(format!("kafka: producing to '{}': {e}", self.topic))
+                    }
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        self.check()
+    }
+
+    fn pre_commit(&mut self, _epoch: u64) -> Result<(), String> {
+        self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+            format!(
+                "kafka: the broker did not acknowledge everything written to '{}': {e}",
+                self.topic
+            )
+        })?;
+        self.check()
+    }
+}
