@@ -20,10 +20,11 @@ clippy:
 
 test: test-rust test-ffi test-python test-wheel
 
-# The Kafka tests start a real broker with tests/services/kafka.sh (cached jars from Maven
-# Central); it is stopped afterwards, whatever the result.
+# The connector tests start real servers with tests/services/*.sh (Kafka and OpenSearch from
+# Maven Central jars, cached); they are stopped afterwards, whatever the result.
 test-rust:
-	cargo test --workspace; status=$$?; bash tests/services/kafka.sh stop; exit $$status
+	cargo test --workspace; status=$$?; \
+	  bash tests/services/kafka.sh stop; bash tests/services/opensearch.sh stop; exit $$status
 
 $(VENV)/.tools:
 	python3 -m venv $(VENV)

@@ -3,6 +3,7 @@
 //! delivery guarantee; [`connector`] is the one registry that maps a spec's `type` to it
 //! (adding a connector is one folder plus one line in [`CONNECTORS`]).
 
+pub mod elasticsearch;
 pub mod file;
 pub mod generator;
 #[cfg(feature = "kafka")]
@@ -91,6 +92,12 @@ pub trait Sink: Send {
         let _ = epoch;
         Ok(())
     }
+    /// Records the destination refused for good since the last call (a document a search
+    /// cluster will not index), with the reason: they go to the dead-letter sink. Asked
+    /// after every `write` and `pre_commit`.
+    fn take_rejected(&mut self) -> Vec<(Record, String)> {
+        Vec::new()
+    }
 }
 
 /// Opens partition `ctx.partition` of a source from its (validated) config.
@@ -131,10 +138,21 @@ pub struct ConnectorInfo {
 
 /// Every connector, by name.
 #[cfg(feature = "kafka")]
-pub const CONNECTORS: &[ConnectorInfo] = &[file::INFO, generator::INFO, kafka::INFO, stdout::INFO];
+pub const CONNECTORS: &[ConnectorInfo] = &[
+    elasticsearch::INFO,
+    file::INFO,
+    generator::INFO,
+    kafka::INFO,
+    stdout::INFO,
+];
 /// Every connector, by name.
 #[cfg(not(feature = "kafka"))]
-pub const CONNECTORS: &[ConnectorInfo] = &[file::INFO, generator::INFO, stdout::INFO];
+pub const CONNECTORS: &[ConnectorInfo] = &[
+    elasticsearch::INFO,
+    file::INFO,
+    generator::INFO,
+    stdout::INFO,
+];
 
 /// The connector a spec's `type` names.
 pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {

@@ -672,7 +672,7 @@ parallelism: 0
 checkpoint_interval: 5 minutes
 on_error: dead_letter
 sources:
-  - {id: a, type: kafka}
+  - {id: a, type: mqtt}
   - {id: b, type: stdout}
   - {id: c, type: file, config: {path: x, format: xml}}
   - {id: d, type: file, config: {path: x, colour: red}}
@@ -718,7 +718,7 @@ sinks:
                 .map(|e| e.message.clone())
                 .unwrap_or_default()
         };
-        assert!(text("sources[0].type").contains("unknown connector 'kafka'"));
+        assert!(text("sources[0].type").contains("unknown connector 'mqtt'"));
         assert!(text("sources[1].type").contains("only be a sink"));
         assert!(text("sinks[0].type").contains("only be a source"));
         assert!(text("sources[3].config.colour").contains("unknown field"));

@@ -20,7 +20,7 @@ use crate::pipelines_run::{committed_lines, wait_state};
 use crate::support::{create_pipeline, eventually, get_json, http, Embedded};
 
 /// The broker's address, starting it (once per test run) with the project's script.
-fn broker() -> &'static str {
+pub fn broker() -> &'static str {
     static BROKER: OnceLock<String> = OnceLock::new();
     BROKER.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/services/kafka.sh");
@@ -39,7 +39,7 @@ fn broker() -> &'static str {
 }
 
 /// A topic name no other test run uses.
-fn topic(name: &str) -> String {
+pub fn topic(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -47,7 +47,7 @@ fn topic(name: &str) -> String {
     format!("{name}-{nanos}")
 }
 
-async fn create_topic(name: &str, partitions: i32) {
+pub async fn create_topic(name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .create()
@@ -64,7 +64,7 @@ async fn create_topic(name: &str, partitions: i32) {
     }
 }
 
-fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
+pub fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .create()
@@ -124,7 +124,7 @@ fn orders(from: u64, to: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn set_state(node: &Embedded, name: &str, action: &str) {
+pub async fn set_state(node: &Embedded, name: &str, action: &str) {
     let r = http()
         .post(node.url(&format!("/pipelines/{name}/{action}")))
         .send()
@@ -134,7 +134,7 @@ async fn set_state(node: &Embedded, name: &str, action: &str) {
 }
 
 /// Waits until the pipeline has read at least `n` records.
-async fn wait_read(node: &Embedded, name: &str, n: u64) {
+pub async fn wait_read(node: &Embedded, name: &str, n: u64) {
     eventually(Duration::from_secs(30), "records read", || async {
         let s = get_json(&node.url(&format!("/pipelines/{name}"))).await;
         let read = s["steps"]["source0"]["records_out"].as_u64().unwrap_or(0);

@@ -7,6 +7,8 @@ mod bad_input;
 mod cli;
 mod cluster;
 #[cfg(feature = "kafka")]
+mod elasticsearch;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod kv_api;
 mod pipelines_api;

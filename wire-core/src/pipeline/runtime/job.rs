@@ -286,11 +286,24 @@ fn spawn_threads(
         let events = events.clone();
         let metrics = cfg.metrics.clone();
         let sink_ids: Vec<String> = graph.sinks.iter().map(|s| s.id.clone()).collect();
+        let pipeline = cfg.pipeline.clone();
         let handle = std::thread::Builder::new()
             .name(format!("wire-sink-{}-{p}", cfg.pipeline))
             .spawn(move || {
                 sink_loop(
-                    p, sinks, dead, data_rx, ctl_rx, upstreams, acks, events, metrics, sink_ids,
+                    SinkPartition {
+                        pipeline,
+                        partition: p,
+                        sink_ids,
+                        sinks,
+                        dead,
+                    },
+                    data_rx,
+                    ctl_rx,
+                    upstreams,
+                    acks,
+                    events,
+                    metrics,
                 )
             })
             .map_err(|e| format!("starting a sink thread: {e}"))?;
@@ -638,21 +651,107 @@ impl SourceWorker {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn sink_loop(
+/// A partition's sinks, as its sink thread holds them.
+struct SinkPartition {
+    pipeline: String,
     partition: u32,
-    mut sinks: Vec<Box<dyn Sink>>,
-    mut dead: Option<Box<dyn Sink>>,
+    sink_ids: Vec<String>,
+    sinks: Vec<Box<dyn Sink>>,
+    dead: Option<Box<dyn Sink>>,
+}
+
+impl SinkPartition {
+    /// Sends what sink `k` refused for good to the dead-letter sink.
+    fn divert(
+        &mut self,
+        k: usize,
+        counters: &[Arc<super::metrics::StepCounters>],
+    ) -> Result<(), String> {
+        let rejected = self.sinks[k].take_rejected();
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        counters[k].add_dead(rejected.len());
+        let letters: Vec<Record> = rejected
+            .iter()
+            .map(|(r, why)| {
+                let raw = crate::pipeline::json::to_json(&r.value);
+                dead_letter(
+                    &self.pipeline,
+                    self.partition,
+                    &self.sink_ids[k],
+                    Some(r),
+                    raw.as_bytes(),
+                    &r.position,
+                    why,
+                )
+            })
+            .collect();
+        self.write_dead(&letters).map_err(|e| match e {
+            None => format!(
+                "sink '{}' refused {} records ({}) and there is no dead-letter sink",
+                self.sink_ids[k],
+                rejected.len(),
+                rejected[0].1
+            ),
+            Some(e) => e,
+        })
+    }
+
+    /// Writes dead letters; `Err(None)` when there is no dead-letter sink.
+    fn write_dead(&mut self, letters: &[Record]) -> Result<(), Option<String>> {
+        match &mut self.dead {
+            Some(d) => d
+                .write(letters)
+                .map_err(|e| Some(format!("dead-letter sink: {e}"))),
+            None => Err(None),
+        }
+    }
+
+    /// Makes the epoch's output durable in every sink, diverting what they refuse.
+    fn pre_commit(
+        &mut self,
+        epoch: u64,
+        counters: &[Arc<super::metrics::StepCounters>],
+    ) -> Result<(), String> {
+        for k in 0..self.sinks.len() {
+            self.sinks[k]
+                .pre_commit(epoch)
+                .map_err(|e| format!("sink '{}': {e}", self.sink_ids[k]))?;
+            self.divert(k, counters)?;
+        }
+        if let Some(d) = &mut self.dead {
+            d.pre_commit(epoch)
+                .map_err(|e| format!("dead-letter sink: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, epoch: u64) -> Result<(), String> {
+        for (k, sink) in self.sinks.iter_mut().enumerate() {
+            sink.commit(epoch)
+                .map_err(|e| format!("sink '{}': {e}", self.sink_ids[k]))?;
+        }
+        if let Some(d) = &mut self.dead {
+            d.commit(epoch)
+                .map_err(|e| format!("dead-letter sink: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn sink_loop(
+    mut out: SinkPartition,
     data: Receiver<SinkMsg>,
     ctl: Receiver<SinkCtl>,
     upstreams: usize,
     acks: tmpsc::UnboundedSender<Ack>,
     events: tmpsc::UnboundedSender<Event>,
     metrics: Arc<super::metrics::JobMetrics>,
-    sink_ids: Vec<String>,
 ) {
-    let counters: Vec<_> = sink_ids.iter().map(|id| metrics.step(id)).collect();
+    let counters: Vec<_> = out.sink_ids.iter().map(|id| metrics.step(id)).collect();
     let dead_counter = metrics.step("dead_letter");
+    let partition = out.partition;
     let mut barriers = 0;
     let fail = |error: String| {
         let _ = events.send(Event::Failed { error, retry: true });
@@ -668,24 +767,24 @@ fn sink_loop(
                         continue;
                     }
                     let started = std::time::Instant::now();
-                    if let Err(e) = sinks[k].write(records) {
-                        fail(format!("sink '{}': {e}", sink_ids[k]));
+                    if let Err(e) = out.sinks[k].write(records) {
+                        fail(format!("sink '{}': {e}", out.sink_ids[k]));
                         return;
                     }
                     counters[k].add_in(records.len());
                     counters[k].add_time(started.elapsed());
+                    if let Err(e) = out.divert(k, &counters) {
+                        fail(e);
+                        return;
+                    }
                 }
                 if !letters.is_empty() {
-                    match &mut dead {
-                        Some(d) => {
-                            if let Err(e) = d.write(&letters) {
-                                fail(format!("dead-letter sink: {e}"));
-                                return;
-                            }
-                            dead_counter.add_in(letters.len());
-                        }
-                        None => {
-                            fail("a record was rejected and there is no dead-letter sink".into());
+                    match out.write_dead(&letters) {
+                        Ok(()) => dead_counter.add_in(letters.len()),
+                        Err(e) => {
+                            fail(e.unwrap_or_else(|| {
+                                "a record was rejected and there is no dead-letter sink".into()
+                            }));
                             return;
                         }
                     }
@@ -697,20 +796,7 @@ fn sink_loop(
                     continue;
                 }
                 barriers = 0;
-                let mut result = Ok(());
-                for (k, sink) in sinks.iter_mut().enumerate() {
-                    if let Err(e) = sink.pre_commit(epoch) {
-                        result = Err(format!("sink '{}': {e}", sink_ids[k]));
-                        break;
-                    }
-                }
-                if result.is_ok() {
-                    if let Some(d) = &mut dead {
-                        if let Err(e) = d.pre_commit(epoch) {
-                            result = Err(format!("dead-letter sink: {e}"));
-                        }
-                    }
-                }
+                let result = out.pre_commit(epoch, &counters);
                 let failed = result.is_err();
                 let _ = acks.send((partition, epoch, result));
                 if failed {
@@ -718,17 +804,9 @@ fn sink_loop(
                 }
                 match ctl.recv() {
                     Ok(SinkCtl::Commit(e)) => {
-                        for (k, sink) in sinks.iter_mut().enumerate() {
-                            if let Err(err) = sink.commit(e) {
-                                fail(format!("sink '{}': {err}", sink_ids[k]));
-                                return;
-                            }
-                        }
-                        if let Some(d) = &mut dead {
-                            if let Err(err) = d.commit(e) {
-                                fail(format!("dead-letter sink: {err}"));
-                                return;
-                            }
+                        if let Err(err) = out.commit(e) {
+                            fail(err);
+                            return;
                         }
                     }
                     _ => return,
