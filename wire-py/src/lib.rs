@@ -21,7 +21,9 @@ use error::{raise, to_py};
 
 /// mimalloc for the engine's allocations (Python's own objects keep Python's allocator): a
 /// pipeline allocates and frees many small values per record, and the system allocator
-/// halves the throughput of a pipeline hosted here compared with the `wire` binary.
+/// halves the throughput of a pipeline hosted here compared with the `wire` binary. Built
+/// with `local_dynamic_tls`: with its default initial-exec TLS, a `dlopen`ed module beside
+/// librdkafka fails to load ("cannot allocate memory in static TLS block").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
