@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-python test-wheel test-ffi bench-kv bench-pipeline bench-python
+.PHONY: verify fix fmt-check clippy test test-rust test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors
 
 verify: fmt-check clippy test
 
@@ -61,3 +61,6 @@ bench-pipeline:
 
 bench-python:
 	bash bench/python/run.sh
+
+bench-connectors:
+	bash bench/connectors/run.sh

@@ -4,10 +4,13 @@
 #
 #   kafka.sh start   installs (cached under $WIRE_SERVICES_CACHE) and starts the broker; prints
 #                    its bootstrap address and waits until it serves
-#   kafka.sh stop    stops the broker this script started (its pid file), nothing else
+#   kafka.sh stop    stops the broker this script started (its pid file), nothing else;
+#                    its data stays for the next start (`kafka.sh clean` removes it)
 #   kafka.sh status  says whether it runs
 #
-# KAFKA_PORT (default 19092) and KAFKA_CONTROLLER_PORT (19093) pick the ports.
+# KAFKA_PORT (default 19092) and KAFKA_CONTROLLER_PORT (19093) pick the ports;
+# WIRE_SERVICES_RUN (default /tmp/wire-services) where a broker's data and pid live, so a
+# test can run a broker of its own beside the shared one.
 set -euo pipefail
 VERSION=${KAFKA_VERSION:-4.4.0}
 cache="${WIRE_SERVICES_CACHE:-$HOME/.cache/wire-services}/kafka-$VERSION"
@@ -53,7 +56,8 @@ serving() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 start() {
   install
   if running; then echo "127.0.0.1:$port"; return; fi
-  rm -rf "$run"; mkdir -p "$run/data"
+  # Data survives a stop and a start (a test stops the broker mid-run and starts it again).
+  mkdir -p "$run/data"
   cat >"$run/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -73,8 +77,11 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
   local java=(java -Xmx512m -cp "$cache/lib/*" -Dlog4j2.configurationFile="$cache/log4j2.properties")
-  "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
-    -c "$run/server.properties" --ignore-formatted >"$run/format.log" 2>&1
+  if [ ! -f "$run/data/meta.properties" ]; then
+    "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
+      -c "$run/server.properties" >"$run/format.log" 2>&1 \
+      || { echo "kafka: formatting the storage failed:" >&2; cat "$run/format.log" >&2; exit 1; }
+  fi
   nohup "${java[@]}" kafka.Kafka "$run/server.properties" >"$run/kafka.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 600); do
@@ -99,6 +106,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  clean) stop; rm -rf "$run" ;;
   status) if running && serving; then echo "kafka: serving on 127.0.0.1:$port"; else echo "kafka: stopped"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|clean" >&2; exit 2 ;;
 esac

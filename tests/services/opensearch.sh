@@ -5,10 +5,12 @@
 #
 #   opensearch.sh start   installs (cached under $WIRE_SERVICES_CACHE) and starts the node;
 #                         prints its URL once the cluster is yellow
-#   opensearch.sh stop    stops the node this script started (its pid file), nothing else
+#   opensearch.sh stop    stops the node this script started (its pid file), nothing else;
+#                         its data stays for the next start (`opensearch.sh clean` removes it)
 #   opensearch.sh status  says whether it serves
 #
-# OPENSEARCH_PORT (default 19200) and OPENSEARCH_TRANSPORT_PORT (19300) pick the ports.
+# OPENSEARCH_PORT (default 19200) and OPENSEARCH_TRANSPORT_PORT (19300) pick the ports;
+# WIRE_SERVICES_RUN (default /tmp/wire-services) where a node's data and pid live.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 VERSION=${OPENSEARCH_VERSION:-2.19.6}
@@ -61,7 +63,7 @@ start() {
   install
   if running && serving; then echo "$url"; return; fi
   if running; then stop; fi
-  rm -rf "$run"; mkdir -p "$run"
+  mkdir -p "$run"
   nohup java -Xms512m -Xmx1g -cp "$cache/lib/*:$cache" \
     -Dlog4j2.configurationFile="$cache/log4j2.properties" \
     WireOpenSearch "$run/home" "$port" "$transport" >"$run/opensearch.log" 2>&1 &
@@ -88,6 +90,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  clean) stop; rm -rf "$run" ;;
   status) if running && serving; then echo "opensearch: serving on $url"; else echo "opensearch: stopped"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|clean" >&2; exit 2 ;;
 esac

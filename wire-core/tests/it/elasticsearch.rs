@@ -16,7 +16,7 @@ use crate::pipelines_run::{committed_lines, wait_state};
 use crate::support::{create_pipeline, eventually, http, Embedded};
 
 /// The node's URL, starting it (once per test run) with the project's script.
-fn opensearch() -> &'static str {
+pub fn opensearch() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/services/opensearch.sh");
@@ -45,7 +45,7 @@ async fn put(path: &str, body: Value) {
 }
 
 /// Every document of `index` (refreshed first), by id.
-async fn documents(index: &str) -> Vec<(String, Value)> {
+pub async fn documents(index: &str) -> Vec<(String, Value)> {
     let base = opensearch();
     http()
         .post(format!("{base}/{index}/_refresh"))

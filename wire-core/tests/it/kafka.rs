@@ -48,8 +48,12 @@ pub fn topic(name: &str) -> String {
 }
 
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(broker(), name, partitions).await
+}
+
+pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     let results = admin
@@ -65,8 +69,12 @@ pub async fn create_topic(name: &str, partitions: i32) {
 }
 
 pub fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
+    produce_to(broker(), topic, messages)
+}
+
+pub fn produce_to(bootstrap: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     for (key, payload) in messages {
@@ -81,8 +89,12 @@ pub fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
 /// Every message of `topic` (all partitions, from the start) until `want` arrived or 30 s
 /// passed: (key, JSON value).
 fn consume_all(topic: &str, want: usize) -> Vec<(Option<String>, Value)> {
+    consume_all_from(broker(), topic, want)
+}
+
+pub fn consume_all_from(bootstrap: &str, topic: &str, want: usize) -> Vec<(Option<String>, Value)> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "wire-test-checker")
         .set("enable.auto.commit", "false")
         .create()
@@ -97,7 +109,7 @@ fn consume_all(topic: &str, want: usize) -> Vec<(Option<String>, Value)> {
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     // Read until `want` arrived, then a little more to see anything repeated.
     let mut quiet_until: Option<Instant> = None;
     while Instant::now() < deadline && quiet_until.is_none_or(|q| Instant::now() < q) {

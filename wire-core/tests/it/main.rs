@@ -7,6 +7,8 @@ mod bad_input;
 mod cli;
 mod cluster;
 #[cfg(feature = "kafka")]
+mod connectors_recovery;
+#[cfg(feature = "kafka")]
 mod elasticsearch;
 #[cfg(feature = "kafka")]
 mod kafka;

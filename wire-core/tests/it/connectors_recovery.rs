@@ -1,0 +1,233 @@
+//! Connectors through failures, against real servers: a `wire node` killed with `kill -9`
+//! mid-run (Kafka → OpenSearch: every document once after the restart), and a Kafka broker
+//! or an OpenSearch node stopped mid-run and started again (the pipeline blocks and
+//! recovers, losing nothing). The outage tests run servers of their own
+//! (tests/services/*.sh with their own ports and data), so other tests are not disturbed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::elasticsearch::{documents, opensearch};
+use crate::kafka::{broker, consume_all_from, create_topic_on, produce_to, topic, wait_read};
+use crate::support::{create_pipeline, eventually, free_port, get_json, http, Embedded, Proc};
+
+/// A server this test owns: a tests/services script run with its own ports and run dir.
+struct OwnService {
+    script: PathBuf,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+    address: String,
+}
+
+impl OwnService {
+    fn start(script: &str, ports: &[&str]) -> OwnService {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![(
+            "WIRE_SERVICES_RUN".to_string(),
+            dir.path().display().to_string(),
+        )];
+        for name in ports {
+            env.push((name.to_string(), free_port().to_string()));
+        }
+        let mut s = OwnService {
+            script: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/services")
+                .join(script),
+            env,
+            _dir: dir,
+            address: String::new(),
+        };
+        s.address = s.run("start");
+        s
+    }
+
+    fn run(&self, action: &str) -> String {
+        let out = std::process::Command::new("bash")
+            .arg(&self.script)
+            .arg(action)
+            .envs(self.env.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {action}: {}",
+            self.script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for OwnService {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(&self.script)
+            .arg("clean")
+            .envs(self.env.iter().cloned())
+            .output();
+    }
+}
+
+/// The documents `index` holds (refreshed first), if the cluster answers.
+async fn doc_count(url: &str, index: &str) -> Option<u64> {
+    let _ = http().post(format!("{url}/{index}/_refresh")).send().await;
+    let r: Value = http()
+        .get(format!("{url}/{index}/_count"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    r["count"].as_u64()
+}
+
+fn orders(from: u64, to: u64) -> Vec<(String, Vec<u8>)> {
+    (from..to)
+        .map(|i| (format!("k{i}"), json!({"id": i}).to_string().into_bytes()))
+        .collect()
+}
+
+async fn wait_ready(p: &Proc) {
+    eventually(Duration::from_secs(20), "node ready", || async {
+        let r = http().get(p.url("/ready")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_opensearch_is_exactly_once_across_kill_9() {
+    let root = tempfile::tempdir().unwrap();
+    let input = topic("kill9");
+    create_topic_on(broker(), &input, 2).await;
+    produce_to(broker(), &input, &orders(0, 3000));
+    let index = input.to_lowercase();
+    let mut node = Proc::start(root.path(), 1, &["--bootstrap".into()]);
+    wait_ready(&node).await;
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "k2es",
+            "checkpoint_interval": "300ms",
+            "sources": [{"type": "kafka", "config": {"bootstrap_servers": broker(), "topics": [input]}}],
+            "transforms": [{"type": "jq", "config": {"filter": ".indexed = true"}}],
+            "sinks": [{"type": "elasticsearch", "config": {"url": opensearch(), "index": index, "max_docs": 250}}]
+        }),
+    )
+    .await;
+    eventually(Duration::from_secs(60), "some documents", || async {
+        (!documents(&index).await.is_empty()).then_some(())
+    })
+    .await;
+    node.kill9();
+    produce_to(broker(), &input, &orders(3000, 6000));
+    node.restart(&[]);
+    wait_ready(&node).await;
+    let docs = eventually(Duration::from_secs(90), "all documents", || async {
+        let docs = documents(&index).await;
+        (docs.len() >= 6000).then_some(docs)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = documents(&index).await;
+    assert_eq!(
+        again.len(),
+        6000,
+        "replays overwrote, none added: {}",
+        docs.len()
+    );
+    let ids: BTreeSet<u64> = again
+        .iter()
+        .map(|(_, d)| d["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..6000).collect());
+    assert!(again.iter().all(|(_, d)| d["indexed"] == true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_broker_outage_blocks_the_pipeline_and_it_recovers_losing_nothing() {
+    let kafka = OwnService::start("kafka.sh", &["KAFKA_PORT", "KAFKA_CONTROLLER_PORT"]);
+    let (input, output) = (topic("outage-in"), topic("outage-out"));
+    create_topic_on(&kafka.address, &input, 2).await;
+    create_topic_on(&kafka.address, &output, 1).await;
+    produce_to(&kafka.address, &input, &orders(0, 2000));
+    let node = Embedded::start().await;
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "outage",
+            "checkpoint_interval": "200ms",
+            "sources": [{"type": "kafka", "config": {"bootstrap_servers": kafka.address, "topics": [input]}}],
+            "sinks": [{"type": "kafka", "config": {"bootstrap_servers": kafka.address, "topic": output}}]
+        }),
+    )
+    .await;
+    wait_read(&node, "outage", 500).await;
+    kafka.run("stop");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = get_json(&node.url("/pipelines/outage")).await;
+    assert_ne!(status["state"], "finished", "{status}");
+    kafka.run("start");
+    produce_to(&kafka.address, &input, &orders(2000, 4000));
+    let got = consume_all_from(&kafka.address, &output, 4000);
+    let ids: BTreeSet<u64> = got.iter().map(|(_, v)| v["id"].as_u64().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (0..4000).collect(),
+        "nothing lost ({} messages)",
+        got.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opensearch_outage_blocks_the_sink_and_it_recovers_losing_nothing() {
+    let search = OwnService::start(
+        "opensearch.sh",
+        &["OPENSEARCH_PORT", "OPENSEARCH_TRANSPORT_PORT"],
+    );
+    let node = Embedded::start().await;
+    let index = topic("outage").to_lowercase();
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "es-outage",
+            "checkpoint_interval": "200ms",
+            "sources": [{"type": "generator", "config": {"count": 3000, "rate": 400}}],
+            "sinks": [{"type": "elasticsearch", "config": {"url": search.address, "index": index,
+                       "max_docs": 100, "flush_interval": "100ms"}}]
+        }),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "some documents", || async {
+        (doc_count(&search.address, &index).await? > 200).then_some(())
+    })
+    .await;
+    search.run("stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = get_json(&node.url("/pipelines/es-outage")).await;
+    assert_ne!(
+        status["state"], "finished",
+        "blocked while the cluster is down: {status}"
+    );
+    search.run("start");
+    eventually(Duration::from_secs(90), "every document", || async {
+        (doc_count(&search.address, &index).await? == 3000).then_some(())
+    })
+    .await;
+    let status = eventually(Duration::from_secs(30), "finished", || async {
+        let s = get_json(&node.url("/pipelines/es-outage")).await;
+        (s["state"] == "finished").then_some(s)
+    })
+    .await;
+    assert_eq!(status["steps"]["source0"]["records_out"], 3000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        doc_count(&search.address, &index).await,
+        Some(3000),
+        "no copies"
+    );
+}
