@@ -50,6 +50,7 @@ run_wire() {
   echo "$t1 - $t0" | bc -l
 }
 
+"$tool" create "$kafka" "$topic-out" 2
 k2k=$(run_wire "{\"type\":\"kafka\",\"config\":{\"bootstrap_servers\":\"$kafka\",\"topic\":\"$topic-out\"}}")
 index="$topic"
 k2es=$(run_wire "{\"type\":\"elasticsearch\",\"config\":{\"url\":\"$search\",\"index\":\"$index\",\"max_docs\":5000}}")

@@ -1,6 +1,7 @@
 //! The connector benchmark's Kafka helper (bench/connectors/run.sh), with the same rdkafka
 //! as Wire:
 //!
+//!   kafka_tool create BOOTSTRAP TOPIC PARTITIONS      creates TOPIC
 //!   kafka_tool produce BOOTSTRAP TOPIC PARTITIONS N   creates TOPIC and writes N JSON records
 //!   kafka_tool consume BOOTSTRAP TOPIC N              reads N records into nothing (the raw
 //!                                                     consumer rate), prints seconds=S
@@ -30,6 +31,11 @@ fn main() -> Result<(), String> {
             partitions.parse().map_err(|e| format!("partitions: {e}"))?,
             n.parse().map_err(|e| format!("n: {e}"))?,
         ),
+        ["create", bootstrap, topic, partitions] => create(
+            bootstrap,
+            topic,
+            partitions.parse().map_err(|e| format!("partitions: {e}"))?,
+        ),
         ["consume", bootstrap, topic, n] => {
             consume(bootstrap, topic, n.parse().map_err(|e| format!("n: {e}"))?)
         }
@@ -41,16 +47,7 @@ fn main() -> Result<(), String> {
 }
 
 fn produce(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> Result<(), String> {
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))
-    .map_err(|e| e.to_string())?;
+    create(bootstrap, topic, partitions)?;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -79,6 +76,24 @@ fn produce(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> Result<(), 
     producer
         .flush(Duration::from_secs(60))
         .map_err(|e| e.to_string())
+}
+
+fn create(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let results = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .map_err(|e| e.to_string())?;
+    for r in results {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn consume(bootstrap: &str, topic: &str, n: u64) -> Result<(), String> {

@@ -266,6 +266,27 @@ async fn files_to_kafka_after_a_pause_and_bad_configs_are_refused() {
     assert_eq!(got.len(), 20_000, "nothing repeated");
     assert_eq!(ns, (0..20_000).collect());
 
+    // A sink topic that does not exist is said in the status (and retried).
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "no-topic",
+            "sources": [{"type": "generator", "config": {"count": 10}}],
+            "sinks": [{"type": "kafka", "config": {"bootstrap_servers": broker(), "topic": topic("absent")}}]
+        }),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "missing topic reported",
+        || async {
+            let s = get_json(&node.url("/pipelines/no-topic")).await;
+            let errors = s["errors"].to_string();
+            (errors.contains("does not exist") && s["retrying"] == true).then_some(())
+        },
+    )
+    .await;
+
     // Bad configs name their place.
     let r = http()
         .post(node.url("/pipelines"))

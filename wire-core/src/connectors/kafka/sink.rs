@@ -65,6 +65,18 @@ pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dy
     let producer: BaseProducer<Deliveries> = cc
         .create_with_context(deliveries)
         .map_err(|e| format!("creating a Kafka producer: {e}"))?;
+    // A missing topic is said at once (and retried), not found at the first send.
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(&c.topic), Duration::from_secs(10))
+        .map_err(|e| format!("reading the metadata of topic '{}': {e}", c.topic))?;
+    if metadata
+        .topics()
+        .iter()
+        .any(|t| t.error().is_some() || t.partitions().is_empty())
+    {
+        return Err(format!("topic '{}' does not exist", c.topic));
+    }
     Ok(Box::new(KafkaSink {
         producer,
         topic: c.topic,
