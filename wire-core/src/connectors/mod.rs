@@ -22,6 +22,7 @@ use crate::pipeline::transform::{Position, Record};
 /// resumes from (split -> offset, from the last checkpoint).
 #[derive(Debug, Clone)]
 pub struct SourceContext<'a> {
+    pub pipeline: &'a str,
     pub step: &'a str,
     pub partition: u32,
     pub partitions: u32,

@@ -237,6 +237,35 @@ async fn kafka_to_jq_to_kafka_resumes_after_a_pause_losing_and_repeating_nothing
         },
     )
     .await;
+    // The consumer group's offsets are committed too, for monitoring tools.
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", "wire-k2k-source0")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition(&input, p);
+    }
+    eventually(
+        Duration::from_secs(30),
+        "group offsets committed",
+        || async {
+            let committed = group
+                .committed_offsets(tpl.clone(), Duration::from_secs(5))
+                .ok()?;
+            let sum: i64 = committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .sum();
+            (sum == 6001).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

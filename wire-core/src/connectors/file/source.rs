@@ -506,6 +506,7 @@ mod tests {
         let mut total = 0;
         for partition in 0..2 {
             let ctx = SourceContext {
+                pipeline: "test",
                 step: "files",
                 partition,
                 partitions: 2,

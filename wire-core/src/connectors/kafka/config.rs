@@ -38,7 +38,8 @@ pub struct KafkaSourceConfig {
     pub bootstrap_servers: String,
     /// Topics to read; their partitions are spread over the pipeline's partitions.
     pub topics: Vec<String>,
-    /// The consumer group (for monitoring: resume positions are Wire's checkpoints).
+    /// The consumer group whose offsets are committed for monitoring (default
+    /// `wire-<pipeline>-<step>`; resume positions are Wire's checkpoints).
     #[serde(default)]
     pub group_id: Option<String>,
     /// `earliest` (default) or `latest`, for partitions without a checkpoint.

@@ -4,7 +4,8 @@
 //!   pipeline's partitions (the i-th to partition i mod n); each Kafka partition is a split
 //!   `topic/partition`.
 //! - Resume position: the next offset of each split, in Wire's checkpoints (never the
-//!   consumer group's committed offsets). Without a checkpoint: `start` (`earliest` or
+//!   consumer group's committed offsets, which are committed every few seconds only so that
+//!   monitoring tools see the group's lag). Without a checkpoint: `start` (`earliest` or
 //!   `latest`) or `start_timestamp_ms`.
 //! - Delivery: the source replays from the checkpoint; the sink is an idempotent producer
 //!   whose checkpoint waits until the broker acknowledged everything written before it

@@ -24,7 +24,12 @@ pub struct KafkaSource {
     positions: BTreeMap<String, u64>,
     format: Format,
     last_warning: Option<Instant>,
+    last_commit: Instant,
 }
+
+/// How often the offsets read are committed to the consumer group, for monitoring tools
+/// (resuming never reads them: Wire's checkpoints hold the positions).
+const GROUP_COMMIT_EVERY: Duration = Duration::from_secs(5);
 
 /// Every (topic, partition) of `topics`, sorted.
 fn partitions_of(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(String, i32)>, String> {
@@ -60,7 +65,7 @@ pub fn open(
             "group.id",
             c.group_id
                 .clone()
-                .unwrap_or_else(|| format!("wire-{}", ctx.step)),
+                .unwrap_or_else(|| format!("wire-{}-{}", ctx.pipeline, ctx.step)),
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -133,6 +138,7 @@ pub fn open(
         positions,
         format: c.format,
         last_warning: None,
+        last_commit: Instant::now(),
     }))
 }
 
@@ -146,6 +152,26 @@ fn split_of(
         .entry((topic.to_string(), partition))
         .or_insert_with(|| format!("{topic}/{partition}").into())
         .clone()
+}
+
+impl KafkaSource {
+    /// Commits the offsets read so far to the consumer group, without waiting.
+    fn commit_to_group(&self) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), split) in &self.splits {
+            if let Some(next) = self.positions.get(&**split) {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next as i64));
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self
+                .consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+            {
+                tracing::debug!(step = %self.step, error = %e, "kafka: committing group offsets");
+            }
+        }
+    }
 }
 
 impl Source for KafkaSource {
@@ -213,6 +239,10 @@ impl Source for KafkaSource {
                 headers,
                 position,
             });
+        }
+        if self.last_commit.elapsed() >= GROUP_COMMIT_EVERY {
+            self.last_commit = Instant::now();
+            self.commit_to_group();
         }
         let state = if records.len() + bad.len() >= max {
             ReadState::More

@@ -324,6 +324,7 @@ fn spawn_threads(
             let mut resume = others.get(&step.id).cloned().unwrap_or_default();
             resume.extend(own.get(&step.id).cloned().unwrap_or_default());
             let ctx = SourceContext {
+                pipeline: &cfg.pipeline,
                 step: &step.id,
                 partition: p,
                 partitions: parallelism,
