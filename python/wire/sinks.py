@@ -3,6 +3,8 @@
     >>> import wire
     >>> wire.sinks.file("out/", format="csv")
     {'type': 'file', 'config': {'path': 'out/', 'format': 'csv'}}
+    >>> wire.sinks.elasticsearch("http://127.0.0.1:9200", "events-{date}")["config"]["index"]
+    'events-{date}'
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, Dict, Optional, Union
 
 from .sources import connector
 
-__all__ = ["file", "stdout", "connector"]
+__all__ = ["file", "stdout", "kafka", "elasticsearch", "connector"]
 
 Spec = Dict[str, Any]
 
@@ -39,3 +41,50 @@ def file(
 def stdout() -> Spec:
     """Each record as a JSON line on the node's standard output."""
     return connector("stdout")
+
+
+def kafka(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    compression: Optional[str] = None,
+    linger_ms: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    properties: Optional[Dict[str, str]] = None,
+) -> Spec:
+    """Each record as a message of ``topic`` (an idempotent producer; the record's key is
+    the message key; each checkpoint waits for the broker's acknowledgement):
+    ``compression`` ``lz4`` (default), ``gzip``, ``snappy`` or ``none``."""
+    return connector(
+        "kafka",
+        bootstrap_servers=bootstrap_servers,
+        topic=topic,
+        compression=compression,
+        linger_ms=linger_ms,
+        batch_size=batch_size,
+        properties=properties,
+    )
+
+
+def elasticsearch(
+    url: str,
+    index: str,
+    *,
+    id_field: Optional[str] = None,
+    max_docs: Optional[int] = None,
+    max_bytes: Optional[int] = None,
+    flush_interval: Optional[str] = None,
+) -> Spec:
+    """Each record as a document in Elasticsearch or OpenSearch (bulk API). ``index`` may
+    name record fields and the date (``"events-{kind}-{date}"``); ids come from
+    ``id_field`` or from the record's source position, so replays overwrite; documents the
+    cluster refuses for good (a mapping conflict) go to the dead-letter sink."""
+    return connector(
+        "elasticsearch",
+        url=url,
+        index=index,
+        id_field=id_field,
+        max_docs=max_docs,
+        max_bytes=max_bytes,
+        flush_interval=flush_interval,
+    )

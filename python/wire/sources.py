@@ -5,14 +5,16 @@
     {'type': 'file', 'config': {'path': 'events/*.jsonl'}}
     >>> wire.sources.generator(count=10)
     {'type': 'generator', 'config': {'count': 10}}
+    >>> wire.sources.kafka("127.0.0.1:9092", ["orders"], start="latest")["config"]["topics"]
+    ['orders']
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
-__all__ = ["file", "generator", "connector"]
+__all__ = ["file", "generator", "kafka", "connector"]
 
 Spec = Dict[str, Any]
 
@@ -39,3 +41,29 @@ def generator(
     """Made-up records ``{"seq": n}`` (or ``template`` with ``"{{seq}}"`` replaced):
     ``count`` in all (default: without end), at ``rate`` per second."""
     return connector("generator", count=count, rate=rate, template=template)
+
+
+def kafka(
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    *,
+    start: Optional[str] = None,
+    start_timestamp_ms: Optional[int] = None,
+    format: Optional[str] = None,
+    group_id: Optional[str] = None,
+    properties: Optional[Dict[str, str]] = None,
+) -> Spec:
+    """Messages of Kafka ``topics`` (their partitions spread over the pipeline's
+    partitions; offsets kept in Wire's checkpoints): ``start`` ``earliest`` (default) or
+    ``latest``, or ``start_timestamp_ms``; ``format`` ``json`` (default) or ``raw``;
+    ``properties`` are extra librdkafka settings."""
+    return connector(
+        "kafka",
+        bootstrap_servers=bootstrap_servers,
+        topics=list(topics),
+        start=start,
+        start_timestamp_ms=start_timestamp_ms,
+        format=format,
+        group_id=group_id,
+        properties=properties,
+    )

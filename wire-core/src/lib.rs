@@ -1,6 +1,7 @@
 //! Wire's engine: a node that runs a Raft cluster (openraft, storage in redb), serves a
-//! replicated key-value space and cluster management over HTTP, and (in later parts) runs
-//! stream-processing pipelines.
+//! replicated key-value space and cluster management over HTTP, and runs stream-processing
+//! pipelines (files, Kafka, Elasticsearch, a generator, stdout; jq and registered
+//! transforms) with checkpoints through Raft.
 //!
 //! ```no_run
 //! # async fn run() -> wire_core::Result<()> {
