@@ -18,6 +18,10 @@ run="${WIRE_SERVICES_RUN:-/tmp/wire-services}/kafka"
 port=${KAFKA_PORT:-19092}
 ctrl=${KAFKA_CONTROLLER_PORT:-19093}
 pidfile="$run/kafka.pid"
+name=kafka
+address="127.0.0.1:$port"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 install() {
   [ -f "$cache/.installed" ] && return
@@ -49,13 +53,8 @@ LOG
   touch "$cache/.installed"
 }
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-serving() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
-
-start() {
-  install
-  if running; then echo "127.0.0.1:$port"; return; fi
+# Writes the config, formats the storage the first time, starts the broker; prints its pid.
+launch() {
   # Data survives a stop and a start (a test stops the broker mid-run and starts it again).
   mkdir -p "$run/data"
   cat >"$run/server.properties" <<PROPS
@@ -83,30 +82,9 @@ PROPS
       || { echo "kafka: formatting the storage failed:" >&2; cat "$run/format.log" >&2; exit 1; }
   fi
   nohup "${java[@]}" kafka.Kafka "$run/server.properties" >"$run/kafka.log" 2>&1 &
-  echo $! >"$pidfile"
-  for _ in $(seq 600); do
-    if serving; then echo "127.0.0.1:$port"; return; fi
-    running || { echo "kafka: the broker exited; see $run/kafka.log" >&2; tail -20 "$run/kafka.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "kafka: not serving on 127.0.0.1:$port after 60s; see $run/kafka.log" >&2
-  exit 1
+  echo $!
 }
 
-stop() {
-  if running; then
-    local pid; pid=$(cat "$pidfile")
-    kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
+serving() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  clean) stop; rm -rf "$run" ;;
-  status) if running && serving; then echo "kafka: serving on 127.0.0.1:$port"; else echo "kafka: stopped"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status|clean" >&2; exit 2 ;;
-esac
+service_main "$@"

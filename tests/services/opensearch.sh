@@ -20,6 +20,10 @@ port=${OPENSEARCH_PORT:-19200}
 transport=${OPENSEARCH_TRANSPORT_PORT:-19300}
 pidfile="$run/opensearch.pid"
 url="http://127.0.0.1:$port"
+name=opensearch
+address=$url
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 install() {
   if [ -f "$cache/.installed" ] && [ "$cache/WireOpenSearch.class" -nt "$here/opensearch/WireOpenSearch.java" ]; then
@@ -56,41 +60,14 @@ LOG
   touch "$cache/.installed"
 }
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 serving() { curl -sf "$url/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; }
 
-start() {
-  install
-  if running && serving; then echo "$url"; return; fi
-  if running; then stop; fi
-  mkdir -p "$run"
+# Starts the node; prints its pid. Data survives a stop and a start.
+launch() {
   nohup java -Xms512m -Xmx1g -cp "$cache/lib/*:$cache" \
     -Dlog4j2.configurationFile="$cache/log4j2.properties" \
     WireOpenSearch "$run/home" "$port" "$transport" >"$run/opensearch.log" 2>&1 &
-  echo $! >"$pidfile"
-  for _ in $(seq 240); do
-    if serving; then echo "$url"; return; fi
-    running || { echo "opensearch: the node exited; see $run/opensearch.log" >&2; tail -20 "$run/opensearch.log" >&2; exit 1; }
-    sleep 0.5
-  done
-  echo "opensearch: not serving on $url after 120s; see $run/opensearch.log" >&2
-  exit 1
+  echo $!
 }
 
-stop() {
-  if running; then
-    local pid; pid=$(cat "$pidfile")
-    kill "$pid"
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
-
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  clean) stop; rm -rf "$run" ;;
-  status) if running && serving; then echo "opensearch: serving on $url"; else echo "opensearch: stopped"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status|clean" >&2; exit 2 ;;
-esac
+service_main "$@"
