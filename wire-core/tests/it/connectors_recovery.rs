@@ -5,25 +5,26 @@
 //! (tests/services/*.sh with their own ports and data), so other tests are not disturbed.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::elasticsearch::{documents, opensearch};
 use crate::kafka::{broker, consume_all_from, create_topic_on, produce_to, topic, wait_read};
-use crate::support::{create_pipeline, eventually, free_port, get_json, http, Embedded, Proc};
+use crate::support::{
+    create_pipeline, eventually, free_port, get_json, http, service, Embedded, Proc,
+};
 
 /// A server this test owns: a tests/services script run with its own ports and run dir.
 struct OwnService {
-    script: PathBuf,
+    script: &'static str,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
     address: String,
 }
 
 impl OwnService {
-    fn start(script: &str, ports: &[&str]) -> OwnService {
+    fn start(script: &'static str, ports: &[&str]) -> OwnService {
         let dir = tempfile::tempdir().unwrap();
         let mut env = vec![(
             "WIRE_SERVICES_RUN".to_string(),
@@ -33,9 +34,7 @@ impl OwnService {
             env.push((name.to_string(), free_port().to_string()));
         }
         let mut s = OwnService {
-            script: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../tests/services")
-                .join(script),
+            script,
             env,
             _dir: dir,
             address: String::new(),
@@ -45,29 +44,13 @@ impl OwnService {
     }
 
     fn run(&self, action: &str) -> String {
-        let out = std::process::Command::new("bash")
-            .arg(&self.script)
-            .arg(action)
-            .envs(self.env.iter().cloned())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{} {action}: {}",
-            self.script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        service(self.script, action, &self.env)
     }
 }
 
 impl Drop for OwnService {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(&self.script)
-            .arg("clean")
-            .envs(self.env.iter().cloned())
-            .output();
+        let _ = std::panic::catch_unwind(|| service(self.script, "clean", &self.env));
     }
 }
 

@@ -5,7 +5,6 @@
 //! per record field, replayed without copies.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -13,25 +12,12 @@ use serde_json::{json, Value};
 
 use crate::kafka::{broker, create_topic, produce, set_state, topic, wait_read};
 use crate::pipelines_run::{committed_lines, wait_state};
-use crate::support::{create_pipeline, eventually, http, Embedded};
+use crate::support::{create_pipeline, error_paths, eventually, http, service, Embedded};
 
 /// The node's URL, starting it (once per test run) with the project's script.
 pub fn opensearch() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/services/opensearch.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .output()
-            .expect("running tests/services/opensearch.sh");
-        assert!(
-            out.status.success(),
-            "tests/services/opensearch.sh start failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    })
+    URL.get_or_init(|| service("opensearch.sh", "start", &[]))
 }
 
 async fn put(path: &str, body: Value) {
@@ -216,12 +202,7 @@ async fn files_to_opensearch_with_ids_from_a_field_and_an_index_per_kind() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    let paths: BTreeSet<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths: BTreeSet<&str> = error_paths(&body).into_iter().collect();
     assert_eq!(
         paths,
         BTreeSet::from(["sinks[0].config.url", "sinks[0].config.index"]),

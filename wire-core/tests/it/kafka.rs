@@ -4,7 +4,6 @@
 //! nothing lost and nothing repeated; bad messages to dead letters with their offsets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,25 +16,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::pipelines_run::{committed_lines, wait_state};
-use crate::support::{create_pipeline, eventually, get_json, http, Embedded};
+use crate::support::{create_pipeline, error_paths, eventually, get_json, http, service, Embedded};
 
 /// The broker's address, starting it (once per test run) with the project's script.
 pub fn broker() -> &'static str {
     static BROKER: OnceLock<String> = OnceLock::new();
-    BROKER.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/services/kafka.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .output()
-            .expect("running tests/services/kafka.sh");
-        assert!(
-            out.status.success(),
-            "tests/services/kafka.sh start failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    })
+    BROKER.get_or_init(|| service("kafka.sh", "start", &[]))
 }
 
 /// A topic name no other test run uses.
@@ -329,12 +315,7 @@ async fn files_to_kafka_after_a_pause_and_bad_configs_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    let paths: BTreeSet<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths: BTreeSet<&str> = error_paths(&body).into_iter().collect();
     assert_eq!(
         paths,
         BTreeSet::from([

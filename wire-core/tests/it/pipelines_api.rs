@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{get_json, http, json, status, Embedded};
+use crate::support::{error_paths, get_json, http, json, status, Embedded};
 
 const SPEC_YAML: &str = r#"
 name: orders
@@ -141,12 +141,7 @@ sinks:
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_spec");
-    let paths: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = error_paths(&body);
     assert_eq!(
         paths,
         [

@@ -412,3 +412,31 @@ impl Embedded {
         format!("http://{}{}", self.node.http_addr(), path)
     }
 }
+
+/// Runs `tests/services/<script> <action>` with `env` (ports, run dir); its standard output
+/// (for `start`, the server's address). Panics with the script's error output if it fails.
+pub fn service(script: &str, action: &str, env: &[(String, String)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/services")
+        .join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&path)
+        .arg(action)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap_or_else(|e| panic!("running tests/services/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "tests/services/{script} {action} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `path` of every problem in an `invalid_spec` answer, in order.
+pub fn error_paths(body: &Value) -> Vec<&str> {
+    body["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["path"].as_str()).collect())
+        .unwrap_or_default()
+}
