@@ -1,4 +1,4 @@
-# What the service scripts share (sourced by kafka.sh and opensearch.sh). A script sets
+# What the service scripts share (sourced by kafka.sh, opensearch.sh and ferretdb.sh). A script sets
 # `name`, `run` (its run dir), `pidfile` and `address`, and defines `install`, `launch`
 # (starts the server in the background and prints its pid) and `serving`; then calls
 # `service_main "$@"`.
