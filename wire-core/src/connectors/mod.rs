@@ -8,6 +8,8 @@ pub mod file;
 pub mod generator;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 pub mod stdout;
 
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::pipeline::checkpoint::Offset;
 use crate::pipeline::spec::SpecError;
 use crate::pipeline::transform::{Position, Record};
 
@@ -26,7 +29,26 @@ pub struct SourceContext<'a> {
     pub step: &'a str,
     pub partition: u32,
     pub partitions: u32,
-    pub resume: &'a BTreeMap<String, u64>,
+    pub resume: &'a BTreeMap<String, Offset>,
+}
+
+impl SourceContext<'_> {
+    /// The resume offsets of a source that counts (its splits' numbers; tokens, which it
+    /// never wrote, are left out).
+    pub fn numeric_resume(&self) -> BTreeMap<String, u64> {
+        self.resume
+            .iter()
+            .filter_map(|(split, o)| Some((split.clone(), o.num()?)))
+            .collect()
+    }
+}
+
+/// The positions of a source that counts, as a checkpoint keeps them.
+pub fn numeric_positions(offsets: &BTreeMap<String, u64>) -> BTreeMap<String, Offset> {
+    offsets
+        .iter()
+        .map(|(split, n)| (split.clone(), Offset::Num(*n)))
+        .collect()
 }
 
 /// Where a sink partition writes: its pipeline and partition, and the last epoch whose
@@ -73,7 +95,7 @@ pub trait Source: Send {
     /// Reads up to `max` records (bad input counts toward `max`).
     fn read(&mut self, max: usize) -> Result<SourceBatch, String>;
     /// Split -> offset to resume at so that nothing returned so far is read again.
-    fn positions(&self) -> BTreeMap<String, u64>;
+    fn positions(&self) -> BTreeMap<String, Offset>;
     /// How much input is known to be left (bytes, records), if the source can tell.
     fn lag(&self) -> Option<u64> {
         None
@@ -138,26 +160,41 @@ pub struct ConnectorInfo {
 }
 
 /// Every connector, by name.
-#[cfg(feature = "kafka")]
 pub const CONNECTORS: &[ConnectorInfo] = &[
     elasticsearch::INFO,
     file::INFO,
     generator::INFO,
+    #[cfg(feature = "kafka")]
     kafka::INFO,
-    stdout::INFO,
-];
-/// Every connector, by name.
-#[cfg(not(feature = "kafka"))]
-pub const CONNECTORS: &[ConnectorInfo] = &[
-    elasticsearch::INFO,
-    file::INFO,
-    generator::INFO,
+    #[cfg(feature = "mongodb")]
+    mongodb::INFO,
     stdout::INFO,
 ];
 
 /// The connector a spec's `type` names.
 pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {
     CONNECTORS.iter().find(|c| c.name == name)
+}
+
+/// A document id derived from where `r` came from and that it is the `nth` output of its
+/// input: the same again when the input is replayed, so an idempotent sink overwrites.
+pub fn derived_id(r: &Record, nth: usize) -> String {
+    let p = &r.position;
+    let key = format!("{}\0{}\0{}", p.source, p.split, p.offset);
+    format!("{:016x}-{nth}", file::source::stable_hash(key.as_bytes()))
+}
+
+/// Each record with its ordinal among the outputs of one input (consecutive records with
+/// the same position): 0, 1, ... for a flat_map's outputs, 0 for a record of its own.
+pub fn output_ordinals(records: &[Record]) -> impl Iterator<Item = (usize, &Record)> {
+    let mut nth = 0;
+    records.iter().enumerate().map(move |(i, r)| {
+        nth = match i.checked_sub(1).map(|j| &records[j].position) {
+            Some(prev) if *prev == r.position => nth + 1,
+            _ => 0,
+        };
+        (nth, r)
+    })
 }
 
 /// Reads a validated config as its typed struct (a config that passed validation reads).

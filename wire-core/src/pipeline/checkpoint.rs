@@ -10,7 +10,56 @@ use serde::{Deserialize, Serialize};
 use crate::consensus::NodeId;
 
 /// Source step id -> split (a file path, a topic partition) -> offset to resume at.
-pub type Positions = BTreeMap<String, BTreeMap<String, u64>>;
+pub type Positions = BTreeMap<String, BTreeMap<String, Offset>>;
+
+/// A place in a split: a number for sources that count (a byte offset, a Kafka offset, a
+/// sequence number), an opaque token for those that do not (a MongoDB `_id` or change-stream
+/// resume token, as extended JSON). Kept as a JSON number or string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Offset {
+    Num(u64),
+    Token(String),
+}
+
+impl Offset {
+    /// The number, for a source that counts.
+    pub fn num(&self) -> Option<u64> {
+        match self {
+            Offset::Num(n) => Some(*n),
+            Offset::Token(_) => None,
+        }
+    }
+
+    /// The token, for a source that does not count.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Offset::Num(_) => None,
+            Offset::Token(t) => Some(t),
+        }
+    }
+}
+
+impl Default for Offset {
+    fn default() -> Self {
+        Offset::Num(0)
+    }
+}
+
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Offset::Num(n) => write!(f, "{n}"),
+            Offset::Token(t) => f.write_str(t),
+        }
+    }
+}
+
+impl From<u64> for Offset {
+    fn from(n: u64) -> Self {
+        Offset::Num(n)
+    }
+}
 
 /// One partition's checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,15 +78,22 @@ pub struct Checkpoint {
 }
 
 /// The positions of all `checkpoints`, merged: a split that moved between partitions (the
-/// parallelism changed) resumes from the furthest offset any partition recorded for it.
+/// parallelism changed) resumes from the furthest offset any partition recorded for it, or,
+/// for a token (which only its source can order), from the most recent checkpoint's.
 pub fn merged_positions<'a>(checkpoints: impl IntoIterator<Item = &'a Checkpoint>) -> Positions {
+    let mut by_time: Vec<&Checkpoint> = checkpoints.into_iter().collect();
+    by_time.sort_by_key(|c| c.taken_at_ms);
     let mut out = Positions::new();
-    for c in checkpoints {
+    for c in by_time {
         for (source, splits) in &c.positions {
             let entry = out.entry(source.clone()).or_default();
             for (split, offset) in splits {
-                let o = entry.entry(split.clone()).or_insert(0);
-                *o = (*o).max(*offset);
+                match (entry.get_mut(split), offset) {
+                    (Some(Offset::Num(have)), Offset::Num(n)) => *have = (*have).max(*n),
+                    _ => {
+                        entry.insert(split.clone(), offset.clone());
+                    }
+                }
             }
         }
     }
@@ -50,4 +106,52 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, split: &str, offset: Offset) -> Checkpoint {
+        let mut positions = Positions::new();
+        positions
+            .entry("src".into())
+            .or_default()
+            .insert(split.into(), offset);
+        Checkpoint {
+            epoch: 1,
+            version: 1,
+            node: 1,
+            positions,
+            taken_at_ms: ms,
+        }
+    }
+
+    #[test]
+    fn numbers_merge_to_the_furthest_and_tokens_to_the_latest() {
+        let merged = merged_positions(&[
+            at(30, "a", Offset::Num(5)),
+            at(10, "a", Offset::Num(9)),
+            at(20, "t", Offset::Token("new".into())),
+            at(5, "t", Offset::Token("old".into())),
+        ]);
+        assert_eq!(merged["src"]["a"], Offset::Num(9));
+        assert_eq!(merged["src"]["t"], Offset::Token("new".into()));
+    }
+
+    #[test]
+    fn offsets_keep_their_kind_through_json_and_the_log_encoding() {
+        let c = at(1, "t", Offset::Token(r#"{"$oid":"65a1"}"#.into()));
+        let mut both = c.clone();
+        both.positions
+            .get_mut("src")
+            .unwrap()
+            .insert("n".into(), Offset::Num(42));
+        let json = serde_json::to_value(&both).unwrap();
+        assert_eq!(json["positions"]["src"]["n"], 42);
+        assert_eq!(json["positions"]["src"]["t"], r#"{"$oid":"65a1"}"#);
+        let packed = rmp_serde::to_vec_named(&both).unwrap();
+        let back: Checkpoint = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(back, both);
+    }
 }

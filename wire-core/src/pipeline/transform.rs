@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use jaq_json::Val;
 
+use super::checkpoint::Offset;
 use super::jq::Jq;
 
 /// Where a record came from, so a checkpoint can say how far a partition got and a dead
@@ -18,8 +19,8 @@ pub struct Position {
     pub source: std::sync::Arc<str>,
     /// The split within the source (a file path, a topic partition).
     pub split: std::sync::Arc<str>,
-    /// The offset in the split (a byte offset, a Kafka offset).
-    pub offset: u64,
+    /// The place in the split (a byte offset, a Kafka offset, a MongoDB `_id`).
+    pub offset: Offset,
 }
 
 impl Default for Position {
@@ -27,7 +28,7 @@ impl Default for Position {
         Position {
             source: "".into(),
             split: "".into(),
-            offset: 0,
+            offset: Offset::Num(0),
         }
     }
 }
@@ -218,7 +219,7 @@ mod tests {
                     Position {
                         source: "events".into(),
                         split: "events.jsonl".into(),
-                        offset: i as u64 * 100,
+                        offset: Offset::Num(i as u64 * 100),
                     },
                 )
             })
@@ -252,13 +253,14 @@ mod tests {
         );
         assert!(out.iter().all(|r| r.key.as_deref() == Some(&b"ada"[..])));
         assert_eq!(
-            out[1].position.offset, 300,
+            out[1].position.offset,
+            Offset::Num(300),
             "outputs keep their input's position"
         );
         // "lots" > 5 is true in jq (strings sort after numbers); multiplying it fails.
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].step, "cents");
-        assert_eq!(rejected[0].record.position.offset, 200);
+        assert_eq!(rejected[0].record.position.offset, Offset::Num(200));
         assert!(
             rejected[0].reason.starts_with("jq:"),
             "{}",

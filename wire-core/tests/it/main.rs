@@ -13,6 +13,8 @@ mod elasticsearch;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod kv_api;
+#[cfg(all(feature = "kafka", feature = "mongodb"))]
+mod mongo;
 mod pipelines_api;
 mod pipelines_durable;
 mod pipelines_run;

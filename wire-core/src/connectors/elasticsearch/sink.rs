@@ -7,8 +7,7 @@ use jaq_json::Val;
 use serde::Deserialize;
 
 use super::config::{template_fields, ElasticsearchSinkConfig};
-use crate::connectors::file::source::stable_hash;
-use crate::connectors::{Sink, SinkContext};
+use crate::connectors::{derived_id, output_ordinals, Sink, SinkContext};
 use crate::pipeline::transform::Record;
 
 const DEFAULT_MAX_DOCS: usize = 1000;
@@ -185,11 +184,7 @@ impl ElasticsearchSink {
             Some(path) => field(&r.value, path).and_then(text_of).ok_or_else(|| {
                 format!("the id field '{path}' is missing or not a string or number")
             }),
-            None => {
-                let p = &r.position;
-                let key = format!("{}\0{}\0{}", p.source, p.split, p.offset);
-                Ok(format!("{:016x}-{nth}", stable_hash(key.as_bytes())))
-            }
+            None => Ok(derived_id(r, nth)),
         }
     }
 
@@ -311,13 +306,8 @@ impl ElasticsearchSink {
 
 impl Sink for ElasticsearchSink {
     fn write(&mut self, records: &[Record]) -> Result<(), String> {
-        let mut nth = 0;
-        for (i, r) in records.iter().enumerate() {
-            // The k-th output of one input gets id suffix k, the same again on a replay.
-            nth = match i.checked_sub(1).map(|j| &records[j].position) {
-                Some(prev) if *prev == r.position => nth + 1,
-                _ => 0,
-            };
+        // The k-th output of one input gets id suffix k, the same again on a replay.
+        for (nth, r) in output_ordinals(records) {
             self.add(r, nth);
             if self.due() {
                 self.flush()?;

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use jaq_json::Val;
 
 use super::config::{FileFormat, FileSourceConfig};
-use crate::connectors::{BadInput, ReadState, Source, SourceBatch, SourceContext};
+use crate::connectors::{
+    numeric_positions, BadInput, ReadState, Source, SourceBatch, SourceContext,
+};
+use crate::pipeline::checkpoint::Offset;
 use crate::pipeline::jq::parse_json;
 use crate::pipeline::transform::{Position, Record};
 
@@ -108,7 +111,7 @@ impl LineReader {
             let position = Position {
                 source: self.source.clone(),
                 split: self.split.clone(),
-                offset: self.offset,
+                offset: Offset::Num(self.offset),
             };
             let parsed = match &self.columns {
                 None => parse_json(text),
@@ -285,7 +288,7 @@ impl FileSource {
             step: ctx.step.to_string(),
             partition: ctx.partition,
             partitions: ctx.partitions.max(1),
-            offsets: ctx.resume.clone(),
+            offsets: ctx.numeric_resume(),
             done: Vec::new(),
             current: None,
             last_scan: None,
@@ -382,8 +385,8 @@ impl Source for FileSource {
         }
     }
 
-    fn positions(&self) -> BTreeMap<String, u64> {
-        self.offsets.clone()
+    fn positions(&self) -> BTreeMap<String, Offset> {
+        numeric_positions(&self.offsets)
     }
 
     fn lag(&self) -> Option<u64> {
@@ -430,12 +433,12 @@ mod tests {
         assert_eq!(values(&first), ["{\"a\":1}"]);
         assert_eq!(first.bad.len(), 1);
         assert_eq!(first.bad[0].raw, b"{oops");
-        assert_eq!(first.bad[0].position.offset, 16);
+        assert_eq!(first.bad[0].position.offset, Offset::Num(16));
         assert!(first.bad[0].reason.starts_with("invalid JSON"));
         assert!(!first.at_end);
 
         // Resume after the first record: the bad line and the rest come again.
-        let resume_at = first.records[0].position.offset;
+        let resume_at = first.records[0].position.offset.num().unwrap();
         assert_eq!(resume_at, 9);
         let mut again = LineReader::open("events", &path, resume_at).unwrap();
         let rest = again.read_batch(100).unwrap();
@@ -476,7 +479,7 @@ mod tests {
         let mut again = LineReader::open_as(
             "people",
             &path,
-            b.records[0].position.offset,
+            b.records[0].position.offset.num().unwrap(),
             FileFormat::Csv,
         )
         .unwrap();

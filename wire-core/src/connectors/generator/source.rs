@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::config::GeneratorConfig;
+use crate::pipeline::checkpoint::Offset;
 use crate::pipeline::jq::parse_json;
 use crate::pipeline::transform::{Position, Record};
 
@@ -79,7 +80,7 @@ impl Generator {
                 Position {
                     source: self.source.clone(),
                     split: self.split.clone(),
-                    offset: self.next,
+                    offset: Offset::Num(self.next),
                 },
             ));
         }
@@ -129,8 +130,11 @@ impl crate::connectors::Source for GeneratorSource {
         })
     }
 
-    fn positions(&self) -> std::collections::BTreeMap<String, u64> {
-        std::collections::BTreeMap::from([(self.generator.split.to_string(), self.generator.next)])
+    fn positions(&self) -> std::collections::BTreeMap<String, Offset> {
+        std::collections::BTreeMap::from([(
+            self.generator.split.to_string(),
+            Offset::Num(self.generator.next),
+        )])
     }
 
     fn lag(&self) -> Option<u64> {
@@ -153,7 +157,7 @@ pub fn open(
         ctx.partitions,
         ctx.resume
             .get(&format!("{}/{}", ctx.partition, ctx.partitions))
-            .copied(),
+            .and_then(Offset::num),
     );
     Ok(Box::new(GeneratorSource {
         generator,
@@ -186,23 +190,23 @@ mod tests {
         let mut p1 = Generator::new("gen", &c, 1, 2, None);
         let batch = p1.next_batch(2).unwrap();
         let values: Vec<String> = batch.iter().map(|r| r.value.to_string()).collect();
-        // Object keys come out sorted.
+        // Object keys keep the template's order.
         assert_eq!(
             values,
             [
-                r#"{"id":1,"k":[true],"name":"user-1"}"#,
-                r#"{"id":3,"k":[true],"name":"user-3"}"#
+                r#"{"id":1,"name":"user-1","k":[true]}"#,
+                r#"{"id":3,"name":"user-3","k":[true]}"#
             ]
         );
         // Resume from the last delivered record's offset: the rest, once.
-        let mut resumed = Generator::new("gen", &c, 1, 2, Some(batch[1].position.offset));
+        let mut resumed = Generator::new("gen", &c, 1, 2, batch[1].position.offset.num());
         let rest: Vec<String> = resumed
             .next_batch(10)
             .unwrap()
             .iter()
             .map(|r| r.value.to_string())
             .collect();
-        assert_eq!(rest, [r#"{"id":5,"k":[true],"name":"user-5"}"#]);
+        assert_eq!(rest, [r#"{"id":5,"name":"user-5","k":[true]}"#]);
         assert!(resumed.done());
         // Both partitions together make 0..7 exactly once.
         let mut all: Vec<u64> = Vec::new();

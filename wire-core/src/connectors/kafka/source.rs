@@ -93,7 +93,10 @@ pub fn open(
             continue;
         }
         let split = format!("{topic}/{partition}");
-        let resume = ctx.resume.get(&split).copied();
+        let resume = ctx
+            .resume
+            .get(&split)
+            .and_then(crate::pipeline::checkpoint::Offset::num);
         if let Some(o) = resume {
             positions.insert(split.clone(), o);
         }
@@ -202,7 +205,7 @@ impl Source for KafkaSource {
             let position = Position {
                 source: self.step.clone(),
                 split,
-                offset,
+                offset: offset.into(),
             };
             let payload = message.payload().unwrap_or_default();
             let value = match self.format {
@@ -256,7 +259,7 @@ impl Source for KafkaSource {
         })
     }
 
-    fn positions(&self) -> BTreeMap<String, u64> {
-        self.positions.clone()
+    fn positions(&self) -> BTreeMap<String, crate::pipeline::checkpoint::Offset> {
+        crate::connectors::numeric_positions(&self.positions)
     }
 }
