@@ -1,7 +1,7 @@
 //! Connectors through failures, against real servers: a `wire node` killed with `kill -9`
-//! mid-run (Kafka → OpenSearch: every document once after the restart), and a Kafka broker
-//! or an OpenSearch node stopped mid-run and started again (the pipeline blocks and
-//! recovers, losing nothing). The outage tests run servers of their own
+//! mid-run (Kafka → OpenSearch and Kafka → MongoDB: every document once after the restart),
+//! and a Kafka broker, an OpenSearch node or a MongoDB-protocol server stopped mid-run and
+//! started again (the pipeline blocks and recovers, losing nothing). The outage tests run servers of their own
 //! (tests/services/*.sh with their own ports and data), so other tests are not disturbed.
 
 use std::collections::BTreeSet;
@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::elasticsearch::{documents, opensearch};
 use crate::kafka::{broker, consume_all_from, create_topic_on, produce_to, topic, wait_read};
+use crate::pipelines_run::{committed_lines, wait_state};
 use crate::support::{
     create_pipeline, eventually, free_port, get_json, http, service, Embedded, Proc,
 };
@@ -213,4 +214,122 @@ async fn an_opensearch_outage_blocks_the_sink_and_it_recovers_losing_nothing() {
         Some(3000),
         "no copies"
     );
+}
+
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_to_mongodb_is_exactly_once_across_kill_9() {
+    use crate::mongo::{count, database, ferretdb, find_all};
+    let root = tempfile::tempdir().unwrap();
+    let input = topic("kill9-mongo");
+    create_topic_on(broker(), &input, 2).await;
+    produce_to(broker(), &input, &orders(0, 3000));
+    let db = database("kill9");
+    let mut node = Proc::start(root.path(), 1, &["--bootstrap".into()]);
+    wait_ready(&node).await;
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "k2m",
+            "checkpoint_interval": "300ms",
+            "sources": [{"type": "kafka", "config": {"bootstrap_servers": broker(), "topics": [input]}}],
+            "sinks": [{"type": "mongodb", "config": {"uri": ferretdb(), "database": db,
+                       "collection": "orders", "id_field": "id", "max_docs": 50}}]
+        }),
+    )
+    .await;
+    eventually(Duration::from_secs(60), "some documents", || async {
+        (count(ferretdb(), &db, "orders").await? > 0).then_some(())
+    })
+    .await;
+    node.kill9();
+    produce_to(broker(), &input, &orders(3000, 6000));
+    node.restart(&[]);
+    wait_ready(&node).await;
+    eventually(Duration::from_secs(120), "all documents", || async {
+        (count(ferretdb(), &db, "orders").await? >= 6000).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let docs = find_all(ferretdb(), &db, "orders").await;
+    let ids: Vec<i64> = docs
+        .iter()
+        .map(|d| {
+            d.get_i64("_id")
+                .or(d.get_i32("_id").map(i64::from))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (0..6000).collect::<Vec<i64>>(),
+        "each once, none added by replays"
+    );
+}
+
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mongodb_outage_blocks_source_and_sink_and_they_recover_losing_nothing() {
+    use crate::mongo::{count, database};
+    let server = OwnService::start("ferretdb.sh", &["FERRETDB_PORT"]);
+    let uri = server.address.clone();
+    let node = Embedded::start().await;
+    let db = database("outage");
+    // Generator → MongoDB (the sink's side), and that collection → a file (the source's).
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "to-mongo",
+            "checkpoint_interval": "200ms",
+            "sources": [{"type": "generator", "config": {"count": 3000, "rate": 400,
+                         "template": {"_id": "{{seq}}", "n": "{{seq}}"}}}],
+            "sinks": [{"type": "mongodb", "config": {"uri": uri, "database": db,
+                       "collection": "events", "max_docs": 50, "flush_interval": "100ms"}}]
+        }),
+    )
+    .await;
+    let out = node.dir.path().join("copy");
+    create_pipeline(
+        &node.url("/pipelines"),
+        &json!({
+            "name": "from-mongo",
+            "checkpoint_interval": "200ms",
+            "sources": [{"type": "mongodb", "config": {"uri": uri, "database": db,
+                         "collections": ["events"], "mode": "poll", "poll_field": "n",
+                         "poll_interval": "100ms"}}],
+            "sinks": [{"type": "file", "config": {"path": out}}]
+        }),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "some documents", || async {
+        (count(&uri, &db, "events").await? > 300).then_some(())
+    })
+    .await;
+    server.run("stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = get_json(&node.url("/pipelines/to-mongo")).await;
+    assert_ne!(
+        status["state"], "finished",
+        "blocked while the server is down: {status}"
+    );
+    server.run("start");
+    eventually(Duration::from_secs(90), "every document", || async {
+        (count(&uri, &db, "events").await? == 3000).then_some(())
+    })
+    .await;
+    wait_state(&node.url("/pipelines/to-mongo"), "finished").await;
+    let copied = eventually(Duration::from_secs(60), "every document copied", || async {
+        let lines = committed_lines(&out);
+        (lines.len() >= 3000).then_some(lines)
+    })
+    .await;
+    let ns: BTreeSet<i64> = copied
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ns, (0..3000).collect(), "the source lost nothing");
 }
