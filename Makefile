@@ -21,10 +21,12 @@ clippy:
 test: test-rust test-ffi test-python test-wheel
 
 # The connector tests start real servers with tests/services/*.sh (Kafka and OpenSearch from
-# Maven Central jars, cached); they are stopped afterwards, whatever the result.
+# Maven Central jars, FerretDB built from the Go module proxy; all cached); they are stopped
+# afterwards, whatever the result.
 test-rust:
 	cargo test --workspace; status=$$?; \
-	  bash tests/services/kafka.sh stop; bash tests/services/opensearch.sh stop; exit $$status
+	  bash tests/services/kafka.sh stop; bash tests/services/opensearch.sh stop; \
+	  bash tests/services/ferretdb.sh stop; exit $$status
 
 $(VENV)/.tools:
 	python3 -m venv $(VENV)

@@ -5,6 +5,8 @@
     {'type': 'file', 'config': {'path': 'out/', 'format': 'csv'}}
     >>> wire.sinks.elasticsearch("http://127.0.0.1:9200", "events-{date}")["config"]["index"]
     'events-{date}'
+    >>> wire.sinks.mongodb("mongodb://127.0.0.1", "shop", "orders", id_field="id")["type"]
+    'mongodb'
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Dict, Optional, Union
 
 from .sources import connector
 
-__all__ = ["file", "stdout", "kafka", "elasticsearch", "connector"]
+__all__ = ["file", "stdout", "kafka", "elasticsearch", "mongodb", "connector"]
 
 Spec = Dict[str, Any]
 
@@ -86,5 +88,29 @@ def elasticsearch(
         id_field=id_field,
         max_docs=max_docs,
         max_bytes=max_bytes,
+        flush_interval=flush_interval,
+    )
+
+
+def mongodb(
+    uri: str,
+    database: str,
+    collection: str,
+    *,
+    id_field: Optional[str] = None,
+    max_docs: Optional[int] = None,
+    flush_interval: Optional[str] = None,
+) -> Spec:
+    """Each record (a JSON object, extended JSON for BSON types) upserted into a MongoDB
+    ``collection`` by ``_id`` (the document's own, the ``id_field``'s value, or one derived
+    from the record's source position), so replays overwrite; documents the server refuses
+    go to the dead-letter sink with its reason."""
+    return connector(
+        "mongodb",
+        uri=uri,
+        database=database,
+        collection=collection,
+        id_field=id_field,
+        max_docs=max_docs,
         flush_interval=flush_interval,
     )

@@ -7,6 +7,8 @@
     {'type': 'generator', 'config': {'count': 10}}
     >>> wire.sources.kafka("127.0.0.1:9092", ["orders"], start="latest")["config"]["topics"]
     ['orders']
+    >>> wire.sources.mongodb("mongodb://127.0.0.1", "shop", ["orders"], mode="poll")["config"]["mode"]
+    'poll'
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Sequence, Union
 
-__all__ = ["file", "generator", "kafka", "connector"]
+__all__ = ["file", "generator", "kafka", "mongodb", "connector"]
 
 Spec = Dict[str, Any]
 
@@ -66,4 +68,35 @@ def kafka(
         format=format,
         group_id=group_id,
         properties=properties,
+    )
+
+
+def mongodb(
+    uri: str,
+    database: str,
+    collections: Sequence[str],
+    *,
+    mode: Optional[str] = None,
+    poll_field: Optional[str] = None,
+    poll_interval: Optional[str] = None,
+    filter: Optional[Dict[str, Any]] = None,
+    batch_size: Optional[int] = None,
+    tail: Optional[bool] = None,
+) -> Spec:
+    """Documents of MongoDB ``collections`` (one split each; as relaxed extended JSON, keyed
+    by ``_id``): each is copied, then followed, by ``mode`` ``change_stream`` (default;
+    replica sets) or ``poll`` (servers without change streams: what moved past the last
+    (``poll_field``, ``_id``) read, every ``poll_interval``). ``filter`` is a query;
+    ``tail=False`` ends after the copy."""
+    return connector(
+        "mongodb",
+        uri=uri,
+        database=database,
+        collections=list(collections),
+        mode=mode,
+        poll_field=poll_field,
+        poll_interval=poll_interval,
+        filter=filter,
+        batch_size=batch_size,
+        tail=tail,
     )
