@@ -20,6 +20,7 @@ pub mod connectors;
 pub mod consensus;
 pub mod demo;
 pub mod error;
+pub mod hosted;
 pub mod http;
 pub mod kv;
 pub mod node;
@@ -27,4 +28,5 @@ pub mod pipeline;
 
 pub use config::{NodeConfig, NodeOptions};
 pub use error::{Error, Result};
+pub use hosted::HostedNode;
 pub use node::{Consistency, Node, NodeStatus};

@@ -15,13 +15,7 @@ use crate::status::{wire_status, Failure};
 
 /// A node hosted by a C program.
 pub struct Hosted {
-    running: Mutex<Option<Running>>,
-}
-
-#[derive(Clone)]
-struct Running {
-    node: wire_core::Node,
-    runtime: Arc<tokio::runtime::Runtime>,
+    node: wire_core::HostedNode,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,60 +83,29 @@ impl Hosted {
     /// Starts a node (bootstrapping or joining as its options say) on a runtime of its own.
     pub fn start(config: &str) -> Result<Hosted, Failure> {
         let options = options(config)?;
-        let threads = options.worker_threads.unwrap_or(2).max(1);
+        let threads = options.worker_threads.unwrap_or(2);
         let config = options
             .validate()
             .map_err(|errors| Failure::from(wire_core::Error::Config(errors)))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("wire-node")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Failure::new(
-                    wire_status::WIRE_ERR_IO,
-                    format!("starting the node's runtime: {e}"),
-                )
-            })?;
-        let node = runtime.block_on(wire_core::Node::start(config))?;
         Ok(Hosted {
-            running: Mutex::new(Some(Running {
-                node,
-                runtime: Arc::new(runtime),
-            })),
+            node: wire_core::HostedNode::start(config, threads)?,
         })
-    }
-
-    fn running(&self) -> Result<Running, Failure> {
-        lock(&self.running)
-            .clone()
-            .ok_or_else(|| Failure::from(wire_core::Error::Shutdown))
     }
 
     fn block<T, F>(&self, f: impl FnOnce(wire_core::Node) -> F) -> Result<T, Failure>
     where
         F: std::future::Future<Output = wire_core::Result<T>>,
     {
-        let r = self.running()?;
-        Ok(r.runtime.block_on(f(r.node.clone()))?)
+        Ok(self.node.block(f)?)
     }
 
     pub fn node(&self) -> Result<wire_core::Node, Failure> {
-        Ok(self.running()?.node)
+        Ok(self.node.node()?)
     }
 
     /// Stops the node (pipelines take a final checkpoint). Idempotent.
     pub fn shutdown(&self) -> Result<(), Failure> {
-        let taken = lock(&self.running).take();
-        let Some(Running { node, runtime }) = taken else {
-            return Ok(());
-        };
-        let result = runtime.block_on(node.shutdown());
-        drop(node);
-        if let Ok(rt) = Arc::try_unwrap(runtime) {
-            rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        }
-        Ok(result?)
+        Ok(self.node.shutdown()?)
     }
 
     pub fn status(&self) -> Result<String, Failure> {
@@ -187,24 +150,7 @@ impl Hosted {
             n.kv_list(prefix, after, limit, Consistency::default())
                 .await
         })?;
-        let next_after = if page.more {
-            page.items.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        let items: Vec<serde_json::Value> = page
-            .items
-            .into_iter()
-            .map(|(key, value)| match String::from_utf8(value) {
-                Ok(text) => serde_json::json!({"key": key, "value": text}),
-                Err(e) => {
-                    use base64::Engine;
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(e.as_bytes());
-                    serde_json::json!({"key": key, "value_base64": encoded})
-                }
-            })
-            .collect();
-        json(&serde_json::json!({"items": items, "more": page.more, "next_after": next_after}))
+        json(&wire_core::http::kv_page_json(page))
     }
 
     /// A transaction given as the JSON of `POST /kv/txn`; whether its compares held.

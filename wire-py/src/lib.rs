@@ -9,7 +9,7 @@ mod convert;
 mod error;
 mod transform;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -27,29 +27,20 @@ use error::{raise, to_py};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// What a started node holds: the engine and the runtime it runs on.
-#[derive(Clone)]
-struct Running {
-    node: wire_core::Node,
-    runtime: Arc<tokio::runtime::Runtime>,
-}
-
 /// A node hosted in this process (see `wire.Node`).
 #[pyclass(module = "wire._native", name = "Node")]
 struct NativeNode {
-    running: Mutex<Option<Running>>,
+    hosted: wire_core::HostedNode,
     id: u64,
     http_addr: String,
     raft_addr: String,
 }
 
 impl NativeNode {
-    fn running(&self) -> PyResult<Running> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| raise("shutting_down", "the node is stopped"))
+    fn node(&self) -> PyResult<wire_core::Node> {
+        self.hosted
+            .node()
+            .map_err(|_| raise("shutting_down", "the node is stopped"))
     }
 
     /// Runs `f` on the node's runtime with the GIL released.
@@ -61,9 +52,7 @@ impl NativeNode {
     where
         F: std::future::Future<Output = wire_core::Result<T>> + Send,
     {
-        let running = self.running()?;
-        py.detach(move || running.runtime.block_on(f(running.node.clone())))
-            .map_err(to_py)
+        py.detach(move || self.hosted.block(f)).map_err(to_py)
     }
 }
 
@@ -129,23 +118,15 @@ impl NativeNode {
         let config = options
             .validate()
             .map_err(|errors| to_py(wire_core::Error::Config(errors)))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(worker_threads.max(1))
-            .thread_name("wire-node")
-            .enable_all()
-            .build()
-            .map_err(|e| raise("internal", &format!("starting the node's runtime: {e}")))?;
-        let node = py
-            .detach(|| runtime.block_on(wire_core::Node::start(config)))
+        let hosted = py
+            .detach(|| wire_core::HostedNode::start(config, worker_threads))
             .map_err(to_py)?;
+        let node = hosted.node().map_err(to_py)?;
         Ok(NativeNode {
             id: node.id(),
             http_addr: node.http_addr().to_string(),
             raft_addr: node.raft_addr().to_string(),
-            running: Mutex::new(Some(Running {
-                node,
-                runtime: Arc::new(runtime),
-            })),
+            hosted,
         })
     }
 
@@ -166,33 +147,14 @@ impl NativeNode {
 
     #[getter]
     fn stopped(&self) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.hosted.stopped()
     }
 
     /// Stops the node: every pipeline job takes a final checkpoint, then Raft and storage
     /// close. Idempotent.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(Running { node, runtime }) = taken else {
-            return Ok(());
-        };
         // Pipeline threads may be waiting for the GIL to run a Python transform: release it.
-        py.detach(move || {
-            let result = runtime.block_on(node.shutdown());
-            drop(node);
-            if let Ok(rt) = Arc::try_unwrap(runtime) {
-                rt.shutdown_timeout(std::time::Duration::from_secs(5));
-            }
-            result
-        })
-        .map_err(to_py)
+        py.detach(|| self.hosted.shutdown()).map_err(to_py)
     }
 
     fn status(&self, py: Python<'_>) -> PyResult<String> {
@@ -201,7 +163,7 @@ impl NativeNode {
     }
 
     fn is_ready(&self) -> PyResult<bool> {
-        Ok(self.running()?.node.is_ready())
+        Ok(self.node()?.is_ready())
     }
 
     fn remove_member(&self, py: Python<'_>, id: u64) -> PyResult<()> {
@@ -300,7 +262,7 @@ impl NativeNode {
     /// Checks a spec (JSON or YAML) against this node; returns nothing or raises.
     fn pipeline_validate(&self, text: &str) -> PyResult<()> {
         let spec = spec(text)?;
-        self.running()?.node.validate_spec(&spec).map_err(to_py)?;
+        self.node()?.validate_spec(&spec).map_err(to_py)?;
         Ok(())
     }
 
@@ -375,8 +337,7 @@ impl NativeNode {
         batch: bool,
     ) -> PyResult<()> {
         let transform = transform::PyTransform::new(name, kind, func, batch)?;
-        self.running()?
-            .node
+        self.node()?
             .register_transform(name, Arc::new(transform))
             .map_err(to_py)
     }
@@ -384,18 +345,10 @@ impl NativeNode {
 
 impl Drop for NativeNode {
     fn drop(&mut self) {
-        let taken = self
-            .running
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(Running { node, runtime }) = taken {
+        if !self.hosted.stopped() {
             // Dropped without stop(): shut down without holding the GIL, which a pipeline
             // thread running a Python transform may be waiting for.
-            let shutdown = move || {
-                let _ = runtime.block_on(node.shutdown());
-            };
-            Python::attach(|py| py.detach(shutdown));
+            Python::attach(|py| py.detach(|| self.hosted.shutdown()).ok());
         }
     }
 }

@@ -146,6 +146,12 @@ pub async fn list(
     let page = node
         .kv_list(&prefix, q.after.as_deref(), limit, consistency)
         .await?;
+    Ok(Json(page_json(page)).into_response())
+}
+
+/// A page of a listing as `GET /kv` answers it: `items` (each `key` with `value` or
+/// `value_base64`), `more`, and `next_after` (the key to continue after, if more follow).
+pub fn page_json(page: crate::consensus::state_machine::KvPage) -> serde_json::Value {
     let (items, more) = (page.items, page.more);
     let next_after = if more {
         items.last().map(|(k, _)| k.clone())
@@ -153,7 +159,7 @@ pub async fn list(
         None
     };
     let items: Vec<Item> = items.into_iter().map(|(k, v)| item(k, v)).collect();
-    Ok(Json(json!({"items": items, "more": more, "next_after": next_after})).into_response())
+    json!({"items": items, "more": more, "next_after": next_after})
 }
 
 /// A value in a transaction body: `value` (UTF-8 text) or `value_base64`.

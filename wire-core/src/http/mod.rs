@@ -14,6 +14,7 @@ use axum::Router;
 
 use crate::node::Node;
 use error::ApiError;
+pub use kv::page_json as kv_page_json;
 pub use kv::txn_from_json as kv_txn_from_json;
 
 /// Query of reads that take a consistency level.

@@ -113,6 +113,9 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     let mut want = vec!["elasticsearch", "file", "generator", "stdout"];
+    if cfg!(feature = "mongodb") {
+        want.insert(3, "mongodb");
+    }
     if cfg!(feature = "kafka") {
         want.insert(3, "kafka");
     }
