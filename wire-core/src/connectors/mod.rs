@@ -197,6 +197,48 @@ pub fn output_ordinals(records: &[Record]) -> impl Iterator<Item = (usize, &Reco
     })
 }
 
+/// How a sink that blocks on an unavailable server paces its retries: 100 ms doubling to
+/// 5 s between attempts, for up to 5 minutes, after which it fails (and its job restarts
+/// from the last checkpoint, sending the same records again).
+pub struct Retry {
+    started: std::time::Instant,
+    backoff: std::time::Duration,
+}
+
+impl Retry {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+    pub const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+    pub fn new() -> Retry {
+        Retry {
+            started: std::time::Instant::now(),
+            backoff: Self::FIRST,
+        }
+    }
+
+    /// Waits before the next attempt for `left` documents, or gives up with an error
+    /// naming `what` and `why` once retrying has lasted too long.
+    pub fn wait(&mut self, what: &str, left: usize, why: &str) -> Result<(), String> {
+        if self.started.elapsed() >= Self::GIVE_UP_AFTER {
+            return Err(format!(
+                "{what}: {left} documents not stored after {:?}: {why}",
+                Self::GIVE_UP_AFTER
+            ));
+        }
+        tracing::warn!(documents = left, error = %why, "{what}: retrying");
+        std::thread::sleep(self.backoff);
+        self.backoff = (self.backoff * 2).min(Self::MAX);
+        Ok(())
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry::new()
+    }
+}
+
 /// Reads a validated config as its typed struct (a config that passed validation reads).
 pub fn typed<T: for<'de> serde::Deserialize<'de>>(config: &Value) -> Result<T, String> {
     check_config(config, "config").map_err(|e| e.to_string())

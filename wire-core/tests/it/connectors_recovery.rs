@@ -219,7 +219,7 @@ async fn an_opensearch_outage_blocks_the_sink_and_it_recovers_losing_nothing() {
 #[cfg(feature = "mongodb")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_to_mongodb_is_exactly_once_across_kill_9() {
-    use crate::mongo::{count, database, ferretdb, find_all};
+    use crate::mongo::{count, database, ferretdb, find_all, int_ids};
     let root = tempfile::tempdir().unwrap();
     let input = topic("kill9-mongo");
     create_topic_on(broker(), &input, 2).await;
@@ -252,14 +252,7 @@ async fn kafka_to_mongodb_is_exactly_once_across_kill_9() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let docs = find_all(ferretdb(), &db, "orders").await;
-    let ids: Vec<i64> = docs
-        .iter()
-        .map(|d| {
-            d.get_i64("_id")
-                .or(d.get_i32("_id").map(i64::from))
-                .unwrap()
-        })
-        .collect();
+    let ids = int_ids(&docs);
     assert_eq!(
         ids,
         (0..6000).collect::<Vec<i64>>(),

@@ -48,6 +48,17 @@ pub async fn find_all(uri: &str, db: &str, coll: &str) -> Vec<Document> {
     out
 }
 
+/// The integer `_id` of each document (stored from JSON numbers as int32 or int64).
+pub fn int_ids(docs: &[Document]) -> Vec<i64> {
+    docs.iter()
+        .map(|d| {
+            d.get_i64("_id")
+                .or(d.get_i32("_id").map(i64::from))
+                .unwrap()
+        })
+        .collect()
+}
+
 pub async fn count(uri: &str, db: &str, coll: &str) -> Option<u64> {
     client(uri)
         .await
@@ -223,14 +234,7 @@ async fn kafka_to_mongodb_upserts_once_each_and_refused_documents_go_to_dead_let
     })
     .await;
     let docs = find_all(ferretdb(), &db, "orders").await;
-    let ids: Vec<i64> = docs
-        .iter()
-        .map(|d| {
-            d.get_i64("_id")
-                .or(d.get_i32("_id").map(i64::from))
-                .unwrap()
-        })
-        .collect();
+    let ids = int_ids(&docs);
     assert_eq!(ids, (0..400).collect::<Vec<i64>>());
     assert!(
         docs.iter().all(|d| d.get_datetime("at").is_ok()),

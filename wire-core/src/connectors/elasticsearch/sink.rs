@@ -7,16 +7,11 @@ use jaq_json::Val;
 use serde::Deserialize;
 
 use super::config::{template_fields, ElasticsearchSinkConfig};
-use crate::connectors::{derived_id, output_ordinals, Sink, SinkContext};
+use crate::connectors::{derived_id, output_ordinals, Retry, Sink, SinkContext};
 use crate::pipeline::transform::Record;
 
 const DEFAULT_MAX_DOCS: usize = 1000;
 const DEFAULT_MAX_BYTES: usize = 5 * 1024 * 1024;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Longest one flush keeps retrying before the sink fails (and its job restarts from the
-/// last checkpoint).
-const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
 /// A document waiting to be sent.
 struct Pending {
@@ -218,8 +213,7 @@ impl ElasticsearchSink {
 
     /// Sends everything pending until each document is stored or rejected for good.
     fn flush(&mut self) -> Result<(), String> {
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
+        let mut pace = Retry::new();
         let mut todo = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         self.oldest = None;
@@ -287,17 +281,7 @@ impl ElasticsearchSink {
             };
             todo = retry;
             if let (false, Some(why)) = (todo.is_empty(), why) {
-                if started.elapsed() >= GIVE_UP_AFTER {
-                    // Keep them for the retry after the job restarts from its checkpoint.
-                    return Err(format!(
-                        "elasticsearch: {} documents not stored after {:?}: {why}",
-                        todo.len(),
-                        GIVE_UP_AFTER
-                    ));
-                }
-                tracing::warn!(documents = todo.len(), error = %why, "elasticsearch: retrying");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pace.wait("elasticsearch", todo.len(), &why)?;
             }
         }
         Ok(())

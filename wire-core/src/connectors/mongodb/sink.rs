@@ -10,7 +10,7 @@ use mongodb::Client;
 use super::config::MongoSinkConfig;
 use super::convert::{get_path, to_document};
 use super::source::{client, transient, TRANSIENT_CODES};
-use crate::connectors::{derived_id, output_ordinals, Sink, SinkContext};
+use crate::connectors::{derived_id, output_ordinals, Retry, Sink, SinkContext};
 use crate::pipeline::transform::Record;
 
 const DEFAULT_MAX_DOCS: usize = 1000;
@@ -18,11 +18,6 @@ const DEFAULT_MAX_DOCS: usize = 1000;
 const MAX_BYTES: usize = 8 * 1024 * 1024;
 /// MongoDB's limit for one document.
 const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Longest one flush keeps retrying before the sink fails (and its job restarts from the
-/// last checkpoint).
-const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
 /// A document waiting to be written.
 struct Pending {
@@ -218,8 +213,7 @@ impl MongoSink {
 
     /// Writes everything pending until each document is stored or refused for good.
     fn flush(&mut self) -> Result<(), String> {
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
+        let mut pace = Retry::new();
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         self.oldest = None;
@@ -279,15 +273,7 @@ impl MongoSink {
             }
             if !retry.is_empty() {
                 let left: usize = retry.iter().map(Vec::len).sum();
-                let why = why.unwrap_or_default();
-                if started.elapsed() >= GIVE_UP_AFTER {
-                    return Err(format!(
-                        "mongodb: {left} documents not stored after {GIVE_UP_AFTER:?}: {why}"
-                    ));
-                }
-                tracing::warn!(documents = left, error = %why, "mongodb sink: retrying");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pace.wait("mongodb", left, &why.unwrap_or_default())?;
                 todo.extend(retry);
             }
         }

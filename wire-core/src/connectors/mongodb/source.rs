@@ -23,8 +23,8 @@ const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// How long a change stream's read waits for new events.
 const STREAM_WAIT: Duration = Duration::from_millis(200);
 /// How long a server may stay unreachable before the source fails (and its job restarts
-/// from the last checkpoint).
-const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+/// from the last checkpoint): as long as a sink retries.
+const GIVE_UP_AFTER: Duration = crate::connectors::Retry::GIVE_UP_AFTER;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Where a collection's reading stands; its token is what a checkpoint keeps.
