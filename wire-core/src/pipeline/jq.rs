@@ -6,9 +6,14 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, unwrap_valr, Compiler, Ctx, Vars};
 use jaq_json::Val;
 
-/// A compiled jq program; cheap to share between partitions.
+use super::jq_fast::FastJq;
+
+/// A compiled jq program; cheap to share between partitions. Programs made only of what
+/// [`FastJq`] evaluates run natively, every other one (and every input the fast path does
+/// not take) through jaq.
 pub struct Jq {
     filter: jaq_core::Filter<data::JustLut<Val>>,
+    fast: Option<FastJq>,
 }
 
 impl std::fmt::Debug for Jq {
@@ -57,11 +62,38 @@ impl Jq {
                     .collect();
                 format!("invalid jq: undefined {}", names.join(", "))
             })?;
-        Ok(Jq { filter })
+        Ok(Jq {
+            filter,
+            fast: FastJq::compile(code),
+        })
+    }
+
+    /// Whether the program runs on the native fast path (for inputs it takes).
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Runs the program on one value: every output, or the first error's text.
     pub fn run(&self, input: Val) -> Result<Vec<Val>, String> {
+        self.run_owned(input).map_err(|(e, _)| e)
+    }
+
+    /// [`Jq::run`], giving the input back with the error (for a dead letter) without keeping
+    /// a copy of it while the program runs natively.
+    pub fn run_owned(&self, input: Val) -> Result<Vec<Val>, (String, Val)> {
+        let input = match &self.fast {
+            Some(fast) => match fast.run(input) {
+                Ok(out) => return Ok(out.into_iter().collect()),
+                Err(input) => input,
+            },
+            None => input,
+        };
+        let keep = input.clone();
+        self.run_jaq(input).map_err(|e| (e, keep))
+    }
+
+    /// Runs the program through jaq.
+    pub fn run_jaq(&self, input: Val) -> Result<Vec<Val>, String> {
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         self.filter
             .id

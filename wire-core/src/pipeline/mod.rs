@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod jq;
+pub mod jq_fast;
 pub mod json;
 pub mod record;
 pub mod runtime;

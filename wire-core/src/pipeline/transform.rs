@@ -124,16 +124,28 @@ impl Transform for JqTransform {
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
-        each_record(batch, out, rejected, |record| {
-            let values = self.0.run(record.value.clone())?;
-            Ok(values
-                .into_iter()
-                .map(|value| Record {
-                    value,
-                    ..record.clone()
-                })
-                .collect())
-        });
+        for mut record in batch {
+            // The program gets the value itself, not a copy: a native assignment then changes
+            // it in place instead of copying the object first.
+            match self.0.run_owned(std::mem::take(&mut record.value)) {
+                Ok(values) => {
+                    let mut values = values.into_iter();
+                    let last = values.next_back();
+                    out.extend(values.map(|value| Record {
+                        value,
+                        ..record.clone()
+                    }));
+                    if let Some(value) = last {
+                        record.value = value;
+                        out.push(record);
+                    }
+                }
+                Err((reason, original)) => {
+                    record.value = original;
+                    rejected.push((record, reason));
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,513 @@
+//! A native evaluator for the jq programs pipelines use most: field paths, literals,
+//! comparisons, arithmetic, `and`/`or`/`not`, `//`, `if`, `select`, `floor`, and `=`/`|=` on
+//! field paths, each giving at most one value. jaq evaluates a program through boxed
+//! iterators and paths, which cost a file → jq → file pipeline more than reading, parsing and
+//! writing together; this evaluates the same tree directly on the same values.
+//!
+//! It only ever gives jaq's answer: every operation is jaq's own (`Val`'s arithmetic,
+//! ordering, indexing, truthiness, `floor`), and anything outside the happy path — an error,
+//! a type an operation does not take, more than one output — stops it with [`Fallback`], and
+//! the record is run through jaq from its original value. A program with any construct not
+//! listed here (definitions, variables, iteration, `,`, `reduce`, string interpolation, ...)
+//! is not compiled at all.
+
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Term};
+use jaq_core::ops::{Cmp, Math};
+use jaq_core::path::{Opt, Part};
+use jaq_core::ValT as _;
+use jaq_json::Val;
+use jaq_std::ValT as StdVal;
+
+/// "Let jaq do this one": the fast path cannot give jaq's answer for this input.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fallback;
+
+type R = Result<Option<Val>, Fallback>;
+
+/// A compiled expression that gives zero or one value per input.
+#[derive(Debug)]
+enum Expr {
+    Id,
+    Lit(Val),
+    Empty,
+    /// `f.key`
+    Field(Box<Expr>, Val),
+    Pipe(Box<Expr>, Box<Expr>),
+    Select(Box<Expr>),
+    Not,
+    Floor,
+    Neg(Box<Expr>),
+    Cmp(Box<Expr>, Cmp, Box<Expr>),
+    Math(Box<Expr>, Math, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Alt(Box<Expr>, Box<Expr>),
+    If(Vec<(Expr, Expr)>, Box<Expr>),
+    /// `.a.b = f`
+    Assign(Vec<Val>, Box<Expr>),
+    /// `.a.b |= f`
+    Update(Vec<Val>, Box<Expr>),
+}
+
+/// A whole program, as the stages of its top-level pipe.
+#[derive(Debug)]
+pub struct FastJq {
+    stages: Vec<Expr>,
+}
+
+impl FastJq {
+    /// Compiles `code` if every part of it is one the fast path evaluates.
+    pub fn compile(code: &str) -> Option<FastJq> {
+        let term = jaq_core::load::parse(code, |p| p.term())?;
+        let mut stages = Vec::new();
+        flatten(&term, &mut stages)?;
+        Some(FastJq { stages })
+    }
+
+    /// Runs the program on `input`: its output (`None` for none), or `Err` with `input`
+    /// unchanged when jaq must run it instead.
+    pub fn run(&self, input: Val) -> Result<Option<Val>, Val> {
+        // Leading `select`s only look at the value, so the input stays whole through them.
+        let mut rest = self.stages.as_slice();
+        while let [Expr::Select(cond), tail @ ..] = rest {
+            match cond.eval(input.clone()) {
+                Err(Fallback) => return Err(input),
+                Ok(None) => return Ok(None),
+                Ok(Some(keep)) if !keep.as_bool() => return Ok(None),
+                Ok(Some(_)) => rest = tail,
+            }
+        }
+        match rest {
+            [] => Ok(Some(input)),
+            // One last assignment: everything that can fail is checked before the value is
+            // changed, so it can change the input in place (no copy).
+            [Expr::Assign(keys, rhs)] => {
+                let Ok(new) = rhs.eval(input.clone()) else {
+                    return Err(input);
+                };
+                let Some(new) = new else { return Ok(None) };
+                set_checked(input, keys, new)
+            }
+            [Expr::Update(keys, f)] => {
+                let Ok(Some(new)) = get_path(&input, keys).and_then(|old| f.eval(old)) else {
+                    return Err(input);
+                };
+                set_checked(input, keys, new)
+            }
+            _ => {
+                let mut current = Some(input.clone());
+                for stage in rest {
+                    let Some(v) = current else { break };
+                    match stage.eval(v) {
+                        Ok(next) => current = next,
+                        Err(Fallback) => return Err(input),
+                    }
+                }
+                Ok(current)
+            }
+        }
+    }
+}
+
+/// Sets `keys` in `input` to `new` if jaq could; else gives `input` back unchanged.
+fn set_checked(mut input: Val, keys: &[Val], new: Val) -> Result<Option<Val>, Val> {
+    if !settable(&input, keys) {
+        return Err(input);
+    }
+    set_path(&mut input, keys, new);
+    Ok(Some(input))
+}
+
+fn flatten<'s>(term: &Term<&'s str>, stages: &mut Vec<Expr>) -> Option<()> {
+    match term {
+        Term::BinOp(l, BinaryOp::Pipe(None), r) => {
+            flatten(l, stages)?;
+            flatten(r, stages)
+        }
+        other => {
+            stages.push(expr(other)?);
+            Some(())
+        }
+    }
+}
+
+fn boxed(term: &Term<&str>) -> Option<Box<Expr>> {
+    expr(term).map(Box::new)
+}
+
+fn expr(term: &Term<&str>) -> Option<Expr> {
+    Some(match term {
+        Term::Id => Expr::Id,
+        Term::Num(n) => Expr::Lit(match n.parse::<isize>() {
+            Ok(i) => Val::from(i),
+            Err(_) => Val::from_num(n).ok()?,
+        }),
+        Term::Str(None, parts) => Expr::Lit(Val::from(plain_str(parts)?.to_string())),
+        Term::Neg(t) => Expr::Neg(boxed(t)?),
+        Term::Path(base, path) => {
+            let mut e = expr(base)?;
+            for (part, opt) in &path.0 {
+                match (part, opt) {
+                    (Part::Index(Term::Str(None, parts)), Opt::Essential) => {
+                        e = Expr::Field(Box::new(e), Val::from(plain_str(parts)?.to_string()));
+                    }
+                    _ => return None,
+                }
+            }
+            e
+        }
+        Term::BinOp(l, op, r) => match op {
+            BinaryOp::Pipe(None) => Expr::Pipe(boxed(l)?, boxed(r)?),
+            BinaryOp::Cmp(c) => Expr::Cmp(boxed(l)?, *c, boxed(r)?),
+            BinaryOp::Math(m) => Expr::Math(boxed(l)?, *m, boxed(r)?),
+            BinaryOp::And => Expr::And(boxed(l)?, boxed(r)?),
+            BinaryOp::Or => Expr::Or(boxed(l)?, boxed(r)?),
+            BinaryOp::Alt => Expr::Alt(boxed(l)?, boxed(r)?),
+            BinaryOp::Assign => Expr::Assign(field_path(l)?, boxed(r)?),
+            BinaryOp::Update => Expr::Update(field_path(l)?, boxed(r)?),
+            _ => return None,
+        },
+        Term::IfThenElse(branches, otherwise) => {
+            let branches = branches
+                .iter()
+                .map(|(c, t)| Some((expr(c)?, expr(t)?)))
+                .collect::<Option<Vec<_>>>()?;
+            let otherwise = match otherwise {
+                Some(e) => boxed(e)?,
+                None => Box::new(Expr::Id),
+            };
+            Expr::If(branches, otherwise)
+        }
+        Term::Call(name, args) => match (*name, args.as_slice()) {
+            ("select", [cond]) => Expr::Select(boxed(cond)?),
+            ("not", []) => Expr::Not,
+            ("floor", []) => Expr::Floor,
+            ("empty", []) => Expr::Empty,
+            ("true", []) => Expr::Lit(Val::Bool(true)),
+            ("false", []) => Expr::Lit(Val::Bool(false)),
+            ("null", []) => Expr::Lit(Val::Null),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The text of a string literal without escapes or interpolation.
+fn plain_str<'s>(parts: &[StrPart<&'s str, Term<&'s str>>]) -> Option<&'s str> {
+    match parts {
+        [] => Some(""),
+        [StrPart::Str(s)] => Some(s),
+        _ => None,
+    }
+}
+
+/// The keys of a path of fields from `.`, such as `.a.b` (the left of `=` and `|=`).
+fn field_path(term: &Term<&str>) -> Option<Vec<Val>> {
+    let Term::Path(base, path) = term else {
+        return None;
+    };
+    if !matches!(**base, Term::Id) || path.0.is_empty() {
+        return None;
+    }
+    path.0
+        .iter()
+        .map(|(part, opt)| match (part, opt) {
+            (Part::Index(Term::Str(None, parts)), Opt::Essential) => {
+                Some(Val::from(plain_str(parts)?.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+impl Expr {
+    fn eval(&self, v: Val) -> R {
+        match self {
+            Expr::Id => Ok(Some(v)),
+            Expr::Lit(x) => Ok(Some(x.clone())),
+            Expr::Empty => Ok(None),
+            Expr::Field(base, key) => match base.eval(v)? {
+                Some(b) => index(b, key).map(Some),
+                None => Ok(None),
+            },
+            Expr::Pipe(l, r) => match l.eval(v)? {
+                Some(x) => r.eval(x),
+                None => Ok(None),
+            },
+            Expr::Select(cond) => match cond.eval(v.clone())? {
+                Some(keep) if keep.as_bool() => Ok(Some(v)),
+                _ => Ok(None),
+            },
+            Expr::Not => Ok(Some(Val::Bool(!v.as_bool()))),
+            Expr::Floor => floor(v).map(Some),
+            Expr::Neg(e) => match e.eval(v)? {
+                Some(x) => (-x).map(Some).map_err(|_| Fallback),
+                None => Ok(None),
+            },
+            Expr::Cmp(l, op, r) => {
+                let Some((a, b)) = both(l, r, v)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Val::Bool(op.run(&a, &b))))
+            }
+            Expr::Math(l, op, r) => {
+                let Some((a, b)) = both(l, r, v)? else {
+                    return Ok(None);
+                };
+                op.run(a, b).map(Some).map_err(|_| Fallback)
+            }
+            Expr::And(l, r) => match l.eval(v.clone())? {
+                None => Ok(None),
+                Some(a) if !a.as_bool() => Ok(Some(Val::Bool(false))),
+                Some(_) => Ok(r.eval(v)?.map(|b| Val::Bool(b.as_bool()))),
+            },
+            Expr::Or(l, r) => match l.eval(v.clone())? {
+                None => Ok(None),
+                Some(a) if a.as_bool() => Ok(Some(Val::Bool(true))),
+                Some(_) => Ok(r.eval(v)?.map(|b| Val::Bool(b.as_bool()))),
+            },
+            Expr::Alt(l, r) => match l.eval(v.clone())? {
+                Some(a) if a.as_bool() => Ok(Some(a)),
+                _ => r.eval(v),
+            },
+            Expr::If(branches, otherwise) => {
+                for (cond, then) in branches {
+                    match cond.eval(v.clone())? {
+                        None => return Ok(None),
+                        Some(c) if c.as_bool() => return then.eval(v),
+                        Some(_) => {}
+                    }
+                }
+                otherwise.eval(v)
+            }
+            Expr::Assign(keys, rhs) => {
+                let Some(new) = rhs.eval(v.clone())? else {
+                    return Ok(None);
+                };
+                set_checked(v, keys, new).map_err(|_| Fallback)
+            }
+            Expr::Update(keys, f) => {
+                let new = f.eval(get_path(&v, keys)?)?.ok_or(Fallback)?;
+                set_checked(v, keys, new).map_err(|_| Fallback)
+            }
+        }
+    }
+}
+
+/// Both sides of a binary operator. jaq pairs every output of the right with every output
+/// of the left; with at most one each, an empty side means no output.
+fn both(l: &Expr, r: &Expr, v: Val) -> Result<Option<(Val, Val)>, Fallback> {
+    let Some(b) = r.eval(v.clone())? else {
+        return Ok(None);
+    };
+    let Some(a) = l.eval(v)? else {
+        return Ok(None);
+    };
+    Ok(Some((a, b)))
+}
+
+/// `.key` as jaq does it, for the inputs that cannot fail: an object or null.
+fn index(v: Val, key: &Val) -> Result<Val, Fallback> {
+    match v {
+        Val::Obj(_) | Val::Null => v.index(key).map_err(|_| Fallback),
+        _ => Err(Fallback),
+    }
+}
+
+/// jq's `floor`, as jaq-std does it, for the numbers that fit a machine integer.
+fn floor(v: Val) -> Result<Val, Fallback> {
+    if v.is_int() {
+        return Ok(v);
+    }
+    let f = v.as_f64().ok_or(Fallback)?.floor();
+    if f.is_finite() && isize::MIN as f64 <= f && f <= isize::MAX as f64 {
+        Ok(Val::from(f as isize))
+    } else {
+        Err(Fallback)
+    }
+}
+
+fn get_path(v: &Val, keys: &[Val]) -> Result<Val, Fallback> {
+    let mut current = v.clone();
+    for key in keys {
+        current = index(current, key)?;
+    }
+    Ok(current)
+}
+
+/// Whether every step of `keys` meets an object, all but the last key present (jaq sets a
+/// path only through objects: `null | .a = 1` is an error there).
+fn settable(v: &Val, keys: &[Val]) -> bool {
+    let mut current = v;
+    for (i, key) in keys.iter().enumerate() {
+        let Val::Obj(map) = current else {
+            return false;
+        };
+        match map.get(key) {
+            Some(next) => current = next,
+            None => return i + 1 == keys.len(),
+        }
+    }
+    true
+}
+
+/// Sets `keys` to `new`; `settable` said it can.
+fn set_path(v: &mut Val, keys: &[Val], new: Val) {
+    let Some((key, rest)) = keys.split_first() else {
+        *v = new;
+        return;
+    };
+    if let Val::Obj(map) = v {
+        let slot = std::sync::Arc::make_mut(map)
+            .entry(key.clone())
+            .or_insert(Val::Null);
+        set_path(slot, rest, new);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::jq::{parse_json, Jq};
+    use crate::pipeline::json::to_json;
+
+    const PROGRAMS: &[&str] = &[
+        "select(.amount > 5) | .amount_cents = (.amount * 100 | floor)",
+        ".",
+        ".a",
+        ".a.b",
+        ".\"a\"",
+        ".[\"a\"]",
+        "(.a)",
+        ".a = 1",
+        ".a.b = .c",
+        ".x.y.z = \"deep\"",
+        ".a |= . + 1",
+        ".a.b |= floor",
+        ".amount = .amount",
+        ".a = empty",
+        "select(.a)",
+        "select(.a) | select(.b == null)",
+        "select(.amount >= 5 and .user != \"u1\")",
+        "select(.a < .b or .c)",
+        "select(.a | not)",
+        ".a // .b // 0",
+        "if .a > 1 then \"big\" elif .a == 1 then \"one\" else \"small\" end",
+        "if .a then .b end",
+        "-.a",
+        ".a - .b * 2 / 4 % 3",
+        ".a + .b",
+        "1 + 2 | . * 3",
+        "true, false",
+        "[.a]",
+        "null | .a = 1",
+        ".a = 1 | .b = 2",
+        "select(.a > 1) | .a",
+        "select(empty)",
+        "(.amount * 100 | floor) as $c | .c = $c",
+    ];
+
+    const INPUTS: &[&str] = &[
+        r#"{"id":1,"user":"u1","amount":7.25,"tags":["a"],"note":"x"}"#,
+        r#"{"id":2,"user":"u2","amount":3,"a":2,"b":10}"#,
+        r#"{"amount":"7.5","a":"text","b":1}"#,
+        r#"{"a":{"b":2.5},"c":[1,2]}"#,
+        r#"{"a":{"b":"s"},"x":{"y":5}}"#,
+        r#"{"a":null,"b":false,"c":true}"#,
+        r#"{"a":9223372036854775807,"b":1}"#,
+        r#"{"a":1e400,"b":-0.0,"amount":1e3}"#,
+        r#"{"a":[1,2],"b":{"c":1}}"#,
+        r#"{"a":1,"b":0}"#,
+        r#"{"a":1.5,"b":2,"amount":5}"#,
+        r#"[1,2,3]"#,
+        r#""a string""#,
+        r#"null"#,
+        r#"12"#,
+        r#"{}"#,
+    ];
+
+    fn jaq_answer(jq: &Jq, input: &Val) -> Result<Vec<String>, String> {
+        jq.run_jaq(input.clone())
+            .map(|out| out.iter().map(to_json).collect())
+    }
+
+    #[test]
+    fn the_fast_path_gives_jaqs_answer_or_hands_the_input_back() {
+        let mut native = 0;
+        for program in PROGRAMS {
+            let jq = Jq::compile(program).unwrap();
+            let Some(fast) = FastJq::compile(program) else {
+                continue;
+            };
+            for input in INPUTS {
+                let value = parse_json(input.as_bytes()).unwrap();
+                let expected = jaq_answer(&jq, &value);
+                match fast.run(value.clone()) {
+                    Ok(out) => {
+                        native += 1;
+                        let got: Vec<String> = out.iter().map(to_json).collect();
+                        assert_eq!(Ok(got), expected, "{program} on {input}");
+                    }
+                    Err(back) => assert_eq!(to_json(&back), to_json(&value), "{program}"),
+                }
+                // Whichever path runs, the answer is jaq's.
+                let whole = jq
+                    .run(value.clone())
+                    .map(|out| out.iter().map(to_json).collect::<Vec<_>>());
+                match (&whole, &expected) {
+                    (Err(a), Err(b)) => assert_eq!(a, &format!("jq: {b}").replacen("jq: jq: ", "jq: ", 1)),
+                    _ => assert_eq!(whole, expected, "{program} on {input}"),
+                }
+            }
+        }
+        // Most pairs run natively: the fast path is not falling back for everything.
+        assert!(native > 200, "only {native} ran natively");
+    }
+
+    #[test]
+    fn common_programs_compile_and_others_do_not() {
+        for program in [
+            "select(.amount > 5) | .amount_cents = (.amount * 100 | floor)",
+            ".a.b",
+            "if .a then 1 else 2 end",
+            ".a |= . + 1",
+        ] {
+            assert!(FastJq::compile(program).is_some(), "{program}");
+        }
+        for program in [
+            ".[]",
+            ".a, .b",
+            "[.a]",
+            "{a: 1}",
+            "def f: 1; f",
+            ". as $x | $x",
+            "\"\\(.a)\"",
+            "\"esc\\n\"",
+            ".a?",
+            ".[0]",
+            "reduce .[] as $x (0; . + $x)",
+            "length",
+            ".a += 1",
+            "true, false",
+        ] {
+            assert!(FastJq::compile(program).is_none(), "{program}");
+        }
+    }
+
+    #[test]
+    fn a_last_assignment_changes_the_record_in_place() {
+        let fast =
+            FastJq::compile("select(.amount > 5) | .amount_cents = (.amount * 100 | floor)")
+                .unwrap();
+        let input = parse_json(br#"{"amount":7.25,"user":"u"}"#).unwrap();
+        let Val::Obj(map) = &input else { panic!() };
+        let before = std::sync::Arc::as_ptr(map);
+        let Ok(Some(out)) = fast.run(input) else {
+            panic!("fell back")
+        };
+        let Val::Obj(map) = &out else { panic!() };
+        assert_eq!(std::sync::Arc::as_ptr(map), before, "the object was copied");
+        assert_eq!(to_json(&out), r#"{"amount":7.25,"user":"u","amount_cents":725}"#);
+    }
+}
