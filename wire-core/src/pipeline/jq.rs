@@ -119,6 +119,9 @@ fn excerpt(s: &str) -> &str {
 
 /// Parses one JSON value from bytes.
 pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
+    if let Some(v) = super::json::parse_strict(bytes) {
+        return Ok(v);
+    }
     jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
 }
 

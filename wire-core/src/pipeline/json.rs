@@ -1,8 +1,233 @@
-//! Writing records as JSON text, straight into a byte buffer. jaq's `Display` goes through
-//! `fmt` machinery per character run, which took a third of a file → file pipeline's time;
-//! this writes the same text (NaN and infinities become `null`, as jq prints them).
+//! Records as JSON text, both ways, for the file and Kafka connectors' hot path.
+//!
+//! Writing: jaq's `Display` goes through `fmt` machinery per character run, which took a
+//! third of a file → file pipeline's time; [`write_json`] writes the same text (NaN and
+//! infinities become `null`, as jq prints them).
+//!
+//! Reading: jaq's parser (hifijson) grows every string, array and object as it goes and
+//! accepts more than JSON (comments, NaN, byte strings). [`parse_strict`] reads standard
+//! JSON straight from the input into the same values jaq builds — numbers keep their text
+//! as jaq keeps it, a repeated key keeps its first place and last value — and gives up
+//! (`None`) on anything else, which then goes to jaq's parser for its answer or its error.
 
-use jaq_json::Val;
+use jaq_json::{Map, Num, Val};
+
+/// Nesting deeper than this goes to jaq's parser (which has its own limit).
+const MAX_DEPTH: usize = 128;
+
+/// Parses one standard JSON value (surrounding whitespace allowed), or `None` when `bytes`
+/// hold anything else.
+pub fn parse_strict(bytes: &[u8]) -> Option<Val> {
+    let mut p = Parser { s: bytes, i: 0 };
+    p.ws();
+    let v = p.value(0)?;
+    p.ws();
+    (p.i == bytes.len()).then_some(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn lit(&mut self, word: &[u8], v: Val) -> Option<Val> {
+        let end = self.i + word.len();
+        (self.s.get(self.i..end)? == word).then(|| {
+            self.i = end;
+            v
+        })
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Val> {
+        match self.peek()? {
+            b'{' if depth < MAX_DEPTH => self.object(depth + 1),
+            b'[' if depth < MAX_DEPTH => self.array(depth + 1),
+            b'"' => self.string().map(Val::utf8_str),
+            b'n' => self.lit(b"null", Val::Null),
+            b't' => self.lit(b"true", Val::Bool(true)),
+            b'f' => self.lit(b"false", Val::Bool(false)),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<Val> {
+        self.i += 1;
+        let mut map = Map::with_capacity_and_hasher(8, Default::default());
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(Val::obj(map));
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key = Val::utf8_str(self.string()?);
+            self.ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            let value = self.value(depth)?;
+            map.insert(key, value);
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Some(Val::obj(map));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Val> {
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(Val::Arr(items.into()));
+        }
+        loop {
+            items.push(self.value(depth)?);
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.i += 1;
+                    return Some(Val::Arr(items.into()));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string's bytes (the cursor on its opening quote). Control characters, lone
+    /// surrogates and bytes that are not UTF-8 are left to jaq.
+    fn string(&mut self) -> Option<Vec<u8>> {
+        self.i += 1;
+        let start = self.i;
+        loop {
+            let b = *self.s.get(self.i)?;
+            match b {
+                b'"' => {
+                    let raw = &self.s[start..self.i];
+                    std::str::from_utf8(raw).ok()?;
+                    self.i += 1;
+                    return Some(raw.to_vec());
+                }
+                b'\\' => break,
+                0..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+        // Escapes: copy what came before, then decode the rest.
+        let mut out = self.s[start..self.i].to_vec();
+        loop {
+            let b = *self.s.get(self.i)?;
+            self.i += 1;
+            match b {
+                b'"' => {
+                    std::str::from_utf8(&out).ok()?;
+                    return Some(out);
+                }
+                b'\\' => {
+                    let e = *self.s.get(self.i)?;
+                    self.i += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = self.s.get(self.i..self.i + 4)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            let code = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                            self.i += 4;
+                            char::from_u32(code)?
+                        }
+                        _ => return None,
+                    };
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                0..=0x1f => return None,
+                _ => out.push(b),
+            }
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`: an integer as jaq makes it (machine
+    /// or big), anything else as jaq keeps it (its decimal text).
+    fn number(&mut self) -> Option<Val> {
+        let start = self.i;
+        let digits = |p: &mut Self| {
+            let from = p.i;
+            while let Some(b'0'..=b'9') = p.peek() {
+                p.i += 1;
+            }
+            p.i > from
+        };
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        if !digits(self) || (self.s[int_start] == b'0' && self.i - int_start > 1) {
+            return None;
+        }
+        let mut int = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            int = false;
+            if !digits(self) {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            int = false;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !digits(self) {
+                return None;
+            }
+        }
+        // Only ASCII was consumed.
+        let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
+        Some(Val::Num(if int {
+            Num::from_str_radix(text, 10)?
+        } else {
+            Num::Dec(jaq_json::Rc::new(text.to_string()))
+        }))
+    }
+}
 
 /// Appends `v` as compact JSON to `out`.
 pub fn write_json(v: &Val, out: &mut Vec<u8>) {
@@ -104,6 +329,47 @@ fn write_escaped(s: &[u8], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::pipeline::jq::parse_json;
+
+    /// jaq's own parse, for comparison.
+    fn jaq(text: &[u8]) -> Option<Val> {
+        jaq_json::read::parse_single(text).ok()
+    }
+
+    #[test]
+    fn strict_parsing_builds_what_jaq_builds_or_leaves_it_to_jaq() {
+        let same = [
+            r#"{"id":1,"user":"u-1","amount":7.25,"tags":["a","b"],"note":"xxxx"}"#,
+            r#"  {"a" : [ 1 , -2 , 3.0 , -0 , 0.5e-3 , 1E+2 , 12345678901234567890123 ] }  "#,
+            r#"{"dup":1,"other":2,"dup":3}"#,
+            r#"{"esc":"q\"b\\s\/n\n\t\r\b\f\u0041\u00e9\u2713\u0000","ü":"é ✓"}"#,
+            r#"[[],{},[{}],null,true,false,"",0]"#,
+            r#""just a string""#,
+            "-9223372036854775808",
+            "9223372036854775808",
+            "1e400",
+        ];
+        for text in same {
+            let ours = parse_strict(text.as_bytes()).unwrap_or_else(|| panic!("{text}"));
+            let theirs = jaq(text.as_bytes()).unwrap();
+            assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{text}");
+            assert_eq!(to_json(&ours), to_json(&theirs), "{text}");
+        }
+        // Not standard JSON, or not for the fast reader: jaq decides (some it takes).
+        for text in [
+            "", "  ", "{", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "01", "1.", ".5", "-", "+1",
+            "1e", "NaN", "Infinity", "# c\n1", "b\"x\"", "\"\\ud83d\\ude00\"", "\"\\u12\"",
+            "\"\\u+abc\"", "\"tab\there\"", "\"\\x\"", "1 2", "nul", "truex", "{\"a\":1}x",
+        ] {
+            assert!(parse_strict(text.as_bytes()).is_none(), "{text:?}");
+        }
+        assert!(parse_strict(b"\"\xff\"").is_none());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(parse_strict(deep.as_bytes()).is_none());
+        // Through parse_json, all of them get jaq's answer.
+        let emoji = parse_json("\"\\ud83d\\ude00\"".as_bytes()).unwrap();
+        assert_eq!(to_json(&emoji), "\"😀\"");
+        assert!(parse_json(b"[1,]").is_err());
+    }
 
     #[test]
     fn writes_what_jaq_displays_for_json_values() {
