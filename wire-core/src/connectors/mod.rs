@@ -10,6 +10,7 @@ pub mod generator;
 pub mod kafka;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
+pub mod read_ahead;
 pub mod stdout;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,12 @@ pub trait Source: Send {
     /// How much input is known to be left (bytes, records), if the source can tell.
     fn lag(&self) -> Option<u64> {
         None
+    }
+    /// Whether reading is work worth a thread of its own (parsing on the partition's thread,
+    /// not waiting on a client library's): the runtime may then run it through
+    /// [`read_ahead::ReadAhead`].
+    fn read_ahead(&self) -> bool {
+        false
     }
 }
 

@@ -119,7 +119,7 @@ fn set_checked(mut input: Val, keys: &[Val], new: Val) -> Result<Option<Val>, Va
     Ok(Some(input))
 }
 
-fn flatten<'s>(term: &Term<&'s str>, stages: &mut Vec<Expr>) -> Option<()> {
+fn flatten(term: &Term<&str>, stages: &mut Vec<Expr>) -> Option<()> {
     match term {
         Term::BinOp(l, BinaryOp::Pipe(None), r) => {
             flatten(l, stages)?;
@@ -456,7 +456,9 @@ mod tests {
                     .run(value.clone())
                     .map(|out| out.iter().map(to_json).collect::<Vec<_>>());
                 match (&whole, &expected) {
-                    (Err(a), Err(b)) => assert_eq!(a, &format!("jq: {b}").replacen("jq: jq: ", "jq: ", 1)),
+                    (Err(a), Err(b)) => {
+                        assert_eq!(a, &format!("jq: {b}").replacen("jq: jq: ", "jq: ", 1))
+                    }
                     _ => assert_eq!(whole, expected, "{program} on {input}"),
                 }
             }
@@ -497,9 +499,8 @@ mod tests {
 
     #[test]
     fn a_last_assignment_changes_the_record_in_place() {
-        let fast =
-            FastJq::compile("select(.amount > 5) | .amount_cents = (.amount * 100 | floor)")
-                .unwrap();
+        let fast = FastJq::compile("select(.amount > 5) | .amount_cents = (.amount * 100 | floor)")
+            .unwrap();
         let input = parse_json(br#"{"amount":7.25,"user":"u"}"#).unwrap();
         let Val::Obj(map) = &input else { panic!() };
         let before = std::sync::Arc::as_ptr(map);
@@ -508,6 +509,9 @@ mod tests {
         };
         let Val::Obj(map) = &out else { panic!() };
         assert_eq!(std::sync::Arc::as_ptr(map), before, "the object was copied");
-        assert_eq!(to_json(&out), r#"{"amount":7.25,"user":"u","amount_cents":725}"#);
+        assert_eq!(
+            to_json(&out),
+            r#"{"amount":7.25,"user":"u","amount_cents":725}"#
+        );
     }
 }

@@ -169,7 +169,8 @@ impl Parser<'_> {
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return None;
                             }
-                            let code = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                            let code =
+                                u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
                             self.i += 4;
                             char::from_u32(code)?
                         }
@@ -356,9 +357,31 @@ mod tests {
         }
         // Not standard JSON, or not for the fast reader: jaq decides (some it takes).
         for text in [
-            "", "  ", "{", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "01", "1.", ".5", "-", "+1",
-            "1e", "NaN", "Infinity", "# c\n1", "b\"x\"", "\"\\ud83d\\ude00\"", "\"\\u12\"",
-            "\"\\u+abc\"", "\"tab\there\"", "\"\\x\"", "1 2", "nul", "truex", "{\"a\":1}x",
+            "",
+            "  ",
+            "{",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "+1",
+            "1e",
+            "NaN",
+            "Infinity",
+            "# c\n1",
+            "b\"x\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\u12\"",
+            "\"\\u+abc\"",
+            "\"tab\there\"",
+            "\"\\x\"",
+            "1 2",
+            "nul",
+            "truex",
+            "{\"a\":1}x",
         ] {
             assert!(parse_strict(text.as_bytes()).is_none(), "{text:?}");
         }

@@ -389,6 +389,10 @@ impl Source for FileSource {
         numeric_positions(&self.offsets)
     }
 
+    fn read_ahead(&self) -> bool {
+        true
+    }
+
     fn lag(&self) -> Option<u64> {
         let files = matching_files(&self.config.path).ok()?;
         Some(

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::plan::Plan;
 use crate::connectors::file::source::stable_hash;
+use crate::connectors::read_ahead::{self, ReadAhead};
 use crate::connectors::{connector, BadInput, ReadState, Sink, SinkContext, Source, SourceContext};
 use crate::consensus::{Command, CommandResponse, NodeId};
 use crate::pipeline::checkpoint::{merged_positions, now_ms, Checkpoint, Positions};
@@ -333,7 +334,15 @@ fn spawn_threads(
             let open = connector(&step.kind)
                 .and_then(|c| c.open_source)
                 .ok_or_else(|| format!("'{}' cannot be a source", step.kind))?;
-            sources.push(open(&step.config, &ctx).map_err(|e| format!("{}: {e}", step.path))?);
+            let source = open(&step.config, &ctx).map_err(|e| format!("{}: {e}", step.path))?;
+            sources.push(
+                if source.read_ahead() && read_ahead::worth_it(local.len()) {
+                    let name = format!("wire-read-{}-{p}", cfg.pipeline);
+                    Box::new(ReadAhead::start(source, BATCH, name)?)
+                } else {
+                    source
+                },
+            );
         }
         let routes: BTreeMap<u32, SyncSender<SinkMsg>> = if plan.keyed {
             data_senders.clone()
