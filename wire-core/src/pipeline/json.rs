@@ -18,7 +18,11 @@ const MAX_DEPTH: usize = 128;
 /// Parses one standard JSON value (surrounding whitespace allowed), or `None` when `bytes`
 /// hold anything else.
 pub fn parse_strict(bytes: &[u8]) -> Option<Val> {
-    let mut p = Parser { s: bytes, i: 0 };
+    let mut p = Parser {
+        s: bytes,
+        i: 0,
+        shared: bytes::Bytes::copy_from_slice(bytes),
+    };
     p.ws();
     let v = p.value(0)?;
     p.ws();
@@ -28,6 +32,16 @@ pub fn parse_strict(bytes: &[u8]) -> Option<Val> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// A copy of the input that strings without escapes are slices of: one allocation per
+    /// record for all of them instead of one per string (each string still has jaq's box).
+    shared: bytes::Bytes,
+}
+
+/// A string as [`Parser::string`] found it.
+enum Text {
+    /// Ends (before its closing quote) at this offset, and needs no decoding.
+    Raw(usize),
+    Decoded(Vec<u8>),
 }
 
 impl Parser<'_> {
@@ -53,7 +67,7 @@ impl Parser<'_> {
         match self.peek()? {
             b'{' if depth < MAX_DEPTH => self.object(depth + 1),
             b'[' if depth < MAX_DEPTH => self.array(depth + 1),
-            b'"' => self.string().map(Val::utf8_str),
+            b'"' => self.string_val(),
             b'n' => self.lit(b"null", Val::Null),
             b't' => self.lit(b"true", Val::Bool(true)),
             b'f' => self.lit(b"false", Val::Bool(false)),
@@ -74,7 +88,7 @@ impl Parser<'_> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key = Val::utf8_str(self.string()?);
+            let key = self.string_val()?;
             self.ws();
             if self.peek()? != b':' {
                 return None;
@@ -123,19 +137,28 @@ impl Parser<'_> {
         }
     }
 
-    /// A string's bytes (the cursor on its opening quote). Control characters, lone
+    /// A string value: a slice of the shared input when it has no escapes.
+    fn string_val(&mut self) -> Option<Val> {
+        let start = self.i + 1;
+        match self.string()? {
+            Text::Raw(end) => Some(Val::TStr(Box::new(self.shared.slice(start..end)))),
+            Text::Decoded(bytes) => Some(Val::utf8_str(bytes)),
+        }
+    }
+
+    /// A string (the cursor on its opening quote): where it ends if it has no escapes, else
+    /// its decoded bytes. Control characters, lone
     /// surrogates and bytes that are not UTF-8 are left to jaq.
-    fn string(&mut self) -> Option<Vec<u8>> {
+    fn string(&mut self) -> Option<Text> {
         self.i += 1;
         let start = self.i;
         loop {
             let b = *self.s.get(self.i)?;
             match b {
                 b'"' => {
-                    let raw = &self.s[start..self.i];
-                    std::str::from_utf8(raw).ok()?;
+                    std::str::from_utf8(&self.s[start..self.i]).ok()?;
                     self.i += 1;
-                    return Some(raw.to_vec());
+                    return Some(Text::Raw(self.i - 1));
                 }
                 b'\\' => break,
                 0..=0x1f => return None,
@@ -150,7 +173,7 @@ impl Parser<'_> {
             match b {
                 b'"' => {
                     std::str::from_utf8(&out).ok()?;
-                    return Some(out);
+                    return Some(Text::Decoded(out));
                 }
                 b'\\' => {
                     let e = *self.s.get(self.i)?;
