@@ -35,9 +35,9 @@ install() {
   local bin; bin=$(binary)
   [ -x "$bin" ] && return
   mkdir -p "$cache"
-  (cd "$here/ferretdb" && go build -trimpath -o "$bin.tmp" .) \
+  (cd "$here/ferretdb" && go build -trimpath -o "$bin.tmp.$$" .) \
     || { echo "ferretdb: building the server failed" >&2; exit 1; }
-  mv "$bin.tmp" "$bin"
+  mv "$bin.tmp.$$" "$bin"
 }
 
 launch() {

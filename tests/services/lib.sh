@@ -8,7 +8,14 @@ running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 # Starts the server unless it serves already; waits up to $1 seconds for it to serve.
 service_start() {
   local wait=$1 log="$run/$name.log"
-  install
+  # One install at a time per service: tests that start their own instance of a service run
+  # this script side by side, and on a machine without the cache they would build or
+  # download into the same place at once.
+  mkdir -p "$cache"
+  (
+    flock 9
+    install
+  ) 9>"$cache/.install.lock" || exit 1
   if running && serving; then echo "$address"; return; fi
   if running; then service_stop; fi
   mkdir -p "$run"
