@@ -101,6 +101,7 @@ impl ReadAhead {
 }
 
 impl Source for ReadAhead {
+    /// The next batch read ahead (of the size given to [`ReadAhead::start`]).
     fn read(&mut self, _max: usize) -> Result<SourceBatch, String> {
         let nothing = |state| SourceBatch {
             records: Vec::new(),
@@ -114,13 +115,11 @@ impl Source for ReadAhead {
             Ok(ahead) => {
                 self.positions = ahead.positions;
                 self.lag = ahead.lag;
-                if ahead
+                // After an error the reader has ended too: later reads say so as errors.
+                self.ended = ahead
                     .batch
                     .as_ref()
-                    .map_or(true, |b| b.state == ReadState::Finished)
-                {
-                    self.ended = true;
-                }
+                    .is_ok_and(|b| b.state == ReadState::Finished);
                 ahead.batch
             }
             // The reader is still reading (or waiting for input): ask again soon.
@@ -261,6 +260,8 @@ mod tests {
         let (seen, end) = drain(&mut source);
         assert_eq!(seen.len(), 30);
         assert_eq!(end, Err("broken".to_string()));
+        // It does not turn into an end of input afterwards.
+        assert!(source.read(10).is_err());
     }
 
     #[test]

@@ -68,11 +68,6 @@ impl Jq {
         })
     }
 
-    /// Whether the program runs on the native fast path (for inputs it takes).
-    pub fn is_fast(&self) -> bool {
-        self.fast.is_some()
-    }
-
     /// Runs the program on one value: every output, or the first error's text.
     pub fn run(&self, input: Val) -> Result<Vec<Val>, String> {
         self.run_owned(input).map_err(|(e, _)| e)
@@ -93,7 +88,7 @@ impl Jq {
     }
 
     /// Runs the program through jaq.
-    pub fn run_jaq(&self, input: Val) -> Result<Vec<Val>, String> {
+    pub(crate) fn run_jaq(&self, input: Val) -> Result<Vec<Val>, String> {
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         self.filter
             .id

@@ -77,60 +77,53 @@ impl Parser<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Option<Val> {
-        self.i += 1;
         let mut map = Map::with_capacity_and_hasher(8, Default::default());
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(Val::obj(map));
-        }
-        loop {
-            if self.peek()? != b'"' {
+        self.items(b'}', |p| {
+            if p.peek()? != b'"' {
                 return None;
             }
-            let key = self.string_val()?;
-            self.ws();
-            if self.peek()? != b':' {
+            let key = p.string_val()?;
+            p.ws();
+            if p.peek()? != b':' {
                 return None;
             }
-            self.i += 1;
-            self.ws();
-            let value = self.value(depth)?;
-            map.insert(key, value);
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Some(Val::obj(map));
-                }
-                _ => return None,
-            }
-        }
+            p.i += 1;
+            p.ws();
+            map.insert(key, p.value(depth)?);
+            Some(())
+        })?;
+        Some(Val::obj(map))
     }
 
     fn array(&mut self, depth: usize) -> Option<Val> {
-        self.i += 1;
         let mut items = Vec::new();
+        self.items(b']', |p| {
+            items.push(p.value(depth)?);
+            Some(())
+        })?;
+        Some(Val::Arr(items.into()))
+    }
+
+    /// The comma-separated items of an object or array (the cursor on its opening bracket),
+    /// each read by `item`, up to and past `close`.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.i += 1;
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
-            return Some(Val::Arr(items.into()));
+            return Some(());
         }
         loop {
-            items.push(self.value(depth)?);
+            item(self)?;
             self.ws();
             match self.peek()? {
                 b',' => {
                     self.i += 1;
                     self.ws();
                 }
-                b']' => {
+                c if c == close => {
                     self.i += 1;
-                    return Some(Val::Arr(items.into()));
+                    return Some(());
                 }
                 _ => return None,
             }
