@@ -10,6 +10,8 @@
 //! truncations, purges and votes are fsynced before they return — what Raft's safety needs.
 //! The committed index is a hint for faster recovery: it is written with the writer's next
 //! transaction and becomes durable with the next fsynced one.
+//! On open, a stored vote loses its "granted" mark ([`forget_vote_grant`]): a restarted
+//! node never resumes leadership it can no longer vouch for.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -29,16 +31,36 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the log store, creating its tables (durable when this returns).
+    /// Opens the log store, creating its tables, and forgets whether the stored vote was
+    /// granted by a quorum ([`forget_vote_grant`]); durable when this returns.
     pub(crate) fn open(writer: DbWriter) -> Result<Self, crate::Error> {
-        let create = || -> Result<(), StoreError> {
-            let txn = writer.db().begin_write()?;
+        let open = || -> Result<Option<Vote<NodeId>>, StoreError> {
+            let mut txn = writer.db().begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
             txn.open_table(tables::RAFT_LOG)?;
-            txn.open_table(tables::RAFT_META)?;
+            let forgotten = {
+                let mut meta = txn.open_table(tables::RAFT_META)?;
+                let stored: Option<Vote<NodeId>> = match meta.get(raft_meta::VOTE)? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                match stored.and_then(forget_vote_grant) {
+                    Some(vote) => {
+                        meta.insert(raft_meta::VOTE, encode(&vote)?.as_slice())?;
+                        Some(vote)
+                    }
+                    None => None,
+                }
+            };
             txn.commit()?;
-            Ok(())
+            Ok(forgotten)
         };
-        create().map_err(crate::Error::storage)?;
+        if let Some(vote) = open().map_err(crate::Error::storage)? {
+            tracing::info!(
+                %vote,
+                "restarting without the leadership this vote granted: a new election decides"
+            );
+        }
         Ok(Self { writer })
     }
 
@@ -273,4 +295,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))
     }
+}
+
+/// The vote a node resumes with after a restart: the same term and candidate, but no longer
+/// known to be granted by a quorum (`None` when there is nothing to forget).
+///
+/// openraft 0.9 restores a node whose stored vote is a granted vote for itself as leader of
+/// the same term at once. Such a leader has lost what it knew in memory: which entries are
+/// committed (its committed index on disk is only a hint, written behind the commits it
+/// acknowledged). Its read index is `max(first entry of its term, committed)`, both of
+/// which can lie behind writes it acknowledged before the crash, and its followers confirm
+/// its leadership at once, so a "linearizable" read through it returned a value older than
+/// acknowledged writes. Without the grant it starts as a follower; an election in a later
+/// term decides who leads, and the winner's read index is its own new first entry, which
+/// is committed only behind everything acknowledged before.
+///
+/// Safe for Raft: the node still refuses to vote for anyone else in that term (it voted
+/// for this candidate), and its term never goes back. A follower's granted vote for
+/// another leader is forgotten too: after a restart it cannot know that leader still
+/// leads, and the leader's next message grants it again.
+pub(crate) fn forget_vote_grant(vote: Vote<NodeId>) -> Option<Vote<NodeId>> {
+    vote.is_committed()
+        .then(|| Vote::new(vote.leader_id.term, vote.leader_id.node_id))
 }

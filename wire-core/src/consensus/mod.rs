@@ -6,8 +6,12 @@
 
 pub mod command;
 pub mod log_store;
+#[cfg(test)]
+mod mem_cluster;
 pub mod network;
 pub mod proposer;
+#[cfg(test)]
+mod restart_tests;
 mod sm_overlay;
 pub mod state_machine;
 pub mod tables;
