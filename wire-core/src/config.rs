@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::consensus::election::ElectionSettings;
 
 /// Defaults, defined once.
 pub mod defaults {
@@ -12,7 +15,7 @@ pub mod defaults {
     pub const HTTP_ADDR: &str = "127.0.0.1:8081";
     pub const RAFT_ADDR: &str = "127.0.0.1:9081";
     pub const DATA_DIR: &str = "wire-data";
-    pub const HEARTBEAT_MS: u64 = 150;
+    pub const HEARTBEAT_MS: u64 = 100;
     pub const ELECTION_TIMEOUT_MIN_MS: u64 = 750;
     pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1500;
     pub const SNAPSHOT_THRESHOLD: u64 = 10_000;
@@ -68,10 +71,13 @@ pub struct NodeOptions {
     /// Join as a non-voting learner.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub learner: Option<bool>,
-    /// Raft heartbeat interval in milliseconds [default: 150].
+    /// Raft heartbeat interval in milliseconds [default: 100].
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
-    /// Lower bound of the randomized election timeout, in milliseconds [default: 750].
+    /// Lower bound of the randomized election timeout, in milliseconds [default: 750]: a
+    /// voter that has not heard from a leader for a timeout drawn from [min, max] asks for
+    /// pre-votes, then campaigns; a heartbeat makes voters refuse others for this long.
+    /// At least three heartbeats.
     #[arg(long)]
     pub election_timeout_min_ms: Option<u64>,
     /// Upper bound of the randomized election timeout, in milliseconds [default: 1500].
@@ -217,10 +223,13 @@ impl NodeOptions {
         if heartbeat_ms == 0 {
             errors.push(ConfigError::new("heartbeat_ms", "must be positive"));
         }
-        if election_min <= heartbeat_ms {
+        if election_min < heartbeat_ms.saturating_mul(3) {
             errors.push(ConfigError::new(
                 "election_timeout_min_ms",
-                format!("must exceed heartbeat_ms ({heartbeat_ms})"),
+                format!(
+                    "must be at least three heartbeats (3 x heartbeat_ms = {}), so that a late heartbeat does not start an election",
+                    heartbeat_ms.saturating_mul(3)
+                ),
             ));
         }
         if election_max <= election_min {
@@ -335,6 +344,15 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The election settings.
+    pub fn election(&self) -> ElectionSettings {
+        ElectionSettings {
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            min: Duration::from_millis(self.election_timeout_min_ms),
+            max: Duration::from_millis(self.election_timeout_max_ms),
+        }
+    }
+
     /// A bootstrapping single node on free loopback ports, storing under `data_dir`.
     pub fn single(data_dir: impl Into<PathBuf>, node_id: u64) -> NodeConfig {
         NodeConfig {

@@ -23,7 +23,9 @@ use tokio::time::Instant;
 use crate::cluster::rpc::{self, RemoteFailure};
 use crate::cluster::{plan_join, JoinPlan, JoinRequest};
 use crate::config::NodeConfig;
-use crate::consensus::network::{self, Network, PeerClient, PeerError};
+use crate::consensus::election::LeaderContact;
+use crate::consensus::elector::{Elector, RaftCounters};
+use crate::consensus::network::{self, Network, PeerClient, PeerError, RaftEndpoint};
 use crate::consensus::proposer::{self, fatal, Proposer};
 use crate::consensus::{
     Command, CommandResponse, KvPage, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
@@ -147,6 +149,8 @@ struct NodeInner {
     stopped: AtomicBool,
     /// The pipeline jobs this node runs, and its registered transforms.
     runtime: Arc<Runtime>,
+    /// Elections, leader changes and read-index failures.
+    counters: Arc<RaftCounters>,
 }
 
 /// The address others should use to reach a listener bound at `bound`.
@@ -194,11 +198,16 @@ impl Node {
             raft_addr: advertised(raft_addr),
         };
 
+        let election = config.election();
+        let (raft_timeout_min, raft_lease) = election.raft_timeouts();
         let raft_config = openraft::Config {
             cluster_name: "wire".into(),
             heartbeat_interval: config.heartbeat_ms,
-            election_timeout_min: config.election_timeout_min_ms,
-            election_timeout_max: config.election_timeout_max_ms,
+            // Elections are Wire's (consensus::election: pre-vote first); openraft's timeouts
+            // set only its lease on votes and how long a vote request may take.
+            enable_elect: false,
+            election_timeout_min: raft_timeout_min,
+            election_timeout_max: raft_lease,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
             max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
@@ -214,7 +223,7 @@ impl Node {
             config.node_id,
             Arc::new(raft_config),
             Network::new(peers.clone()),
-            log_store,
+            log_store.clone(),
             state.clone(),
         )
         .await
@@ -240,6 +249,7 @@ impl Node {
                 tasks: Mutex::new(Vec::new()),
                 stopped: AtomicBool::new(false),
                 runtime: Arc::new(Runtime::default()),
+                counters: Arc::new(RaftCounters::default()),
             }),
         };
         let weak = Arc::downgrade(&node.inner);
@@ -253,11 +263,30 @@ impl Node {
             })
         });
         let _ = node.inner.forwarder.set(Proposer::start(forward));
-        let raft_app = network::raft_routes(raft.clone())
-            .merge(rpc::routes(node.clone()))
-            .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
+        let contact = LeaderContact::default();
+        let raft_app = network::raft_routes(RaftEndpoint {
+            raft: raft.clone(),
+            log: log_store.clone(),
+            contact: contact.clone(),
+            settings: election,
+        })
+        .merge(rpc::routes(node.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
         node.serve(raft_listener, raft_app);
         node.serve(http_listener, crate::http::router(node.clone()));
+        let elector = Elector {
+            id: node.id(),
+            raft: raft.clone(),
+            log: log_store,
+            peers: node.inner.peers.clone(),
+            contact,
+            settings: election,
+            counters: node.inner.counters.clone(),
+        };
+        let elections = tokio::spawn(elector.run(node.inner.stop.subscribe()));
+        if let Ok(mut tasks) = node.inner.tasks.lock() {
+            tasks.push(elections);
+        }
         tracing::info!(
             node_id = node.id(),
             http_addr = %node.inner.me.http_addr,
@@ -395,6 +424,11 @@ impl Node {
     /// The node's configuration.
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config
+    }
+
+    /// Counters of elections, leader changes and read-index failures.
+    pub fn raft_counters(&self) -> &RaftCounters {
+        &self.inner.counters
     }
 
     /// The Raft instance (for metrics and tests).
@@ -543,7 +577,14 @@ impl Node {
             return Ok(metrics.last_applied.map(|l| l.index).unwrap_or(0));
         }
         let timeout = self.request_timeout();
-        match tokio::time::timeout(timeout, self.inner.raft.get_read_log_id()).await {
+        let confirmed = tokio::time::timeout(timeout, self.inner.raft.get_read_log_id()).await;
+        if !matches!(confirmed, Ok(Ok(_))) {
+            self.inner
+                .counters
+                .read_index_failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        match confirmed {
             Err(_) => Err(Error::Unavailable(format!(
                 "leadership not confirmed by a quorum within {} ms",
                 timeout.as_millis()

@@ -131,6 +131,41 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// The last purged and the last log id (appended, whether flushed yet or not).
+    async fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
+        let pending_last = self
+            .writer
+            .overlay()
+            .last_key_value()
+            .map(|(_, p)| p.entry.log_id);
+        let this = self.clone();
+        blocking(move || {
+            let last_purged: Option<LogId> = this.read_meta(raft_meta::LAST_PURGED)?;
+            let txn = this.writer.db().begin_read()?;
+            let table = txn.open_table(tables::RAFT_LOG)?;
+            let on_disk = match table.last()? {
+                Some((_, v)) => Some(decode::<Entry>(v.value())?.log_id),
+                None => None,
+            };
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: pending_last.or(on_disk).or(last_purged),
+            })
+        })
+        .await
+    }
+
+    /// The id of the last entry in the log (what a vote compares).
+    pub(crate) async fn last_log_id(&self) -> Result<Option<LogId>, crate::Error> {
+        Ok(self
+            .log_state()
+            .await
+            .map_err(crate::Error::storage)?
+            .last_log_id)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -153,27 +188,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let pending_last = self
-            .writer
-            .overlay()
-            .last_key_value()
-            .map(|(_, p)| p.entry.log_id);
-        let this = self.clone();
-        blocking(move || {
-            let last_purged: Option<LogId> = this.read_meta(raft_meta::LAST_PURGED)?;
-            let txn = this.writer.db().begin_read()?;
-            let table = txn.open_table(tables::RAFT_LOG)?;
-            let on_disk = match table.last()? {
-                Some((_, v)) => Some(decode::<Entry>(v.value())?.log_id),
-                None => None,
-            };
-            Ok(LogState {
-                last_purged_log_id: last_purged,
-                last_log_id: pending_last.or(on_disk).or(last_purged),
-            })
-        })
-        .await
-        .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
+        self.log_state()
+            .await
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

@@ -5,6 +5,8 @@
 //! ([`LogStore`], [`StateMachineStore`]) and its network ([`network`]).
 
 pub mod command;
+pub mod election;
+pub mod elector;
 pub mod log_store;
 #[cfg(test)]
 mod mem_cluster;

@@ -22,13 +22,19 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{decode, encode, NodeId, Raft, TypeConfig, WireNode};
+use openraft::ServerState;
+
+use super::election::{
+    answer_pre_vote, ElectionSettings, LeaderContact, PreVoteRequest, VoterView,
+};
+use super::{decode, encode, LogStore, NodeId, Raft, TypeConfig, WireNode};
 
 /// Paths of the Raft message endpoints.
 pub mod paths {
     pub const APPEND: &str = "/raft/append";
     pub const VOTE: &str = "/raft/vote";
     pub const SNAPSHOT: &str = "/raft/snapshot";
+    pub const PRE_VOTE: &str = "/raft/pre-vote";
 }
 
 /// Why a peer call failed before the peer answered.
@@ -242,25 +248,78 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MsgpackBody<T> {
     }
 }
 
+/// What the Raft endpoints serve: the node's Raft instance, and what a pre-vote answer
+/// needs besides it.
+#[derive(Clone)]
+pub struct RaftEndpoint {
+    pub raft: Raft,
+    /// The node's log (a pre-vote compares the candidate's last log id with it).
+    pub log: LogStore,
+    /// Touched on every message from a leader this node follows, and on every vote it grants.
+    pub contact: LeaderContact,
+    pub settings: ElectionSettings,
+}
+
 async fn append(
-    State(raft): State<Raft>,
+    State(end): State<RaftEndpoint>,
     MsgpackBody(req): MsgpackBody<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
-    Msgpack(raft.append_entries(req).await).into_response()
+    let result = end.raft.append_entries(req).await;
+    if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+        end.contact.touch();
+    }
+    Msgpack(result).into_response()
 }
 
 async fn vote(
-    State(raft): State<Raft>,
+    State(end): State<RaftEndpoint>,
     MsgpackBody(req): MsgpackBody<VoteRequest<NodeId>>,
 ) -> Response {
-    Msgpack(raft.vote(req).await).into_response()
+    let result = end.raft.vote(req).await;
+    if matches!(&result, Ok(r) if r.vote_granted) {
+        end.contact.touch();
+    }
+    Msgpack(result).into_response()
 }
 
 async fn snapshot(
-    State(raft): State<Raft>,
+    State(end): State<RaftEndpoint>,
     MsgpackBody(req): MsgpackBody<InstallSnapshotRequest<TypeConfig>>,
 ) -> Response {
-    Msgpack(raft.install_snapshot(req).await).into_response()
+    let result = end.raft.install_snapshot(req).await;
+    if result.is_ok() {
+        end.contact.touch();
+    }
+    Msgpack(result).into_response()
+}
+
+/// Answers a pre-vote ([`super::election`]); changes nothing on this node.
+async fn pre_vote(
+    State(end): State<RaftEndpoint>,
+    MsgpackBody(req): MsgpackBody<PreVoteRequest>,
+) -> Response {
+    let last_log_id = match end.log.last_log_id().await {
+        Ok(l) => l,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let view = {
+        let metrics = end.raft.metrics();
+        let m = metrics.borrow();
+        VoterView {
+            voter: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == m.id),
+            leading_acked: (m.state == ServerState::Leader)
+                .then(|| m.millis_since_quorum_ack.map(Duration::from_millis)),
+            since_contact: end.contact.last().elapsed(),
+            last_log_id,
+        }
+    };
+    let answer = answer_pre_vote(&req, &view, end.settings.min);
+    tracing::debug!(candidate = req.candidate, refused = ?answer.refused, "pre-vote");
+    Msgpack(answer).into_response()
 }
 
 /// Largest message accepted on the Raft listener: an append of up to
@@ -268,10 +327,11 @@ async fn snapshot(
 pub const MAX_RPC_BYTES: usize = 512 * 1024 * 1024;
 
 /// The Raft message endpoints, to be served on the `--raft-addr` listener.
-pub fn raft_routes(raft: Raft) -> Router {
+pub fn raft_routes(endpoint: RaftEndpoint) -> Router {
     Router::new()
         .route(paths::APPEND, post(append))
         .route(paths::VOTE, post(vote))
         .route(paths::SNAPSHOT, post(snapshot))
-        .with_state(raft)
+        .route(paths::PRE_VOTE, post(pre_vote))
+        .with_state(endpoint)
 }

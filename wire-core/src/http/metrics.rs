@@ -65,6 +65,38 @@ pub fn render(node: &Node) -> String {
         m.last_applied.map(|l| l.index).unwrap_or(0)
     );
 
+    let counters = node.raft_counters();
+    let raft_counters = [
+        (
+            "wire_raft_pre_votes_total",
+            "Pre-vote rounds this node asked for (no leader heard for an election timeout).",
+            &counters.pre_votes,
+        ),
+        (
+            "wire_raft_elections_total",
+            "Elections this node started after a quorum granted its pre-vote.",
+            &counters.elections,
+        ),
+        (
+            "wire_raft_leader_changes_total",
+            "Times the leader this node knows of changed.",
+            &counters.leader_changes,
+        ),
+        (
+            "wire_raft_read_index_failures_total",
+            "Linearizable reads whose leadership this node could not confirm in time.",
+            &counters.read_index_failures,
+        ),
+    ];
+    for (name, help, value) in raft_counters {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(
+            out,
+            "{name} {}",
+            value.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+
     let jobs = node.runtime().jobs();
     let steps: [(&str, &str, &str); 5] = [
         (

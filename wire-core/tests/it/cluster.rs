@@ -328,3 +328,46 @@ async fn membership_changes_and_whole_cluster_restart() {
         );
     }
 }
+
+/// A follower paused (SIGSTOP) for longer than any election timeout comes back and follows
+/// the same leader in the same term (a pre-vote, if it asks, is refused by the voters that
+/// hear the leader), instead of campaigning and deposing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_node_does_not_depose_a_healthy_leader() {
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let r = cluster.node(leader).put("before", "1").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let term = cluster.node(leader).status().await.unwrap()["term"].clone();
+    let paused = cluster.nodes.iter().find(|p| p.id != leader).unwrap();
+
+    // The pause outlasts the longest election timeout (1 s in the test flags) three times:
+    // this is the fault, not a wait for an outcome.
+    paused.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let r = cluster.node(leader).put("during", "2").await.unwrap();
+    assert_eq!(r.status(), 200, "the two others keep a quorum");
+    paused.signal("CONT");
+
+    // Its timer expired while it was stopped: whichever comes first, the leader's next
+    // heartbeat or its own pre-vote round (refused), it catches up with the write made while
+    // it slept without raising the term.
+    eventually(
+        Duration::from_secs(10),
+        "the paused node to catch up",
+        || async {
+            (paused.try_get("during", "local").await.as_deref() == Some("2")).then_some(())
+        },
+    )
+    .await;
+    for p in &cluster.nodes {
+        let s = p.status().await.unwrap();
+        assert_eq!(s["leader"]["id"].as_u64(), Some(leader), "node {}", p.id);
+        assert_eq!(s["term"], term, "node {}: the term moved", p.id);
+    }
+    assert_eq!(
+        paused.metric("wire_raft_elections_total").await,
+        Some(0.0),
+        "the paused node campaigned"
+    );
+}
