@@ -264,9 +264,20 @@ pub fn init_quiet_logging() {
     init_logging(LogFormat::Human, "warn");
 }
 
+/// openraft logs every failed message to an unreachable peer (several WARN and ERROR lines
+/// per retry); Wire logs the peer's change of state once instead (`consensus::network`). These
+/// targets are off unless the filter names them (`RUST_LOG` replaces the filter whole).
+const QUIET_RAFT: &str =
+    "openraft::replication=off,openraft::engine::handler::replication_handler=off";
+
 fn init_logging(format: LogFormat, filter: &str) {
+    let filter = if filter.contains("replication") {
+        filter.to_string()
+    } else {
+        format!("{filter},{QUIET_RAFT}")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -3,6 +3,8 @@
 //! read-index, joins). Framing: HTTP/1.1 POST with a MessagePack body, over pooled
 //! keep-alive connections that reconnect on demand; every call carries a timeout.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -129,11 +131,15 @@ fn classify(addr: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
 #[derive(Clone)]
 pub struct Network {
     client: PeerClient,
+    reach: Reachability,
 }
 
 impl Network {
     pub fn new(client: PeerClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            reach: Reachability::default(),
+        }
     }
 }
 
@@ -145,6 +151,29 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.client.clone(),
             target,
             addr: node.raft_addr.clone(),
+            reach: self.reach.clone(),
+        }
+    }
+}
+
+/// Which peers answered their last message: logs one line when a peer stops answering and
+/// one when it answers again, however many messages fail in between.
+#[derive(Clone, Default)]
+struct Reachability(Arc<Mutex<BTreeMap<NodeId, bool>>>);
+
+impl Reachability {
+    fn note(&self, target: NodeId, addr: &str, reached: bool, error: Option<&PeerError>) {
+        let before = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target, reached);
+        match (before, reached) {
+            (Some(true) | None, false) => {
+                tracing::warn!(peer = target, %addr, error = ?error.map(ToString::to_string), "peer unreachable")
+            }
+            (Some(false), true) => tracing::info!(peer = target, %addr, "peer reachable again"),
+            _ => {}
         }
     }
 }
@@ -154,30 +183,56 @@ pub struct Connection {
     client: PeerClient,
     target: NodeId,
     addr: String,
+    reach: Reachability,
 }
 
 impl Connection {
+    /// Sends one message; `quiet_on_failure` holds an unreachable peer's failure until the
+    /// call's time is up (for empty appends: heartbeats and leadership checks).
     async fn send<Req, Resp, E>(
         &self,
         path: &str,
         req: &Req,
         option: &RPCOption,
+        quiet_on_failure: bool,
     ) -> Result<Resp, RPCError<NodeId, WireNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let reply: Result<Resp, RaftError<NodeId, E>> = self
+        let started = tokio::time::Instant::now();
+        let result = self
             .client
-            .call(&self.addr, path, req, option.hard_ttl())
-            .await
-            .map_err(|e| match e {
-                PeerError::Unreachable { .. } | PeerError::Timeout { .. } => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
-                PeerError::Protocol { .. } => RPCError::Network(NetworkError::new(&e)),
-            })?;
+            .call::<Req, Result<Resp, RaftError<NodeId, E>>>(
+                &self.addr,
+                path,
+                req,
+                option.hard_ttl(),
+            )
+            .await;
+        self.reach.note(
+            self.target,
+            &self.addr,
+            result.is_ok(),
+            result.as_ref().err(),
+        );
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e @ PeerError::Unreachable { .. }) if quiet_on_failure => {
+                // A refused connection fails at once; report it when the call's time is up
+                // instead, so that a quorum's answers to a leadership check come first and
+                // openraft does not log this peer's failure once per read.
+                tokio::time::sleep_until(started + option.soft_ttl()).await;
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+            Err(e @ (PeerError::Unreachable { .. } | PeerError::Timeout { .. })) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e @ PeerError::Protocol { .. }) => {
+                return Err(RPCError::Network(NetworkError::new(&e)))
+            }
+        };
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -188,7 +243,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, WireNode, RaftError<NodeId>>> {
-        self.send(paths::APPEND, &rpc, &option).await
+        let heartbeat = rpc.entries.is_empty();
+        self.send(paths::APPEND, &rpc, &option, heartbeat).await
     }
 
     async fn install_snapshot(
@@ -199,7 +255,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, WireNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.send(paths::SNAPSHOT, &rpc, &option).await
+        self.send(paths::SNAPSHOT, &rpc, &option, false).await
     }
 
     async fn vote(
@@ -207,7 +263,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, WireNode, RaftError<NodeId>>> {
-        self.send(paths::VOTE, &rpc, &option).await
+        self.send(paths::VOTE, &rpc, &option, false).await
     }
 }
 
