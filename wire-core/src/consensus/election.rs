@@ -110,10 +110,12 @@ impl ElectionTimer {
         self.timeout
     }
 
-    /// Whether to ask for pre-votes now, given the last contact with a leader.
-    pub(crate) fn due(&self, now: Instant, last_contact: Instant) -> bool {
+    /// Whether to ask for pre-votes now, given the last contact with a leader. A node that is
+    /// the only voter (`alone`) has no leader to wait for: it is due at once, and again one
+    /// timeout after each attempt.
+    pub(crate) fn due(&self, now: Instant, last_contact: Instant, alone: bool) -> bool {
         let since = |t: Instant| now.saturating_duration_since(t) >= self.timeout;
-        since(last_contact) && self.last_attempt.is_none_or(since)
+        (alone || since(last_contact)) && self.last_attempt.is_none_or(since)
     }
 
     /// Notes an attempt made now (whatever its outcome).
@@ -294,18 +296,32 @@ mod tests {
         let t0 = Instant::now();
         let timeout = timer.timeout();
         assert!(timeout >= settings().min && timeout <= settings().max);
-        assert!(!timer.due(t0 + timeout - Duration::from_millis(1), t0));
-        assert!(timer.due(t0 + timeout, t0));
+        assert!(!timer.due(t0 + timeout - Duration::from_millis(1), t0, false));
+        assert!(timer.due(t0 + timeout, t0, false));
         // Contact pushes the deadline.
-        assert!(!timer.due(t0 + timeout, t0 + Duration::from_millis(100)));
+        assert!(!timer.due(t0 + timeout, t0 + Duration::from_millis(100), false));
         // After an attempt, the next one waits a (new) timeout.
         let tried = t0 + timeout;
         timer.attempted(tried);
         let next = timer.timeout();
-        assert!(!timer.due(tried + next - Duration::from_millis(1), t0));
-        assert!(timer.due(tried + next, t0));
+        assert!(!timer.due(tried + next - Duration::from_millis(1), t0, false));
+        assert!(timer.due(tried + next, t0, false));
         timer.settle();
-        assert!(timer.due(tried + Duration::from_millis(1) + timer.timeout(), t0));
+        assert!(timer.due(
+            tried + Duration::from_millis(1) + timer.timeout(),
+            t0,
+            false
+        ));
+    }
+
+    #[test]
+    fn the_only_voter_is_due_at_once() {
+        let mut timer = ElectionTimer::new(settings(), 3);
+        let t0 = Instant::now();
+        assert!(timer.due(t0, t0, true));
+        timer.attempted(t0);
+        assert!(!timer.due(t0 + Duration::from_millis(10), t0, true));
+        assert!(timer.due(t0 + timer.timeout(), t0, true));
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl Elector {
                 timer.settle();
             }
             let now = Instant::now();
-            if !timer.due(now, self.contact.last()) {
+            if !timer.due(now, self.contact.last(), addrs.is_empty()) {
                 continue;
             }
             timer.attempted(now);
