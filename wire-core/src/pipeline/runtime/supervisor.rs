@@ -20,7 +20,7 @@ use super::metrics::JobMetrics;
 use super::plan::{Plan, Registry};
 use crate::consensus::{Command, CommandResponse, NodeId};
 use crate::pipeline::{DesiredState, PipelineRecord};
-use crate::Node;
+use crate::{Consistency, Node};
 
 /// Longest wait before restarting a failed job.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -309,6 +309,9 @@ async fn supervise_round(
         if !restart {
             continue;
         }
+        // A job resumes from the checkpoints in this node's state: first catch up with every
+        // committed change (a restarted node may have applied less than was committed).
+        node.read_barrier(Consistency::Linearizable).await?;
         let failures = match slots.remove(&name) {
             Some(old) => {
                 if let Some(job) = old.job {
