@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors
+.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover
 
 verify: fmt-check clippy test
 
@@ -18,7 +18,7 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test: test-rust test-ffi test-python test-wheel
+test: test-rust test-lincheck test-ffi test-python test-wheel
 
 # The connector tests start real servers with tests/services/*.sh (Kafka and OpenSearch from
 # Maven Central jars, FerretDB built from the Go module proxy; all cached); they are stopped
@@ -27,6 +27,17 @@ test-rust:
 	cargo test --workspace; status=$$?; \
 	  bash tests/services/kafka.sh stop; bash tests/services/opensearch.sh stop; \
 	  bash tests/services/ferretdb.sh stop; exit $$status
+
+# A 3-node cluster of real `wire node` processes under kill -9, SIGSTOP and quick restarts
+# of the leader, with concurrent reads, writes and compare-and-set checked for
+# linearizability (porcupine), a durability run, and the checker's own self-test. Uses the
+# binary test-rust built.
+test-lincheck:
+	bash tests/linearizability/run.sh short
+
+lincheck-long:
+	cargo build -p wire-core
+	bash tests/linearizability/run.sh long
 
 $(VENV)/.tools:
 	python3 -m venv $(VENV)
