@@ -486,8 +486,15 @@ impl Node {
     }
 
     /// Runs `local` on this node if it leads, or sends `req` to the leader's `path`; retries
-    /// while the leader moves or cannot be reached, until the request timeout.
-    async fn on_leader<Req, Resp, F, Fut>(&self, path: &str, req: &Req, local: F) -> Result<Resp>
+    /// while the leader moves or cannot be reached, until the request timeout. A request
+    /// that is not `idempotent` is not sent again once it may have reached a leader.
+    async fn on_leader<Req, Resp, F, Fut>(
+        &self,
+        path: &str,
+        req: &Req,
+        idempotent: bool,
+        local: F,
+    ) -> Result<Resp>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -501,7 +508,7 @@ impl Node {
                 local().await
             } else {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match self
+                let call = self
                     .inner
                     .peers
                     .call::<Req, std::result::Result<Resp, RemoteFailure>>(
@@ -509,9 +516,26 @@ impl Node {
                         path,
                         req,
                         remaining.max(Duration::from_millis(100)),
-                    )
-                    .await
-                {
+                    );
+                // A leader that stops answering (paused, cut off) is replaced by an election;
+                // a call still waiting on it then ends at once rather than at its timeout, so
+                // that what comes next goes to the new leader.
+                let mut metrics = self.inner.raft.metrics();
+                let moved = metrics.wait_for(|m| {
+                    m.current_leader.is_some() && m.current_leader != Some(leader_id)
+                });
+                let reply = tokio::select! {
+                    reply = call => reply,
+                    _ = moved => {
+                        if idempotent {
+                            continue;
+                        }
+                        return Err(Error::Unavailable(format!(
+                            "the leader changed (from node {leader_id}) while this request was on its way to it; it may or may not have taken effect"
+                        )));
+                    }
+                };
+                match reply {
                     Ok(reply) => reply.map_err(Error::from),
                     Err(e @ PeerError::Unreachable { .. }) => Err(Error::NotLeader {
                         leader: Some(leader_id),
@@ -551,7 +575,7 @@ impl Node {
     /// Sends one (possibly packed) command to the leader, or proposes it here if this node
     /// leads.
     async fn forward(&self, command: Command) -> Result<WriteOutcome> {
-        self.on_leader(rpc::paths::WRITE, &command, || {
+        self.on_leader(rpc::paths::WRITE, &command, false, || {
             self.write_local(command.clone())
         })
         .await
@@ -611,7 +635,7 @@ impl Node {
             Consistency::Linearizable => true,
         };
         let index = self
-            .on_leader(rpc::paths::READ_INDEX, &linearizable, || {
+            .on_leader(rpc::paths::READ_INDEX, &linearizable, true, || {
                 self.read_index_local(linearizable)
             })
             .await?;
@@ -872,8 +896,10 @@ impl Node {
         if req.node_id == 0 {
             return Err(Error::Invalid("node_id: must be a positive integer".into()));
         }
-        self.on_leader(rpc::paths::JOIN, &req, || self.join_local(req.clone()))
-            .await
+        self.on_leader(rpc::paths::JOIN, &req, true, || {
+            self.join_local(req.clone())
+        })
+        .await
     }
 
     fn membership_change_error(e: RaftError<NodeId, ClientWriteError<NodeId, WireNode>>) -> Error {
@@ -970,7 +996,7 @@ impl Node {
     /// Removes a member (voter or learner), on the leader wherever it is.
     pub async fn remove_member(&self, id: NodeId) -> Result<()> {
         self.check_running()?;
-        self.on_leader(rpc::paths::REMOVE, &id, || self.remove_local(id))
+        self.on_leader(rpc::paths::REMOVE, &id, true, || self.remove_local(id))
             .await
     }
 
