@@ -537,10 +537,20 @@ impl Node {
                 };
                 match reply {
                     Ok(reply) => reply.map_err(Error::from),
+                    // Not sent: safe to send again once a leader is known.
                     Err(e @ PeerError::Unreachable { .. }) => Err(Error::NotLeader {
                         leader: Some(leader_id),
                     })
                     .inspect_err(|_| tracing::debug!(error = %e, "leader unreachable")),
+                    // Sent, the answer lost: a write may have been applied, and applying it
+                    // again could change its answer (a compare-and-set would report failure).
+                    Err(e @ PeerError::Broken { .. }) if idempotent => Err(Error::NotLeader {
+                        leader: Some(leader_id),
+                    })
+                    .inspect_err(|_| tracing::debug!(error = %e, "leader lost mid-request")),
+                    Err(e @ PeerError::Broken { .. }) => Err(Error::Unavailable(format!(
+                        "{e}; the request may or may not have taken effect"
+                    ))),
                     Err(e) => Err(Error::Unavailable(e.to_string())),
                 }
             };

@@ -42,9 +42,13 @@ pub mod paths {
 /// Why a peer call failed before the peer answered.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    /// No connection could be made, or it broke: back off and retry later.
+    /// No connection could be made: the request was not sent. Back off and retry later.
     #[error("peer {addr} unreachable: {detail}")]
     Unreachable { addr: String, detail: String },
+    /// The connection broke after the request was sent: it may or may not have been acted
+    /// on.
+    #[error("connection to peer {addr} broke: {detail}")]
+    Broken { addr: String, detail: String },
     /// The call did not finish in time.
     #[error("peer {addr} did not answer within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
@@ -119,8 +123,13 @@ fn classify(addr: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
             addr: addr.to_string(),
             timeout,
         }
-    } else {
+    } else if e.is_connect() {
         PeerError::Unreachable {
+            addr: addr.to_string(),
+            detail: e.to_string(),
+        }
+    } else {
+        PeerError::Broken {
             addr: addr.to_string(),
             detail: e.to_string(),
         }
@@ -226,9 +235,11 @@ impl Connection {
                 tokio::time::sleep_until(started + option.soft_ttl()).await;
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
-            Err(e @ (PeerError::Unreachable { .. } | PeerError::Timeout { .. })) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&e)))
-            }
+            Err(
+                e @ (PeerError::Unreachable { .. }
+                | PeerError::Broken { .. }
+                | PeerError::Timeout { .. }),
+            ) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e @ PeerError::Protocol { .. }) => {
                 return Err(RPCError::Network(NetworkError::new(&e)))
             }

@@ -627,6 +627,11 @@ fn apply_command(
             }
             let owners = view.assignments(name)?;
             let current = view.checkpoints(name)?;
+            // The same command applied again (its proposer retried after losing the answer):
+            // it is saved already.
+            if checkpoints.iter().all(|(p, c)| current.get(p) == Some(c)) {
+                return Ok(CommandResponse::CheckpointSaved);
+            }
             for (part, checkpoint) in checkpoints {
                 if owners.get(part) != Some(node) {
                     return Ok(CommandResponse::Refused {
@@ -964,6 +969,57 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap_or("?")))
             .collect()
+    }
+
+    /// A checkpoint proposed again after its answer was lost is saved (once); another
+    /// checkpoint of the same epoch is refused.
+    #[tokio::test]
+    async fn a_replayed_checkpoint_is_saved_once_and_a_rival_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("wire.redb")).unwrap());
+        let (_log, mut sm) = super::super::open_stores(db).unwrap();
+        let spec = crate::pipeline::PipelineSpec::parse(
+            r#"{"name": "p", "sources": [{"type": "generator", "config": {}}],
+                "sinks": [{"type": "stdout", "inputs": ["source0"]}]}"#,
+        )
+        .unwrap();
+        let checkpoint = |taken_at_ms| Checkpoint {
+            epoch: 1,
+            version: 1,
+            node: 1,
+            positions: Default::default(),
+            taken_at_ms,
+        };
+        let save = |c: Checkpoint| Command::Checkpoint {
+            name: "p".into(),
+            node: 1,
+            checkpoints: vec![(0, c)],
+        };
+        let responses = sm
+            .apply(vec![
+                entry(1, Command::PipelineCreate { spec }),
+                entry(
+                    2,
+                    Command::PipelineAssign {
+                        name: "p".into(),
+                        version: 1,
+                        assignments: vec![(0, 1)],
+                    },
+                ),
+                entry(3, save(checkpoint(10))),
+                entry(4, save(checkpoint(10))),
+                entry(5, save(checkpoint(11))),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(responses[2], CommandResponse::CheckpointSaved);
+        assert_eq!(responses[3], CommandResponse::CheckpointSaved, "a replay");
+        assert!(
+            matches!(&responses[4], CommandResponse::Refused { reason } if reason.contains("epoch")),
+            "{:?}",
+            responses[4]
+        );
+        assert_eq!(sm.checkpoints("p").unwrap()[&0], checkpoint(10));
     }
 
     /// Reads see one state whether a change is still in memory or already in the database.
