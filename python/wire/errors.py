@@ -161,6 +161,9 @@ _BY_CODE: Dict[str, Type[WireError]] = {
         InternalError,
     )
 }
+# An I/O failure of the node (binding an address, creating its data dir): the exception
+# keeps the code "io".
+_BY_CODE["io"] = InternalError
 _BY_CODE["method_not_allowed"] = InvalidRequestError
 _BY_CODE["unsupported_media_type"] = InvalidRequestError
 

@@ -27,6 +27,6 @@ pub mod node;
 pub mod pipeline;
 
 pub use config::{NodeConfig, NodeOptions};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use hosted::HostedNode;
 pub use node::{Consistency, Node, NodeStatus};

@@ -3,8 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::CString;
 
-use wire_core::kv::KvError;
-use wire_core::Error;
+use wire_core::{Error, ErrorKind};
 
 /// What a call did. `WIRE_OK` is 0; every other value is a failure whose message
 /// `wire_last_error()` returns on the calling thread.
@@ -63,20 +62,18 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         use wire_status::*;
-        let status = match &e {
-            Error::Kv(KvError::ValueTooLarge { .. }) | Error::Kv(KvError::TxnTooLarge { .. }) => {
-                WIRE_ERR_TOO_LARGE
-            }
-            Error::Config(_) => WIRE_ERR_INVALID_CONFIG,
-            Error::InvalidSpec(_) => WIRE_ERR_INVALID_SPEC,
-            Error::Kv(_) | Error::Invalid(_) => WIRE_ERR_INVALID_ARGUMENT,
-            Error::NotFound(_) => WIRE_ERR_NOT_FOUND,
-            Error::Conflict(_) => WIRE_ERR_CONFLICT,
-            Error::NotLeader { .. } | Error::Unavailable(_) => WIRE_ERR_UNAVAILABLE,
-            Error::Shutdown => WIRE_ERR_SHUTDOWN,
-            Error::Storage(_) => WIRE_ERR_STORAGE,
-            Error::Io { .. } => WIRE_ERR_IO,
-            _ => WIRE_ERR_INTERNAL,
+        let status = match e.kind() {
+            ErrorKind::BadRequest => WIRE_ERR_INVALID_ARGUMENT,
+            ErrorKind::InvalidConfig => WIRE_ERR_INVALID_CONFIG,
+            ErrorKind::InvalidSpec => WIRE_ERR_INVALID_SPEC,
+            ErrorKind::TooLarge => WIRE_ERR_TOO_LARGE,
+            ErrorKind::NotFound => WIRE_ERR_NOT_FOUND,
+            ErrorKind::Conflict => WIRE_ERR_CONFLICT,
+            ErrorKind::Unavailable => WIRE_ERR_UNAVAILABLE,
+            ErrorKind::ShuttingDown => WIRE_ERR_SHUTDOWN,
+            ErrorKind::Storage => WIRE_ERR_STORAGE,
+            ErrorKind::Io => WIRE_ERR_IO,
+            ErrorKind::Internal => WIRE_ERR_INTERNAL,
         };
         Failure::new(status, e.to_string())
     }

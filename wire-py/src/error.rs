@@ -1,29 +1,10 @@
 //! Engine errors as Python exceptions. The classes live in `wire/errors.py`; this picks one by
-//! the code the HTTP API would answer with, so a call through `wire.Node` and the same call
-//! through `wire.Client` raise the same exception.
+//! the error kind's code (`wire_core::ErrorKind`, the same the HTTP API answers with), so a
+//! call through `wire.Node` and the same call through `wire.Client` raise the same exception.
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use wire_core::kv::KvError;
 use wire_core::Error;
-
-/// The HTTP API's error code for `e`.
-fn code(e: &Error) -> &'static str {
-    match e {
-        Error::Kv(KvError::ValueTooLarge { .. }) | Error::Kv(KvError::TxnTooLarge { .. }) => {
-            "too_large"
-        }
-        Error::InvalidSpec(_) => "invalid_spec",
-        Error::Config(_) => "invalid_config",
-        Error::Kv(_) | Error::Invalid(_) => "bad_request",
-        Error::NotFound(_) => "not_found",
-        Error::Conflict(_) => "conflict",
-        Error::Unavailable(_) | Error::NotLeader { .. } => "unavailable",
-        Error::Shutdown => "shutting_down",
-        Error::Storage(_) => "storage",
-        _ => "internal",
-    }
-}
 
 /// The exception for an engine error.
 pub fn to_py(e: Error) -> PyErr {
@@ -31,7 +12,7 @@ pub fn to_py(e: Error) -> PyErr {
         Error::InvalidSpec(list) => serde_json::to_string(list).ok(),
         _ => None,
     };
-    build(code(&e), &e.to_string(), errors)
+    build(e.kind().code(), &e.to_string(), errors)
 }
 
 /// The exception for `code` (one of the HTTP API's error codes) with `detail`.

@@ -12,7 +12,7 @@ use super::JoinRequest;
 use crate::consensus::network::{Msgpack, MsgpackBody};
 use crate::consensus::{Command, NodeId};
 use crate::node::Node;
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// Paths of the node-level endpoints.
 pub mod paths {
@@ -40,14 +40,27 @@ impl From<Error> for RemoteFailure {
     fn from(e: Error) -> Self {
         match e {
             Error::NotLeader { leader } => RemoteFailure::NotLeader(leader),
-            Error::Invalid(s) => RemoteFailure::Invalid(s),
-            Error::Kv(k) => RemoteFailure::Invalid(k.to_string()),
             Error::InvalidSpec(errors) => RemoteFailure::InvalidSpec(errors),
+            Error::Invalid(s) => RemoteFailure::Invalid(s),
             Error::NotFound(s) => RemoteFailure::NotFound(s),
             Error::Conflict(s) => RemoteFailure::Conflict(s),
             Error::Unavailable(s) => RemoteFailure::Unavailable(s),
             Error::Shutdown => RemoteFailure::Unavailable("the leader is shutting down".into()),
-            other => RemoteFailure::Other(other.to_string()),
+            // The rest by kind, so that a new variant lands somewhere sensible.
+            e => match e.kind() {
+                ErrorKind::BadRequest | ErrorKind::InvalidConfig | ErrorKind::TooLarge => {
+                    RemoteFailure::Invalid(e.to_string())
+                }
+                ErrorKind::NotFound => RemoteFailure::NotFound(e.to_string()),
+                ErrorKind::Conflict => RemoteFailure::Conflict(e.to_string()),
+                ErrorKind::Unavailable | ErrorKind::ShuttingDown => {
+                    RemoteFailure::Unavailable(e.to_string())
+                }
+                ErrorKind::InvalidSpec
+                | ErrorKind::Storage
+                | ErrorKind::Io
+                | ErrorKind::Internal => RemoteFailure::Other(e.to_string()),
+            },
         }
     }
 }

@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::kv::KvError;
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// An error answer.
 #[derive(Debug)]
@@ -99,34 +98,19 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        match e {
-            Error::Kv(KvError::ValueTooLarge { .. }) | Error::Kv(KvError::TxnTooLarge { .. }) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        let kind = e.kind();
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match (kind, e) {
+            (ErrorKind::InvalidSpec, Error::InvalidSpec(errors)) => ApiError::invalid_spec(errors),
+            (ErrorKind::ShuttingDown, _) => {
+                ApiError::new(status, kind.code(), "the node is shutting down")
             }
-            Error::InvalidSpec(errors) => ApiError::invalid_spec(errors),
-            Error::Kv(_) | Error::Invalid(_) | Error::Config(_) => {
-                ApiError::bad_request(e.to_string())
+            (ErrorKind::Storage | ErrorKind::Io | ErrorKind::Internal, e) => {
+                tracing::error!(error = %e, "failure answering a request");
+                ApiError::new(status, kind.code(), "internal error; see the node's log")
             }
-            Error::NotFound(_) => ApiError::not_found(e.to_string()),
-            Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            Error::Unavailable(_) | Error::NotLeader { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            ),
-            Error::Shutdown => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the node is shutting down",
-            ),
-            other => {
-                tracing::error!(error = %other, "internal error answering a request");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the node's log",
-                )
-            }
+            (_, e) => ApiError::new(status, kind.code(), e.to_string()),
         }
     }
 }

@@ -106,24 +106,26 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
 
     // The registry is listed as data.
     let reg: Value = get_json(&n.url("/connectors")).await;
-    let names: Vec<&str> = reg["connectors"]
-        .as_array()
-        .unwrap()
+    let connectors = reg["connectors"].as_array().unwrap();
+    let names: std::collections::BTreeSet<&str> = connectors
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    let mut want = vec!["elasticsearch", "file", "generator", "stdout"];
+    let mut want =
+        std::collections::BTreeSet::from(["elasticsearch", "file", "generator", "stdout"]);
     if cfg!(feature = "mongodb") {
-        want.insert(3, "mongodb");
+        want.insert("mongodb");
     }
     if cfg!(feature = "kafka") {
-        want.insert(3, "kafka");
+        want.insert("kafka");
     }
-    assert_eq!(names, want);
-    assert!(reg["connectors"][1]["delivery"]
-        .as_str()
-        .unwrap()
-        .contains("exactly-once"));
+    assert_eq!(
+        names, want,
+        "the registry lists each compiled-in connector once"
+    );
+    assert_eq!(connectors.len(), want.len());
+    let file = connectors.iter().find(|c| c["name"] == "file").unwrap();
+    assert!(file["delivery"].as_str().unwrap().contains("exactly-once"));
     n.node.shutdown().await.unwrap();
 }
 
