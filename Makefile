@@ -77,3 +77,8 @@ bench-python:
 
 bench-connectors:
 	bash bench/connectors/run.sh
+
+# Leader failover, Wire beside etcd (Debian's etcd-server, installed when missing) under the
+# same leader kills and pauses: recovery times, ratios, and every acknowledged write read back.
+bench-failover:
+	bash bench/failover/run.sh

@@ -62,16 +62,25 @@ func (s *nodeStatus) leaderID() int {
 	return s.Leader.ID
 }
 
-// timerFlags are the Raft timer flags: the binary's defaults unless -fast-timers.
+// timerFlags are the Raft timer flags: the binary's defaults unless -fast-timers, or
+// explicit values (heartbeat and election timeout range, all set) when heartbeat > 0.
 type timerFlags struct {
-	fast bool
+	fast      bool
+	heartbeat time.Duration
+	election  interval
 }
 
 func (t timerFlags) args() []string {
-	if !t.fast {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	switch {
+	case t.heartbeat > 0:
+		return []string{"--heartbeat-ms", ms(t.heartbeat),
+			"--election-timeout-min-ms", ms(t.election.min), "--election-timeout-max-ms", ms(t.election.max)}
+	case t.fast:
+		return []string{"--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"}
+	default:
 		return nil
 	}
-	return []string{"--heartbeat-ms", "50", "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"}
 }
 
 // cluster is the set of nodes of one run.
@@ -121,19 +130,38 @@ func freePort() (int, error) {
 func (c *cluster) node(id int) *node { return c.nodes[id-1] }
 
 // elapsed is the time since the run's origin, for log lines.
-func (c *cluster) elapsed() string {
-	return fmt.Sprintf("[%7.2fs]", time.Since(c.t0).Seconds())
+func (c *cluster) elapsed() string { return elapsedSince(c.t0) }
+
+func elapsedSince(t0 time.Time) string {
+	return fmt.Sprintf("[%7.2fs]", time.Since(t0).Seconds())
 }
 
 // logf prints a line of the run's log, stamped with the time since the origin and the UTC
 // wall time (to line it up with the node logs).
-func (c *cluster) logf(format string, args ...any) {
-	fmt.Printf("%s %s %s\n", c.elapsed(), time.Now().UTC().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+func (c *cluster) logf(format string, args ...any) { logSince(c.t0, format, args...) }
+
+func logSince(t0 time.Time, format string, args ...any) {
+	fmt.Printf("%s %s %s\n", elapsedSince(t0), time.Now().UTC().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 }
 
 // startProcess starts the node's process. extra holds --bootstrap or --join on the
 // first start; a restart passes nothing (the data dir already holds the membership).
 func (c *cluster) startProcess(n *node, extra ...string) error {
+	args := []string{"node",
+		"--node-id", strconv.Itoa(n.id),
+		"--http-addr", n.httpAddr,
+		"--raft-addr", n.raftAddr,
+		"--data-dir", n.dataDir,
+	}
+	args = append(args, c.timers.args()...)
+	args = append(args, extra...)
+	return spawn(n, c.t0, fmt.Sprintf("node %d %v", n.id, extra), c.bin, args, []string{"RUST_LOG=info"})
+}
+
+// spawn starts n's process, bin with args (and the harness's environment plus env), its
+// output appended to n.logPath after a banner line; the process is registered for cleanup
+// and reaped in the background.
+func spawn(n *node, t0 time.Time, what, bin string, args, env []string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd != nil {
@@ -143,24 +171,16 @@ func (c *cluster) startProcess(n *node, extra ...string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(logf, "=== harness %s (%s): starting node %d %v\n", c.elapsed(),
-		time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"), n.id, extra)
-	args := []string{"node",
-		"--node-id", strconv.Itoa(n.id),
-		"--http-addr", n.httpAddr,
-		"--raft-addr", n.raftAddr,
-		"--data-dir", n.dataDir,
-	}
-	args = append(args, c.timers.args()...)
-	args = append(args, extra...)
-	cmd := exec.Command(c.bin, args...)
-	cmd.Env = append(os.Environ(), "RUST_LOG=info")
+	fmt.Fprintf(logf, "=== harness %s (%s): starting %s\n", elapsedSince(t0),
+		time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"), what)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("starting node %d: %w", n.id, err)
+		return fmt.Errorf("starting %s: %w", what, err)
 	}
 	procs.add(cmd.Process)
 	exited := make(chan struct{})
@@ -180,7 +200,9 @@ func (c *cluster) startProcess(n *node, extra ...string) error {
 }
 
 // kill sends SIGKILL to the node's process (stopped or not) and waits until it is gone.
-func (c *cluster) kill(n *node) {
+func (c *cluster) kill(n *node) { n.kill() }
+
+func (n *node) kill() {
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	n.mu.Unlock()
@@ -198,10 +220,11 @@ func (c *cluster) kill(n *node) {
 func (c *cluster) restart(n *node) error { return c.startProcess(n) }
 
 // pause and resume send SIGSTOP and SIGCONT.
-func (c *cluster) pause(n *node) error  { return c.signal(n, syscall.SIGSTOP, true) }
-func (c *cluster) resume(n *node) error { return c.signal(n, syscall.SIGCONT, false) }
+func (c *cluster) pause(n *node) error  { return n.signal(syscall.SIGSTOP, true) }
+func (c *cluster) resume(n *node) error { return n.signal(syscall.SIGCONT, false) }
 
-func (c *cluster) signal(n *node, sig syscall.Signal, paused bool) error {
+// signal sends sig to the node's process and records whether it is now stopped.
+func (n *node) signal(sig syscall.Signal, paused bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd == nil {
@@ -212,6 +235,19 @@ func (c *cluster) signal(n *node, sig syscall.Signal, paused bool) error {
 	}
 	n.paused = paused
 	return nil
+}
+
+// waitExited waits until the node's current process, if any, has been reaped.
+func (n *node) waitExited() {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if exited != nil {
+		<-exited
+	}
+	n.mu.Lock()
+	n.paused = false
+	n.mu.Unlock()
 }
 
 // up reports whether the node has a running (not stopped) process.

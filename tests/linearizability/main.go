@@ -2,10 +2,14 @@
 // clients while a nemesis kills, restarts and pauses nodes, and checks the recorded
 // history of the key-value API for linearizability with porcupine. With -mode durability
 // it checks instead that acknowledged writes survive crashes and that replicas agree.
+// With -mode failover it is a benchmark: Wire and etcd, one after the other, under the
+// same leader kills and pauses, timed from each fault to the first write acknowledged
+// after it (failover.go; bench/failover/run.sh runs it).
 //
 //	go -C tests/linearizability run . -duration 30s
 //	go -C tests/linearizability run . -planted local    # self-test: must report NOT linearizable
 //	go -C tests/linearizability run . -mode durability
+//	go -C tests/linearizability run . -mode failover -kills 10 -pauses 10
 //
 // Exit status: 0 when the check passes, 1 when it fails, 2 when it cannot decide (checker
 // timeout) or the harness itself fails (say, the cluster never forms).
@@ -47,6 +51,7 @@ type config struct {
 	fastTimers   bool
 	timeout      time.Duration
 	checkTimeout time.Duration
+	failover     failoverConfig
 }
 
 func parseFlags() (config, error) {
@@ -66,6 +71,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&cfg.fastTimers, "fast-timers", false, "run the nodes with short Raft timers (heartbeat 50 ms, election 300-600 ms)")
 	flag.DurationVar(&cfg.timeout, "op-timeout", 2*time.Second, "timeout of each client request")
 	flag.DurationVar(&cfg.checkTimeout, "check-timeout", 60*time.Second, "time limit of the linearizability check")
+	failoverFlags(&cfg.failover)
 	flag.Parse()
 
 	var err error
@@ -82,8 +88,13 @@ func parseFlags() (config, error) {
 		return cfg, errors.New("-clients and -keys must be positive")
 	case cfg.planted != "" && cfg.planted != "local":
 		return cfg, fmt.Errorf("-planted: unknown bug %q (known: local)", cfg.planted)
-	case cfg.mode != "lin" && cfg.mode != "durability":
-		return cfg, fmt.Errorf("-mode: %q is neither lin nor durability", cfg.mode)
+	case cfg.mode != "lin" && cfg.mode != "durability" && cfg.mode != "failover":
+		return cfg, fmt.Errorf("-mode: %q is not lin, durability or failover", cfg.mode)
+	}
+	if cfg.mode == "failover" {
+		if err := cfg.failover.check(); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.seed == 0 {
 		cfg.seed = time.Now().UnixNano()
@@ -155,8 +166,11 @@ func run() int {
 	fmt.Printf("output: %s\n", cfg.out)
 	fmt.Printf("binary: %s\n", cfg.wire)
 
-	if cfg.mode == "durability" {
+	switch cfg.mode {
+	case "durability":
 		return runDurability(cfg)
+	case "failover":
+		return runFailover(cfg)
 	}
 	return runLinearizability(cfg)
 }
