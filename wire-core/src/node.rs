@@ -459,11 +459,11 @@ impl Node {
 
     /// Waits until a leader is known, up to `deadline`.
     async fn leader(&self, deadline: Instant) -> Result<(NodeId, WireNode)> {
+        let mut changes = self.inner.raft.metrics();
         loop {
             self.check_running()?;
             let found = {
-                let metrics = self.inner.raft.metrics();
-                let metrics = metrics.borrow();
+                let metrics = changes.borrow_and_update();
                 metrics.current_leader.and_then(|id| {
                     metrics
                         .membership_config
@@ -475,13 +475,18 @@ impl Node {
             if let Some(found) = found {
                 return Ok(found);
             }
-            if Instant::now() >= deadline {
-                return Err(Error::Unavailable(
+            let no_leader = || {
+                Error::Unavailable(
                     "no leader: an election is in progress or a quorum of voters is unreachable"
                         .into(),
-                ));
+                )
+            };
+            // Wake on the next change of Raft's metrics (a leader elected), or at the deadline.
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Shutdown),
+                Err(_) => return Err(no_leader()),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -556,7 +561,7 @@ impl Node {
             };
             match result {
                 Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(Error::NotLeader { .. }) => {
                     return Err(Error::Unavailable(format!(

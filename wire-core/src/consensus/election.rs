@@ -124,6 +124,11 @@ impl ElectionTimer {
         self.redraw();
     }
 
+    /// A new term or vote was seen: draws a new timeout.
+    pub(crate) fn new_term(&mut self) {
+        self.redraw();
+    }
+
     /// Forgets attempts: the node leads or follows a leader again.
     pub(crate) fn settle(&mut self) {
         if self.last_attempt.take().is_some() {

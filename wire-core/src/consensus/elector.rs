@@ -46,12 +46,13 @@ impl Elector {
         let tick = (self.settings.heartbeat / 2).max(Duration::from_millis(10));
         let mut timer = ElectionTimer::new(self.settings, seed(self.id));
         let mut leader = None;
+        let mut vote = None;
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(tick) => {}
             }
-            let (state, known_leader, configs, addrs) = {
+            let (state, known_leader, configs, addrs, known_vote) = {
                 let metrics = self.raft.metrics();
                 let m = metrics.borrow();
                 let membership = m.membership_config.membership();
@@ -61,8 +62,14 @@ impl Elector {
                     .filter(|v| *v != self.id)
                     .filter_map(|v| membership.get_node(&v).map(|n| (v, n.raft_addr.clone())))
                     .collect();
-                (m.state, m.current_leader, configs, addrs)
+                (m.state, m.current_leader, configs, addrs, m.vote)
             };
+            if vote != Some(known_vote) {
+                // A new term or vote: draw a new timeout (as etcd does on every term change),
+                // so that the node that lost the last race does not keep its long draw.
+                timer.new_term();
+                vote = Some(known_vote);
+            }
             if known_leader != leader {
                 if leader.is_some() || known_leader.is_some() {
                     self.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
@@ -86,7 +93,16 @@ impl Elector {
             timer.attempted(now);
             self.counters.pre_votes.fetch_add(1, Ordering::Relaxed);
             let granted = self.pre_vote(&configs, &addrs).await;
-            if is_quorum(&configs, &granted) {
+            // While the pre-vote was out, this node may have voted for another candidate or
+            // seen a newer term or a new leader: campaigning now would only depose the winner.
+            let moved = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                m.vote != known_vote || m.current_leader != known_leader
+            } || self.contact.last() > now;
+            if moved {
+                tracing::debug!("the term moved during the pre-vote: not campaigning");
+            } else if is_quorum(&configs, &granted) {
                 self.counters.elections.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(granted = ?granted, "a quorum granted a pre-vote: campaigning");
                 if let Err(e) = self.raft.trigger().elect().await {
