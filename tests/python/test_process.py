@@ -85,4 +85,10 @@ def test_the_package_type_checks_strictly() -> None:
 
 
 def test_version_is_the_engine_version() -> None:
-    assert wire.__version__.count(".") == 2
+    # The workspace's version (Cargo.toml), as the engine and the wheel carry it.
+    import re
+
+    cargo = (ROOT / "Cargo.toml").read_text()
+    match = re.search(r'^\[workspace\.package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo, re.M | re.S)
+    assert match is not None, "no [workspace.package] version in Cargo.toml"
+    assert wire.__version__ == match.group(1)

@@ -82,6 +82,9 @@ pub struct PipelineWritten {
     pub version: u64,
     /// Whether the pipeline is new.
     pub created: bool,
+    /// Whether the call changed anything (applying the spec a pipeline already runs does
+    /// not: no new version, no restart).
+    pub changed: bool,
 }
 
 /// The leader as a node sees it.
@@ -771,10 +774,15 @@ impl Node {
 
     fn pipeline_written(name: &str, outcome: WriteOutcome) -> Result<PipelineWritten> {
         match outcome.response {
-            CommandResponse::Pipeline { version, created } => Ok(PipelineWritten {
+            CommandResponse::Pipeline {
+                version,
+                created,
+                changed,
+            } => Ok(PipelineWritten {
                 name: name.to_string(),
                 version,
                 created,
+                changed,
             }),
             CommandResponse::PipelineExists { version } => Err(Error::Conflict(format!(
                 "pipeline '{name}' already exists (version {version}); update it instead"
@@ -793,7 +801,7 @@ impl Node {
     }
 
     /// Stores a new version of a pipeline (creating it when `upsert`); its partitions restart
-    /// from their checkpoints.
+    /// from their checkpoints. The spec it already runs changes nothing (`changed: false`).
     pub async fn pipeline_update(
         &self,
         spec: PipelineSpec,

@@ -135,8 +135,14 @@ pub enum CommandResponse {
     KvDelete { existed: bool },
     /// A transaction: whether the compares held (the `success` branch ran).
     KvTxn { succeeded: bool },
-    /// A pipeline was written: its version now, and whether it was new.
-    Pipeline { version: u64, created: bool },
+    /// A pipeline was written: its version now, whether it was new, and whether anything
+    /// changed (an update with the spec it already runs changes nothing).
+    Pipeline {
+        version: u64,
+        created: bool,
+        #[serde(default = "changed_by_default")]
+        changed: bool,
+    },
     /// A create found a pipeline of that name (at this version).
     PipelineExists { version: u64 },
     /// The pipeline named does not exist.
@@ -151,4 +157,9 @@ pub enum CommandResponse {
     Refused { reason: String },
     /// A batch: one response per command, in order.
     Batch(Vec<CommandResponse>),
+}
+
+/// Replies from nodes that predate `changed` always changed something.
+fn changed_by_default() -> bool {
+    true
 }

@@ -533,6 +533,7 @@ fn apply_command(
                 CommandResponse::Pipeline {
                     version: 1,
                     created: true,
+                    changed: true,
                 }
             }
         },
@@ -540,6 +541,15 @@ fn apply_command(
             let existing = view.pipeline(&spec.name)?;
             if existing.is_none() && !*upsert {
                 return Ok(CommandResponse::PipelineMissing);
+            }
+            // The spec it runs already: nothing to store, nothing to restart (decided here,
+            // atomically, so that every face's "apply" behaves the same).
+            if let Some(e) = existing.as_ref().filter(|e| e.spec == *spec) {
+                return Ok(CommandResponse::Pipeline {
+                    version: e.version,
+                    created: false,
+                    changed: false,
+                });
             }
             let record = PipelineRecord {
                 spec: spec.clone(),
@@ -555,6 +565,7 @@ fn apply_command(
             CommandResponse::Pipeline {
                 version: record.version,
                 created: existing.is_none(),
+                changed: true,
             }
         }
         Command::PipelineSetState { name, desired } => match view.pipeline(name)? {
@@ -565,6 +576,7 @@ fn apply_command(
                 CommandResponse::Pipeline {
                     version: record.version,
                     created: false,
+                    changed: true,
                 }
             }
             None => CommandResponse::PipelineMissing,
@@ -1020,6 +1032,49 @@ mod tests {
             responses[4]
         );
         assert_eq!(sm.checkpoints("p").unwrap()[&0], checkpoint(10));
+    }
+
+    /// Applying the spec a pipeline already runs changes nothing (no version, no restart);
+    /// a different spec is a new version.
+    #[tokio::test]
+    async fn an_unchanged_spec_is_a_no_op_and_a_changed_one_a_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("wire.redb")).unwrap());
+        let (_log, mut sm) = super::super::open_stores(db).unwrap();
+        let spec = |count: u64| {
+            crate::pipeline::PipelineSpec::parse(&format!(
+                r#"{{"name": "p", "sources": [{{"type": "generator", "config": {{"count": {count}}}}}],
+                    "sinks": [{{"type": "stdout", "inputs": ["source0"]}}]}}"#
+            ))
+            .unwrap()
+        };
+        let update = |count| Command::PipelineUpdate {
+            spec: spec(count),
+            upsert: true,
+        };
+        let responses = sm
+            .apply(vec![
+                entry(1, update(5)),
+                entry(2, update(5)),
+                entry(3, update(6)),
+            ])
+            .await
+            .unwrap();
+        let pipeline = |version, created, changed| CommandResponse::Pipeline {
+            version,
+            created,
+            changed,
+        };
+        assert_eq!(
+            responses,
+            [
+                pipeline(1, true, true),
+                pipeline(1, false, false),
+                pipeline(2, false, true)
+            ]
+        );
+        let record = sm.pipeline("p").unwrap().unwrap();
+        assert_eq!((record.version, record.updated_index), (2, 3));
     }
 
     /// Reads see one state whether a change is still in memory or already in the database.

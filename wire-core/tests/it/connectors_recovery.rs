@@ -13,7 +13,8 @@ use crate::elasticsearch::{documents, opensearch};
 use crate::kafka::{broker, consume_all_from, create_topic_on, produce_to, topic, wait_read};
 use crate::pipelines_run::{committed_lines, wait_state};
 use crate::support::{
-    create_pipeline, eventually, free_port, get_json, http, service, Embedded, Proc,
+    checkpointed_positions, create_pipeline, eventually, free_port, get_json, http, service,
+    wait_stalled, Embedded, Proc,
 };
 
 /// A server this test owns: a tests/services script run with its own ports and run dir.
@@ -111,12 +112,19 @@ async fn kafka_to_opensearch_is_exactly_once_across_kill_9() {
     produce_to(broker(), &input, &orders(3000, 6000));
     node.restart(&[]);
     wait_ready(&node).await;
-    let docs = eventually(Duration::from_secs(90), "all documents", || async {
-        let docs = documents(&index).await;
-        (docs.len() >= 6000).then_some(docs)
-    })
+    // Done when the committed checkpoint covers all 6000 offsets: the sink flushed
+    // everything before it, and no replay can follow it.
+    let status_url = node.url("/pipelines/k2es");
+    let docs = eventually(
+        Duration::from_secs(90),
+        "all documents, all checkpointed",
+        || async {
+            (checkpointed_positions(&status_url).await? == 6000).then_some(())?;
+            let docs = documents(&index).await;
+            (docs.len() >= 6000).then_some(docs)
+        },
+    )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let again = documents(&index).await;
     assert_eq!(
         again.len(),
@@ -151,10 +159,9 @@ async fn a_kafka_broker_outage_blocks_the_pipeline_and_it_recovers_losing_nothin
     )
     .await;
     wait_read(&node, "outage", 500).await;
+    // The outage lasts from the stop until the broker is back (its start waits until it
+    // serves): both the source and the sink go through it.
     kafka.run("stop");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = get_json(&node.url("/pipelines/outage")).await;
-    assert_ne!(status["state"], "finished", "{status}");
     kafka.run("start");
     produce_to(&kafka.address, &input, &orders(2000, 4000));
     let got = consume_all_from(&kafka.address, &output, 4000);
@@ -190,12 +197,13 @@ async fn an_opensearch_outage_blocks_the_sink_and_it_recovers_losing_nothing() {
         (doc_count(&search.address, &index).await? > 200).then_some(())
     })
     .await;
+    // While the cluster is down the sink cannot flush: the generator (400/s) is held back
+    // and stops reading.
     search.run("stop");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = get_json(&node.url("/pipelines/es-outage")).await;
-    assert_ne!(
-        status["state"], "finished",
-        "blocked while the cluster is down: {status}"
+    let stalled_at = wait_stalled(&node.url("/pipelines/es-outage")).await;
+    assert!(
+        stalled_at < 3000,
+        "blocked before the end: {stalled_at} read"
     );
     search.run("start");
     eventually(Duration::from_secs(90), "every document", || async {
@@ -208,7 +216,7 @@ async fn an_opensearch_outage_blocks_the_sink_and_it_recovers_losing_nothing() {
     })
     .await;
     assert_eq!(status["steps"]["source0"]["records_out"], 3000);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Finished: its last checkpoint flushed everything, and nothing runs any more.
     assert_eq!(
         doc_count(&search.address, &index).await,
         Some(3000),
@@ -246,11 +254,16 @@ async fn kafka_to_mongodb_is_exactly_once_across_kill_9() {
     produce_to(broker(), &input, &orders(3000, 6000));
     node.restart(&[]);
     wait_ready(&node).await;
-    eventually(Duration::from_secs(120), "all documents", || async {
-        (count(ferretdb(), &db, "orders").await? >= 6000).then_some(())
-    })
+    let status_url = node.url("/pipelines/k2m");
+    eventually(
+        Duration::from_secs(120),
+        "all documents, all checkpointed",
+        || async {
+            (checkpointed_positions(&status_url).await? == 6000).then_some(())?;
+            (count(ferretdb(), &db, "orders").await? >= 6000).then_some(())
+        },
+    )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let docs = find_all(ferretdb(), &db, "orders").await;
     let ids = int_ids(&docs);
     assert_eq!(
@@ -298,12 +311,12 @@ async fn a_mongodb_outage_blocks_source_and_sink_and_they_recover_losing_nothing
         (count(&uri, &db, "events").await? > 300).then_some(())
     })
     .await;
+    // While the server is down the sink cannot flush: the generator is held back.
     server.run("stop");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = get_json(&node.url("/pipelines/to-mongo")).await;
-    assert_ne!(
-        status["state"], "finished",
-        "blocked while the server is down: {status}"
+    let stalled_at = wait_stalled(&node.url("/pipelines/to-mongo")).await;
+    assert!(
+        stalled_at < 3000,
+        "blocked before the end: {stalled_at} read"
     );
     server.run("start");
     eventually(Duration::from_secs(90), "every document", || async {

@@ -38,7 +38,7 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"name": "orders", "version": 1, "created": true})
+        json!({"name": "orders", "version": 1, "created": true, "changed": true})
     );
     let r = c
         .post(n.url("/pipelines"))
@@ -71,6 +71,19 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["version"], 2);
     assert_eq!(body["created"], false);
+    assert_eq!(body["changed"], true);
+    // The same spec again changes nothing: no new version, no restart.
+    let r = c
+        .put(n.url("/pipelines/orders"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["version"].as_u64(), body["changed"].as_bool()),
+        (Some(2), Some(false))
+    );
 
     // Pause and resume change the desired state only.
     let r: Value = json(c.post(n.url("/pipelines/orders/pause"))).await;
@@ -216,9 +229,24 @@ async fn the_cli_applies_specs_from_files() {
     };
     let o = wire(&["pipeline", "apply", "-f", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Applying the same file again changes nothing; a changed file is a new version.
     let o = wire(&["pipeline", "apply", "-f", file.to_str().unwrap()]);
     let out: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(out["version"], 2);
+    assert_eq!(
+        (out["version"].as_u64(), out["changed"].as_bool()),
+        (Some(1), Some(false))
+    );
+    std::fs::write(
+        &file,
+        spec_yaml(n.dir.path()).replace("parallelism: 2", "parallelism: 3"),
+    )
+    .unwrap();
+    let o = wire(&["pipeline", "apply", "-f", file.to_str().unwrap()]);
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (out["version"].as_u64(), out["changed"].as_bool()),
+        (Some(2), Some(true))
+    );
     let o = wire(&["pipeline", "status", "orders"]);
     let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rec["spec"]["name"], "orders");

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{create_pipeline, eventually, get_json, http, json, Embedded};
+use crate::support::{
+    checkpointed_positions, create_pipeline, eventually, get_json, http, json, Embedded,
+};
 
 /// Every line of the committed part files in `dir` (hidden files are in progress).
 pub fn committed_lines(dir: &Path) -> Vec<String> {
@@ -275,9 +277,13 @@ async fn pause_resume_update_and_delete_a_running_pipeline() {
         n.node.runtime().job("paced").is_none().then_some(())
     })
     .await;
+    // The final checkpoint covers exactly what was published: nothing is left to appear.
     let paused_at = committed_lines(&out).len();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(committed_lines(&out).len(), paused_at);
+    assert_eq!(
+        checkpointed_positions(&n.url("/pipelines/paced")).await,
+        Some(paused_at as u64),
+        "the output at the pause is what its last checkpoint covers"
+    );
 
     // Resume: it goes on from its checkpoint — the sequence continues without a gap or a repeat.
     c.post(n.url("/pipelines/paced/resume"))

@@ -80,6 +80,64 @@ pub async fn post_json(url: &str, body: &Value) -> Value {
         .expect("JSON body")
 }
 
+/// The sum of the source positions in the last committed checkpoints of a pipeline, from its
+/// status at `status_url` (`None` while it does not answer): a Kafka source's next offsets, a
+/// file source's bytes, a generator's next numbers. Output a sink committed is covered by
+/// these positions, so once they cover the whole input nothing more can appear.
+pub async fn checkpointed_positions(status_url: &str) -> Option<u64> {
+    let s: Value = http()
+        .get(status_url)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let mut total = 0;
+    for part in s["partitions"].as_array()? {
+        for splits in part["positions"].as_object()?.values() {
+            for offset in splits.as_object()?.values() {
+                total += offset.as_u64()?;
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Waits until the pipeline at `status_url` stops reading: its source's record count is the
+/// same over five polls 200 ms apart (it fails if the source keeps going for 20 s).
+pub async fn wait_stalled(status_url: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut last, mut same) = (None, 0);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the source to stall"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let read = async {
+            let s: Value = http()
+                .get(status_url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            s["steps"]["source0"]["records_out"].as_u64()
+        };
+        let Some(now) = read.await else { continue };
+        if last == Some(now) {
+            same += 1;
+            if same >= 4 {
+                return now;
+            }
+        } else {
+            (last, same) = (Some(now), 0);
+        }
+    }
+}
+
 /// POSTs a pipeline spec to `url` (a node's `/pipelines`), asserting it is created.
 pub async fn create_pipeline(url: &str, spec: &Value) {
     let r = http().post(url).json(spec).send().await.expect("POST");
