@@ -12,6 +12,29 @@ pub const MAX_TXN_OPS: usize = 1024;
 /// Largest page a list returns.
 pub const MAX_LIST_LIMIT: usize = 10_000;
 
+/// A committed put: its log index and whether the key existed before. Serialized as every
+/// face answers it: `{"index", "existed"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvWritten {
+    pub index: u64,
+    pub existed: bool,
+}
+
+/// A committed delete: `{"index", "deleted"}` (whether the key existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvDeleted {
+    pub index: u64,
+    pub deleted: bool,
+}
+
+/// A committed transaction: `{"succeeded", "index"}` (whether the compares held and the
+/// `success` branch ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnOutcome {
+    pub succeeded: bool,
+    pub index: u64,
+}
+
 /// A problem with a key, value or transaction supplied by a caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -30,7 +30,7 @@ use crate::consensus::proposer::{self, fatal, Proposer};
 use crate::consensus::{
     Command, CommandResponse, KvPage, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
 };
-use crate::kv::{self, Txn};
+use crate::kv::{self, KvDeleted, KvWritten, Txn, TxnOutcome};
 use crate::pipeline::runtime::status::{self, JobReport, PipelineStatus};
 use crate::pipeline::runtime::supervisor::Runtime;
 use crate::pipeline::transform::Transform;
@@ -154,6 +154,12 @@ struct NodeInner {
     runtime: Arc<Runtime>,
     /// Elections, leader changes and read-index failures.
     counters: Arc<RaftCounters>,
+}
+
+/// A command answered with a response of another kind: a broken invariant of the state
+/// machine, reported rather than hidden.
+fn unexpected(response: CommandResponse) -> Error {
+    Error::Internal(format!("unexpected answer {response:?}"))
 }
 
 /// The address others should use to reach a listener bound at `bound`.
@@ -667,29 +673,52 @@ impl Node {
     }
 
     /// Sets a user key.
-    pub async fn kv_put(&self, key: &str, value: Vec<u8>) -> Result<WriteOutcome> {
+    pub async fn kv_put(&self, key: &str, value: Vec<u8>) -> Result<KvWritten> {
         kv::validate_key(key)?;
         kv::validate_value(&value)?;
-        self.write(Command::KvPut {
-            key: key.to_string(),
-            value,
-        })
-        .await
+        let outcome = self
+            .write(Command::KvPut {
+                key: key.to_string(),
+                value,
+            })
+            .await?;
+        match outcome.response {
+            CommandResponse::KvPut { existed } => Ok(KvWritten {
+                index: outcome.index,
+                existed,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Removes a user key.
-    pub async fn kv_delete(&self, key: &str) -> Result<WriteOutcome> {
+    pub async fn kv_delete(&self, key: &str) -> Result<KvDeleted> {
         kv::validate_key(key)?;
-        self.write(Command::KvDelete {
-            key: key.to_string(),
-        })
-        .await
+        let outcome = self
+            .write(Command::KvDelete {
+                key: key.to_string(),
+            })
+            .await?;
+        match outcome.response {
+            CommandResponse::KvDelete { existed } => Ok(KvDeleted {
+                index: outcome.index,
+                deleted: existed,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// Applies a transaction atomically; the response says which branch ran.
-    pub async fn kv_txn(&self, txn: Txn) -> Result<WriteOutcome> {
+    /// Applies a transaction atomically; the outcome says whether the compares held.
+    pub async fn kv_txn(&self, txn: Txn) -> Result<TxnOutcome> {
         txn.validate()?;
-        self.write(Command::KvTxn(txn)).await
+        let outcome = self.write(Command::KvTxn(txn)).await?;
+        match outcome.response {
+            CommandResponse::KvTxn { succeeded } => Ok(TxnOutcome {
+                succeeded,
+                index: outcome.index,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Reads a user key at the given consistency.
@@ -788,7 +817,7 @@ impl Node {
                 "pipeline '{name}' already exists (version {version}); update it instead"
             ))),
             CommandResponse::PipelineMissing => Err(Error::NotFound(format!("pipeline '{name}'"))),
-            other => Err(Error::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -840,7 +869,7 @@ impl Node {
             CommandResponse::PipelineDeleted { existed: false } => {
                 Err(Error::NotFound(format!("pipeline '{name}'")))
             }
-            other => Err(Error::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 

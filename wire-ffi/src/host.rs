@@ -123,11 +123,9 @@ impl Hosted {
 
     /// Whether the key existed.
     pub fn kv_delete(&self, key: &str) -> Result<bool, Failure> {
-        let outcome = self.block(|n| async move { n.kv_delete(key).await })?;
-        Ok(matches!(
-            outcome.response,
-            wire_core::consensus::CommandResponse::KvDelete { existed: true }
-        ))
+        Ok(self
+            .block(|n| async move { n.kv_delete(key).await })?
+            .deleted)
     }
 
     /// A page as `GET /kv` answers it.
@@ -157,11 +155,9 @@ impl Hosted {
     pub fn kv_txn(&self, body: &str) -> Result<bool, Failure> {
         let txn: Txn = wire_core::http::kv_txn_from_json(body)
             .map_err(|e| Failure::new(wire_status::WIRE_ERR_INVALID_ARGUMENT, e))?;
-        let outcome = self.block(|n| async move { n.kv_txn(txn).await })?;
-        Ok(matches!(
-            outcome.response,
-            wire_core::consensus::CommandResponse::KvTxn { succeeded: true }
-        ))
+        Ok(self
+            .block(|n| async move { n.kv_txn(txn).await })?
+            .succeeded)
     }
 
     /// Creates or updates a pipeline from JSON or YAML; answers as `PUT /pipelines/{name}`.

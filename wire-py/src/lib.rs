@@ -184,22 +184,14 @@ impl NativeNode {
 
     /// Returns (index, existed).
     fn kv_put(&self, py: Python<'_>, key: String, value: Vec<u8>) -> PyResult<(u64, bool)> {
-        let outcome = self.block(py, move |n| async move { n.kv_put(&key, value).await })?;
-        let existed = matches!(
-            outcome.response,
-            wire_core::consensus::CommandResponse::KvPut { existed: true }
-        );
-        Ok((outcome.index, existed))
+        let w = self.block(py, move |n| async move { n.kv_put(&key, value).await })?;
+        Ok((w.index, w.existed))
     }
 
     /// Returns (index, deleted).
     fn kv_delete(&self, py: Python<'_>, key: String) -> PyResult<(u64, bool)> {
-        let outcome = self.block(py, move |n| async move { n.kv_delete(&key).await })?;
-        let existed = matches!(
-            outcome.response,
-            wire_core::consensus::CommandResponse::KvDelete { existed: true }
-        );
-        Ok((outcome.index, existed))
+        let d = self.block(py, move |n| async move { n.kv_delete(&key).await })?;
+        Ok((d.index, d.deleted))
     }
 
     /// Returns (items, more): up to `limit` (key, value) pairs after `after` under `prefix`.
@@ -251,12 +243,8 @@ impl NativeNode {
             success: ops(success, "success")?,
             failure: ops(failure, "failure")?,
         };
-        let outcome = self.block(py, move |n| async move { n.kv_txn(txn).await })?;
-        let succeeded = matches!(
-            outcome.response,
-            wire_core::consensus::CommandResponse::KvTxn { succeeded: true }
-        );
-        Ok((succeeded, outcome.index))
+        let t = self.block(py, move |n| async move { n.kv_txn(txn).await })?;
+        Ok((t.succeeded, t.index))
     }
 
     /// Checks a spec (JSON or YAML) against this node; returns nothing or raises.

@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::{consistency, ReadQuery};
-use crate::consensus::CommandResponse;
 use crate::kv::{self, Compare, Txn, TxnOp};
 use crate::node::Node;
 
@@ -31,18 +30,11 @@ async fn get_key(node: Node, key: String, query: ReadQuery) -> Result<Response, 
 }
 
 async fn put_key(node: Node, key: String, body: Bytes) -> Result<Response, ApiError> {
-    let outcome = node.kv_put(&key, body.to_vec()).await?;
-    let existed = matches!(outcome.response, CommandResponse::KvPut { existed: true });
-    Ok(Json(json!({"index": outcome.index, "existed": existed})).into_response())
+    Ok(Json(node.kv_put(&key, body.to_vec()).await?).into_response())
 }
 
 async fn delete_key(node: Node, key: String) -> Result<Response, ApiError> {
-    let outcome = node.kv_delete(&key).await?;
-    let existed = matches!(
-        outcome.response,
-        CommandResponse::KvDelete { existed: true }
-    );
-    Ok(Json(json!({"index": outcome.index, "deleted": existed})).into_response())
+    Ok(Json(node.kv_delete(&key).await?).into_response())
 }
 
 pub async fn get(
@@ -316,7 +308,5 @@ pub async fn txn(
     body: Result<Json<JsonTxn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    let outcome = node.kv_txn(body.into_txn()?).await?;
-    let succeeded = matches!(outcome.response, CommandResponse::KvTxn { succeeded: true });
-    Ok(Json(json!({"succeeded": succeeded, "index": outcome.index})).into_response())
+    Ok(Json(node.kv_txn(body.into_txn()?).await?).into_response())
 }
