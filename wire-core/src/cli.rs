@@ -5,9 +5,10 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::NodeOptions;
+use crate::logging::LogFormat;
 use crate::node::Node;
 
 /// Wire: a distributed stream-processing engine.
@@ -81,12 +82,6 @@ struct DemoArgs {
     /// Orders per second.
     #[arg(long, default_value_t = 5_000)]
     rate: u64,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -261,38 +256,14 @@ impl From<DemoArgs> for crate::demo::DemoOptions {
 
 /// Starts logging to standard error (human-readable, warnings and up) for embedded runs.
 pub fn init_quiet_logging() {
-    init_logging(LogFormat::Human, "warn");
-}
-
-/// openraft logs every failed message to an unreachable peer (several WARN and ERROR lines
-/// per retry); Wire logs the peer's change of state once instead (`consensus::network`). These
-/// targets are off unless the filter names them (`RUST_LOG` replaces the filter whole).
-const QUIET_RAFT: &str =
-    "openraft::replication=off,openraft::engine::handler::replication_handler=off";
-
-fn init_logging(format: LogFormat, filter: &str) {
-    let filter = if filter.contains("replication") {
-        filter.to_string()
-    } else {
-        format!("{filter},{QUIET_RAFT}")
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    crate::logging::init(LogFormat::Human, "warn");
 }
 
 async fn run_node(
     args: Box<NodeArgs>,
     config: crate::config::NodeConfig,
 ) -> Result<ExitCode, String> {
-    init_logging(args.log_format, &args.log_level);
+    crate::logging::init(args.log_format, &args.log_level);
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
     wait_for_signal().await;
     tracing::info!("signal received: shutting down");

@@ -144,7 +144,7 @@ pub async fn watch(http: &reqwest::Client, url: &str) -> Result<ExitCode, String
 
 /// Runs the demo until the generator is done or Ctrl-C, then stops the node cleanly.
 pub async fn run(options: DemoOptions) -> Result<ExitCode, String> {
-    crate::cli::init_quiet_logging();
+    crate::logging::init(crate::logging::LogFormat::Human, "warn");
     let dir = options
         .data_dir
         .clone()

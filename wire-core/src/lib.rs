@@ -23,8 +23,10 @@ pub mod error;
 pub mod hosted;
 pub mod http;
 pub mod kv;
+pub mod logging;
 pub mod node;
 pub mod pipeline;
+mod server;
 
 pub use config::{NodeConfig, NodeOptions};
 pub use error::{Error, ErrorKind, Result};

@@ -20,12 +20,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cluster::rpc::{self, RemoteFailure};
+use crate::cluster::calls::{self, RemoteFailure};
 use crate::cluster::{plan_join, JoinPlan, JoinRequest};
 use crate::config::NodeConfig;
 use crate::consensus::election::LeaderContact;
 use crate::consensus::elector::{Elector, RaftCounters};
-use crate::consensus::network::{self, Network, PeerClient, PeerError, RaftEndpoint};
+use crate::consensus::network::{Network, PeerClient, PeerError, RaftEndpoint};
 use crate::consensus::proposer::{self, fatal, Proposer};
 use crate::consensus::{
     Command, CommandResponse, KvPage, NodeId, Raft, RaftMetrics, StateMachineStore, WireNode,
@@ -66,14 +66,7 @@ impl std::str::FromStr for Consistency {
     }
 }
 
-/// The result of a committed write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteOutcome {
-    /// The log index the write was committed at.
-    pub index: u64,
-    /// What applying it produced.
-    pub response: CommandResponse,
-}
+pub use crate::consensus::proposer::WriteOutcome;
 
 /// The result of writing a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +121,15 @@ pub struct NodeStatus {
     pub members: Vec<MemberInfo>,
 }
 
+/// A node opened and not yet serving: what `server.rs` needs to serve it.
+pub(crate) struct Opened {
+    pub node: Node,
+    /// What the Raft endpoints serve.
+    pub endpoint: RaftEndpoint,
+    pub http_listener: TcpListener,
+    pub raft_listener: TcpListener,
+}
+
 /// A running node. Clones share it. Call [`Node::shutdown`] to stop it: dropping every handle
 /// does not stop its listeners (their tasks hold handles of their own).
 #[derive(Clone)]
@@ -176,10 +178,9 @@ fn advertised(bound: SocketAddr) -> String {
 }
 
 impl Node {
-    /// Starts a node: opens (or creates) its database, binds both listeners, starts Raft,
-    /// then bootstraps or joins as configured. Returns once the node serves requests (and,
-    /// with `join`, once it is a member).
-    pub async fn start(config: NodeConfig) -> Result<Node> {
+    /// Opens a node without serving it yet (`server.rs` serves and starts it): its
+    /// database, both listeners bound, Raft, the proposers and the election driver.
+    pub(crate) async fn open(config: NodeConfig) -> Result<Opened> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
         let db_path = config.data_dir.join("wire.redb");
@@ -273,16 +274,12 @@ impl Node {
         });
         let _ = node.inner.forwarder.set(Proposer::start(forward));
         let contact = LeaderContact::default();
-        let raft_app = network::raft_routes(RaftEndpoint {
+        let endpoint = RaftEndpoint {
             raft: raft.clone(),
             log: log_store.clone(),
             contact: contact.clone(),
             settings: election,
-        })
-        .merge(rpc::routes(node.clone()))
-        .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
-        node.serve(raft_listener, raft_app);
-        node.serve(http_listener, crate::http::router(node.clone()));
+        };
         let elector = Elector {
             id: node.id(),
             raft: raft.clone(),
@@ -296,22 +293,27 @@ impl Node {
         if let Ok(mut tasks) = node.inner.tasks.lock() {
             tasks.push(elections);
         }
-        tracing::info!(
-            node_id = node.id(),
-            http_addr = %node.inner.me.http_addr,
-            raft_addr = %node.inner.me.raft_addr,
-            "node started"
-        );
-
-        if let Err(e) = node.enter_cluster().await {
-            let _ = node.shutdown().await;
-            return Err(e);
-        }
-        node.inner.runtime.start(node.clone());
-        Ok(node)
+        Ok(Opened {
+            node,
+            endpoint,
+            http_listener,
+            raft_listener,
+        })
     }
 
-    fn serve(&self, listener: TcpListener, app: axum::Router) {
+    /// Enters the cluster (bootstrap or join as configured), then starts running this node's
+    /// share of the pipelines; on failure the node is shut down.
+    pub(crate) async fn enter(&self) -> Result<()> {
+        if let Err(e) = self.enter_cluster().await {
+            let _ = self.shutdown().await;
+            return Err(e);
+        }
+        self.inner.runtime.start(self.clone());
+        Ok(())
+    }
+
+    /// Serves `app` on `listener` until the node stops.
+    pub(crate) fn serve(&self, listener: TcpListener, app: axum::Router) {
         let mut stop = self.inner.stop.subscribe();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -599,7 +601,7 @@ impl Node {
     /// Sends one (possibly packed) command to the leader, or proposes it here if this node
     /// leads.
     async fn forward(&self, command: Command) -> Result<WriteOutcome> {
-        self.on_leader(rpc::paths::WRITE, &command, false, || {
+        self.on_leader(calls::paths::WRITE, &command, false, || {
             self.write_local(command.clone())
         })
         .await
@@ -659,7 +661,7 @@ impl Node {
             Consistency::Linearizable => true,
         };
         let index = self
-            .on_leader(rpc::paths::READ_INDEX, &linearizable, true, || {
+            .on_leader(calls::paths::READ_INDEX, &linearizable, true, || {
                 self.read_index_local(linearizable)
             })
             .await?;
@@ -909,7 +911,7 @@ impl Node {
                         .peers
                         .call::<String, std::result::Result<Option<JobReport>, RemoteFailure>>(
                             &n.raft_addr,
-                            rpc::paths::JOB_REPORT,
+                            calls::paths::JOB_REPORT,
                             &name.to_string(),
                             Duration::from_secs(1),
                         )
@@ -948,7 +950,7 @@ impl Node {
         if req.node_id == 0 {
             return Err(Error::Invalid("node_id: must be a positive integer".into()));
         }
-        self.on_leader(rpc::paths::JOIN, &req, true, || {
+        self.on_leader(calls::paths::JOIN, &req, true, || {
             self.join_local(req.clone())
         })
         .await
@@ -1048,7 +1050,7 @@ impl Node {
     /// Removes a member (voter or learner), on the leader wherever it is.
     pub async fn remove_member(&self, id: NodeId) -> Result<()> {
         self.check_running()?;
-        self.on_leader(rpc::paths::REMOVE, &id, true, || self.remove_local(id))
+        self.on_leader(calls::paths::REMOVE, &id, true, || self.remove_local(id))
             .await
     }
 
@@ -1182,7 +1184,7 @@ impl Node {
             .peers
             .call::<(), std::result::Result<(), RemoteFailure>>(
                 &node.raft_addr,
-                rpc::paths::CAMPAIGN,
+                calls::paths::CAMPAIGN,
                 &(),
                 timeout,
             )

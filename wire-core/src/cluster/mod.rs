@@ -2,8 +2,9 @@
 //! node-level calls a follower makes to its leader on the Raft listener (forwarded writes,
 //! read-index, joins, removals, leadership hand-off).
 //!
-//! Deciding what a join means is pure ([`plan_join`]); [`crate::node`] executes the plan.
+//! Deciding what a join means is pure ([`plan_join`]); the node (`node.rs`) executes the plan.
 
+pub mod calls;
 pub mod rpc;
 
 use std::collections::BTreeSet;

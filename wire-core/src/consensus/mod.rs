@@ -15,7 +15,9 @@ pub mod proposer;
 #[cfg(test)]
 mod restart_tests;
 mod sm_overlay;
+mod sm_tables;
 pub mod state_machine;
+mod store_error;
 pub mod tables;
 mod writer;
 

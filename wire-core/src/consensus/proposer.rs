@@ -16,8 +16,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{Command, CommandResponse, NodeId, Raft};
-use crate::node::WriteOutcome;
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Most proposals in flight at once: enough to overlap one batch's local fsync with the
 /// previous batch's replication.
@@ -26,6 +26,15 @@ const MAX_IN_FLIGHT: usize = 2;
 const MAX_BATCH_COMMANDS: usize = 1024;
 /// Most payload bytes packed into one entry (a single larger command still goes alone).
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// The result of a committed write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// The log index the write was committed at.
+    pub index: u64,
+    /// What applying it produced.
+    pub response: CommandResponse,
+}
 
 type Waiter = oneshot::Sender<Result<WriteOutcome>>;
 

@@ -1,5 +1,5 @@
 //! State-machine changes not yet written to redb. Applying a batch updates this overlay and
-//! answers at once; the database writer ([`super::writer`]) folds the changes into its next
+//! answers at once; the database writer (`writer.rs`) folds the changes into its next
 //! transaction — usually one that appends log entries anyway — as etcd batches its backend
 //! commits behind its WAL. The Raft log stays the source of durability: after a crash the
 //! committed entries past the last written `last_applied` are applied again.

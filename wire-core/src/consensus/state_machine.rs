@@ -18,11 +18,12 @@ use openraft::storage::RaftStateMachine;
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::sm_overlay::{Found, SmChanges, SmOverlay};
+use super::sm_overlay::{Found, SmOverlay};
+use super::sm_tables::{SnapshotBody, SnapshotMetaOf, StoredSnapshot, CURRENT};
 use super::tables::{self, sm_meta};
 use super::writer::{blocking, DbWriter, StoreError, WriteOp};
 use super::{
@@ -34,7 +35,6 @@ use crate::pipeline::checkpoint::Checkpoint;
 use crate::pipeline::{DesiredState, PipelineRecord};
 
 type Entry = openraft::Entry<TypeConfig>;
-pub(crate) type SnapshotMetaOf = SnapshotMeta<NodeId, WireNode>;
 
 /// A member as recorded in the replicated `members` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,26 +43,6 @@ pub struct MemberRecord {
     /// Whether the member votes (false: a learner).
     pub voter: bool,
 }
-
-/// The contents of a snapshot: every replicated table.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SnapshotBody {
-    members: Vec<(u64, ByteBuf)>,
-    kv: Vec<(String, ByteBuf)>,
-    pipelines: Vec<(String, ByteBuf)>,
-    assignments: Vec<((String, u32), u64)>,
-    checkpoints: Vec<((String, u32), ByteBuf)>,
-}
-
-/// The latest snapshot as kept in [`tables::SNAPSHOT`].
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMetaOf,
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
-}
-
-const CURRENT: &str = "current";
 
 /// A page of keys and values, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -730,113 +710,6 @@ fn read_checkpoints(
     raw.into_iter()
         .map(|(part, bytes)| Ok((part, decode(&bytes)?)))
         .collect()
-}
-
-/// Writes a set of state-machine changes into the database writer's transaction.
-pub(crate) fn write_changes(txn: &WriteTransaction, changes: &SmChanges) -> Result<(), StoreError> {
-    if !changes.kv.is_empty() {
-        let mut kv = txn.open_table(tables::KV)?;
-        for (k, v) in &changes.kv {
-            match v {
-                Some(v) => kv.insert(k.as_str(), v.as_slice())?,
-                None => kv.remove(k.as_str())?,
-            };
-        }
-    }
-    if !changes.pipelines.is_empty() {
-        let mut table = txn.open_table(tables::PIPELINES)?;
-        for (k, v) in &changes.pipelines {
-            match v {
-                Some(v) => table.insert(k.as_str(), v.as_slice())?,
-                None => table.remove(k.as_str())?,
-            };
-        }
-    }
-    if !changes.assignments.is_empty() {
-        let mut table = txn.open_table(tables::ASSIGNMENTS)?;
-        for ((name, part), v) in &changes.assignments {
-            match v {
-                Some(node) => table.insert((name.as_str(), *part), *node)?,
-                None => table.remove((name.as_str(), *part))?,
-            };
-        }
-    }
-    if !changes.checkpoints.is_empty() {
-        let mut table = txn.open_table(tables::CHECKPOINTS)?;
-        for ((name, part), v) in &changes.checkpoints {
-            match v {
-                Some(bytes) => table.insert((name.as_str(), *part), bytes.as_slice())?,
-                None => table.remove((name.as_str(), *part))?,
-            };
-        }
-    }
-    if let Some(members) = &changes.members {
-        let mut table = txn.open_table(tables::MEMBERS)?;
-        table.retain(|_, _| false)?;
-        for (id, record) in members {
-            table.insert(*id, record.as_slice())?;
-        }
-    }
-    if changes.last_applied.is_some() || changes.membership.is_some() {
-        let mut meta = txn.open_table(tables::SM_META)?;
-        if let Some(applied) = &changes.last_applied {
-            meta.insert(sm_meta::LAST_APPLIED, encode(applied)?.as_slice())?;
-        }
-        if let Some(m) = &changes.membership {
-            meta.insert(sm_meta::MEMBERSHIP, encode(m)?.as_slice())?;
-        }
-    }
-    Ok(())
-}
-
-/// Replaces every replicated table with the snapshot's contents and keeps the snapshot as the
-/// current one, inside the database writer's transaction (committed with fsync).
-pub(crate) fn install_tables(
-    txn: &WriteTransaction,
-    meta: SnapshotMetaOf,
-    data: Vec<u8>,
-) -> Result<(), StoreError> {
-    let body: SnapshotBody = decode(&data)?;
-    let stored = encode(&StoredSnapshot {
-        meta: meta.clone(),
-        data,
-    })?;
-    txn.delete_table(tables::MEMBERS)?;
-    txn.delete_table(tables::KV)?;
-    txn.delete_table(tables::PIPELINES)?;
-    txn.delete_table(tables::ASSIGNMENTS)?;
-    txn.delete_table(tables::CHECKPOINTS)?;
-    {
-        let mut t = txn.open_table(tables::MEMBERS)?;
-        for (k, v) in &body.members {
-            t.insert(*k, v.as_slice())?;
-        }
-        let mut t = txn.open_table(tables::KV)?;
-        for (k, v) in &body.kv {
-            t.insert(k.as_str(), v.as_slice())?;
-        }
-        let mut t = txn.open_table(tables::PIPELINES)?;
-        for (k, v) in &body.pipelines {
-            t.insert(k.as_str(), v.as_slice())?;
-        }
-        let mut t = txn.open_table(tables::ASSIGNMENTS)?;
-        for ((name, part), v) in &body.assignments {
-            t.insert((name.as_str(), *part), *v)?;
-        }
-        let mut t = txn.open_table(tables::CHECKPOINTS)?;
-        for ((name, part), v) in &body.checkpoints {
-            t.insert((name.as_str(), *part), v.as_slice())?;
-        }
-        let mut m = txn.open_table(tables::SM_META)?;
-        m.insert(sm_meta::LAST_APPLIED, encode(&meta.last_log_id)?.as_slice())?;
-        m.insert(
-            sm_meta::MEMBERSHIP,
-            encode(&meta.last_membership)?.as_slice(),
-        )?;
-        txn.open_table(tables::SNAPSHOT)?
-            .insert(CURRENT, stored.as_slice())?;
-    }
-    Ok(())
 }
 
 /// The members table's rows for a membership.

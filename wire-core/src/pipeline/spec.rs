@@ -1,5 +1,5 @@
 //! The pipeline spec: what a user writes (JSON or YAML, the same structure from HTTP, the
-//! CLI, Python and C) before it is validated into a graph ([`super::validate`]).
+//! CLI, Python and C) before it is validated into a graph (`validate.rs`).
 //!
 //! ```yaml
 //! name: orders

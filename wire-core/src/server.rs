@@ -1,0 +1,36 @@
+//! Starting a node: its listeners serve the HTTP API (`http`) and, on the node-to-node
+//! listener, Raft's messages with the node-level calls (`cluster::rpc`); then it enters its
+//! cluster and runs its share of the pipelines. Kept apart from `node.rs` so that the node
+//! does not depend on the routes that call it.
+
+use crate::config::NodeConfig;
+use crate::consensus::network;
+use crate::node::{Node, Opened};
+use crate::Result;
+
+impl Node {
+    /// Starts a node: opens (or creates) its database, binds both listeners, starts Raft,
+    /// then bootstraps or joins as configured. Returns once the node serves requests (and,
+    /// with `join`, once it is a member).
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let Opened {
+            node,
+            endpoint,
+            http_listener,
+            raft_listener,
+        } = Node::open(config).await?;
+        let raft_app = network::raft_routes(endpoint)
+            .merge(crate::cluster::rpc::routes(node.clone()))
+            .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
+        node.serve(raft_listener, raft_app);
+        node.serve(http_listener, crate::http::router(node.clone()));
+        tracing::info!(
+            node_id = node.id(),
+            http_addr = %node.http_addr(),
+            raft_addr = %node.raft_addr(),
+            "node started"
+        );
+        node.enter().await?;
+        Ok(node)
+    }
+}
