@@ -31,8 +31,9 @@ use super::{
     TypeConfig, WireNode,
 };
 use crate::kv::TxnOp;
+use crate::pipeline::catalog::{self, CatalogState};
 use crate::pipeline::checkpoint::Checkpoint;
-use crate::pipeline::{DesiredState, PipelineRecord};
+use crate::pipeline::PipelineRecord;
 
 type Entry = openraft::Entry<TypeConfig>;
 
@@ -398,6 +399,11 @@ impl ApplyView<'_> {
     fn kv_set(&mut self, key: &str, value: Option<Vec<u8>>) {
         self.changes.pending.kv.insert(key.to_string(), value);
     }
+}
+
+/// The catalog's rules read and change the overlay over the database.
+impl CatalogState for ApplyView<'_> {
+    type Error = StoreError;
 
     fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, StoreError> {
         match self.changes.pipeline(name) {
@@ -423,6 +429,34 @@ impl ApplyView<'_> {
             .pending
             .pipelines
             .insert(record.spec.name.clone(), Some(encode(record)?));
+        Ok(())
+    }
+
+    fn remove_pipeline(&mut self, name: &str) {
+        self.changes
+            .pending
+            .pipelines
+            .insert(name.to_string(), None);
+    }
+
+    fn set_assignment(&mut self, name: &str, partition: u32, node: Option<NodeId>) {
+        self.changes
+            .pending
+            .assignments
+            .insert((name.to_string(), partition), node);
+    }
+
+    fn set_checkpoint(
+        &mut self,
+        name: &str,
+        partition: u32,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let bytes = checkpoint.map(encode).transpose()?;
+        self.changes
+            .pending
+            .checkpoints
+            .insert((name.to_string(), partition), bytes);
         Ok(())
     }
 }
@@ -498,160 +532,22 @@ fn apply_command(
             }
             CommandResponse::Batch(responses)
         }
-        Command::PipelineCreate { spec } => match view.pipeline(&spec.name)? {
-            Some(existing) => CommandResponse::PipelineExists {
-                version: existing.version,
-            },
-            None => {
-                view.set_pipeline(&PipelineRecord {
-                    spec: spec.clone(),
-                    version: 1,
-                    desired: DesiredState::Running,
-                    updated_index: index,
-                    created_index: index,
-                })?;
-                CommandResponse::Pipeline {
-                    version: 1,
-                    created: true,
-                    changed: true,
-                }
-            }
-        },
-        Command::PipelineUpdate { spec, upsert } => {
-            let existing = view.pipeline(&spec.name)?;
-            if existing.is_none() && !*upsert {
-                return Ok(CommandResponse::PipelineMissing);
-            }
-            // The spec it runs already: nothing to store, nothing to restart (decided here,
-            // atomically, so that every face's "apply" behaves the same).
-            if let Some(e) = existing.as_ref().filter(|e| e.spec == *spec) {
-                return Ok(CommandResponse::Pipeline {
-                    version: e.version,
-                    created: false,
-                    changed: false,
-                });
-            }
-            let record = PipelineRecord {
-                spec: spec.clone(),
-                version: existing.as_ref().map(|e| e.version + 1).unwrap_or(1),
-                desired: existing
-                    .as_ref()
-                    .map(|e| e.desired)
-                    .unwrap_or(DesiredState::Running),
-                updated_index: index,
-                created_index: existing.as_ref().map(|e| e.created_index).unwrap_or(index),
-            };
-            view.set_pipeline(&record)?;
-            CommandResponse::Pipeline {
-                version: record.version,
-                created: existing.is_none(),
-                changed: true,
-            }
+        Command::PipelineCreate { spec } => catalog::create(view, spec, index)?,
+        Command::PipelineUpdate { spec, upsert } => catalog::update(view, spec, *upsert, index)?,
+        Command::PipelineSetState { name, desired } => {
+            catalog::set_state(view, name, *desired, index)?
         }
-        Command::PipelineSetState { name, desired } => match view.pipeline(name)? {
-            Some(mut record) => {
-                record.desired = *desired;
-                record.updated_index = index;
-                view.set_pipeline(&record)?;
-                CommandResponse::Pipeline {
-                    version: record.version,
-                    created: false,
-                    changed: true,
-                }
-            }
-            None => CommandResponse::PipelineMissing,
-        },
-        Command::PipelineDelete { name } => {
-            let existed = view.pipeline(name)?.is_some();
-            view.changes.pending.pipelines.insert(name.clone(), None);
-            for part in view.assignments(name)?.into_keys() {
-                view.changes
-                    .pending
-                    .assignments
-                    .insert((name.clone(), part), None);
-            }
-            for part in view.checkpoints(name)?.into_keys() {
-                view.changes
-                    .pending
-                    .checkpoints
-                    .insert((name.clone(), part), None);
-            }
-            CommandResponse::PipelineDeleted { existed }
-        }
+        Command::PipelineDelete { name } => catalog::delete(view, name)?,
         Command::PipelineAssign {
             name,
             version,
             assignments,
-        } => match view.pipeline(name)? {
-            Some(record) if record.version == *version => {
-                let wanted: BTreeMap<u32, NodeId> = assignments.iter().copied().collect();
-                for part in view.assignments(name)?.into_keys() {
-                    if !wanted.contains_key(&part) {
-                        view.changes
-                            .pending
-                            .assignments
-                            .insert((name.clone(), part), None);
-                    }
-                }
-                for (part, node) in wanted {
-                    view.changes
-                        .pending
-                        .assignments
-                        .insert((name.clone(), part), Some(node));
-                }
-                CommandResponse::Assigned
-            }
-            Some(record) => CommandResponse::Refused {
-                reason: format!(
-                    "pipeline '{name}' is at version {}, not {version}",
-                    record.version
-                ),
-            },
-            None => CommandResponse::PipelineMissing,
-        },
+        } => catalog::assign(view, name, *version, assignments)?,
         Command::Checkpoint {
             name,
             node,
             checkpoints,
-        } => {
-            if view.pipeline(name)?.is_none() {
-                return Ok(CommandResponse::PipelineMissing);
-            }
-            let owners = view.assignments(name)?;
-            let current = view.checkpoints(name)?;
-            // The same command applied again (its proposer retried after losing the answer):
-            // it is saved already.
-            if checkpoints.iter().all(|(p, c)| current.get(p) == Some(c)) {
-                return Ok(CommandResponse::CheckpointSaved);
-            }
-            for (part, checkpoint) in checkpoints {
-                if owners.get(part) != Some(node) {
-                    return Ok(CommandResponse::Refused {
-                        reason: format!(
-                            "partition {part} of '{name}' is assigned to {:?}, not node {node}",
-                            owners.get(part)
-                        ),
-                    });
-                }
-                if let Some(old) = current.get(part) {
-                    if old.epoch >= checkpoint.epoch {
-                        return Ok(CommandResponse::Refused {
-                            reason: format!(
-                                "partition {part} of '{name}' is at epoch {}, not before {}",
-                                old.epoch, checkpoint.epoch
-                            ),
-                        });
-                    }
-                }
-            }
-            for (part, checkpoint) in checkpoints {
-                view.changes
-                    .pending
-                    .checkpoints
-                    .insert((name.clone(), *part), Some(encode(checkpoint)?));
-            }
-            CommandResponse::CheckpointSaved
-        }
+        } => catalog::checkpoint(view, name, *node, checkpoints)?,
     })
 }
 
@@ -905,49 +801,6 @@ mod tests {
             responses[4]
         );
         assert_eq!(sm.checkpoints("p").unwrap()[&0], checkpoint(10));
-    }
-
-    /// Applying the spec a pipeline already runs changes nothing (no version, no restart);
-    /// a different spec is a new version.
-    #[tokio::test]
-    async fn an_unchanged_spec_is_a_no_op_and_a_changed_one_a_new_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Database::create(dir.path().join("wire.redb")).unwrap());
-        let (_log, mut sm) = super::super::open_stores(db).unwrap();
-        let spec = |count: u64| {
-            crate::pipeline::PipelineSpec::parse(&format!(
-                r#"{{"name": "p", "sources": [{{"type": "generator", "config": {{"count": {count}}}}}],
-                    "sinks": [{{"type": "stdout", "inputs": ["source0"]}}]}}"#
-            ))
-            .unwrap()
-        };
-        let update = |count| Command::PipelineUpdate {
-            spec: spec(count),
-            upsert: true,
-        };
-        let responses = sm
-            .apply(vec![
-                entry(1, update(5)),
-                entry(2, update(5)),
-                entry(3, update(6)),
-            ])
-            .await
-            .unwrap();
-        let pipeline = |version, created, changed| CommandResponse::Pipeline {
-            version,
-            created,
-            changed,
-        };
-        assert_eq!(
-            responses,
-            [
-                pipeline(1, true, true),
-                pipeline(1, false, false),
-                pipeline(2, false, true)
-            ]
-        );
-        let record = sm.pipeline("p").unwrap().unwrap();
-        assert_eq!((record.version, record.updated_index), (2, 3));
     }
 
     /// Reads see one state whether a change is still in memory or already in the database.

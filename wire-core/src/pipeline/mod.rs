@@ -1,6 +1,7 @@
 //! Pipelines: a spec ([`spec`]) validated into a DAG of steps ([`validate`]). Execution —
 //! partitions, backpressure, checkpoints through Raft, dead letters — builds on these.
 
+pub(crate) mod catalog;
 pub mod checkpoint;
 pub mod jq;
 pub mod jq_fast;

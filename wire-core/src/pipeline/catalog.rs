@@ -1,0 +1,389 @@
+//! The pipeline catalog's rules: what each pipeline command does to the replicated state, as
+//! the state machine applies it (deterministically, on every node). The state is reached
+//! through [`CatalogState`], so the rules are tested here on a map and applied there on
+//! redb.
+//!
+//! - A create is refused when the name is taken; an update of the spec a pipeline already
+//!   runs changes nothing (no version, no restart).
+//! - An assignment is refused from an assigner that saw another version (a stale leader).
+//! - A checkpoint is fencing: refused for a partition not assigned to its node (the
+//!   partition moved: the old owner commits nothing), or whose epoch does not advance; the
+//!   same checkpoint applied again (a proposer retrying after a lost answer) is saved once.
+//! - A delete removes the pipeline with its assignments and checkpoints.
+
+use std::collections::BTreeMap;
+
+use super::checkpoint::Checkpoint;
+use super::{DesiredState, PipelineRecord, PipelineSpec};
+use crate::consensus::{CommandResponse, NodeId};
+
+/// The catalog's tables as the rules read and change them.
+pub(crate) trait CatalogState {
+    type Error;
+    fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, Self::Error>;
+    fn assignments(&self, name: &str) -> Result<BTreeMap<u32, NodeId>, Self::Error>;
+    fn checkpoints(&self, name: &str) -> Result<BTreeMap<u32, Checkpoint>, Self::Error>;
+    fn set_pipeline(&mut self, record: &PipelineRecord) -> Result<(), Self::Error>;
+    fn remove_pipeline(&mut self, name: &str);
+    fn set_assignment(&mut self, name: &str, partition: u32, node: Option<NodeId>);
+    fn set_checkpoint(
+        &mut self,
+        name: &str,
+        partition: u32,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), Self::Error>;
+}
+
+fn written(version: u64, created: bool, changed: bool) -> CommandResponse {
+    CommandResponse::Pipeline {
+        version,
+        created,
+        changed,
+    }
+}
+
+/// Creates a pipeline at version 1, running; refused if the name is taken.
+pub(crate) fn create<S: CatalogState>(
+    state: &mut S,
+    spec: &PipelineSpec,
+    index: u64,
+) -> Result<CommandResponse, S::Error> {
+    if let Some(existing) = state.pipeline(&spec.name)? {
+        return Ok(CommandResponse::PipelineExists {
+            version: existing.version,
+        });
+    }
+    state.set_pipeline(&PipelineRecord {
+        spec: spec.clone(),
+        version: 1,
+        desired: DesiredState::Running,
+        updated_index: index,
+        created_index: index,
+    })?;
+    Ok(written(1, true, true))
+}
+
+/// Stores a new version (creating the pipeline when `upsert`); the spec it already runs
+/// changes nothing.
+pub(crate) fn update<S: CatalogState>(
+    state: &mut S,
+    spec: &PipelineSpec,
+    upsert: bool,
+    index: u64,
+) -> Result<CommandResponse, S::Error> {
+    let existing = state.pipeline(&spec.name)?;
+    let record = match existing {
+        None if !upsert => return Ok(CommandResponse::PipelineMissing),
+        Some(e) if e.spec == *spec => return Ok(written(e.version, false, false)),
+        Some(e) => PipelineRecord {
+            spec: spec.clone(),
+            version: e.version + 1,
+            desired: e.desired,
+            updated_index: index,
+            created_index: e.created_index,
+        },
+        None => PipelineRecord {
+            spec: spec.clone(),
+            version: 1,
+            desired: DesiredState::Running,
+            updated_index: index,
+            created_index: index,
+        },
+    };
+    state.set_pipeline(&record)?;
+    Ok(written(record.version, record.version == 1, true))
+}
+
+/// Changes what the cluster should do with a pipeline.
+pub(crate) fn set_state<S: CatalogState>(
+    state: &mut S,
+    name: &str,
+    desired: DesiredState,
+    index: u64,
+) -> Result<CommandResponse, S::Error> {
+    let Some(mut record) = state.pipeline(name)? else {
+        return Ok(CommandResponse::PipelineMissing);
+    };
+    record.desired = desired;
+    record.updated_index = index;
+    state.set_pipeline(&record)?;
+    Ok(written(record.version, false, true))
+}
+
+/// Removes a pipeline with its assignments and checkpoints.
+pub(crate) fn delete<S: CatalogState>(
+    state: &mut S,
+    name: &str,
+) -> Result<CommandResponse, S::Error> {
+    let existed = state.pipeline(name)?.is_some();
+    state.remove_pipeline(name);
+    for part in state.assignments(name)?.into_keys() {
+        state.set_assignment(name, part, None);
+    }
+    for part in state.checkpoints(name)?.into_keys() {
+        state.set_checkpoint(name, part, None)?;
+    }
+    Ok(CommandResponse::PipelineDeleted { existed })
+}
+
+/// Replaces a pipeline's assignment of partitions to nodes; refused from an assigner that
+/// saw another version.
+pub(crate) fn assign<S: CatalogState>(
+    state: &mut S,
+    name: &str,
+    version: u64,
+    assignments: &[(u32, NodeId)],
+) -> Result<CommandResponse, S::Error> {
+    match state.pipeline(name)? {
+        None => Ok(CommandResponse::PipelineMissing),
+        Some(record) if record.version != version => Ok(CommandResponse::Refused {
+            reason: format!(
+                "pipeline '{name}' is at version {}, not {version}",
+                record.version
+            ),
+        }),
+        Some(_) => {
+            let wanted: BTreeMap<u32, NodeId> = assignments.iter().copied().collect();
+            for part in state.assignments(name)?.into_keys() {
+                if !wanted.contains_key(&part) {
+                    state.set_assignment(name, part, None);
+                }
+            }
+            for (part, node) in wanted {
+                state.set_assignment(name, part, Some(node));
+            }
+            Ok(CommandResponse::Assigned)
+        }
+    }
+}
+
+/// Saves checkpoints of partitions `node` runs, all or none (see the module doc).
+pub(crate) fn checkpoint<S: CatalogState>(
+    state: &mut S,
+    name: &str,
+    node: NodeId,
+    checkpoints: &[(u32, Checkpoint)],
+) -> Result<CommandResponse, S::Error> {
+    if state.pipeline(name)?.is_none() {
+        return Ok(CommandResponse::PipelineMissing);
+    }
+    let owners = state.assignments(name)?;
+    let current = state.checkpoints(name)?;
+    if checkpoints.iter().all(|(p, c)| current.get(p) == Some(c)) {
+        return Ok(CommandResponse::CheckpointSaved);
+    }
+    for (part, checkpoint) in checkpoints {
+        if owners.get(part) != Some(&node) {
+            return Ok(CommandResponse::Refused {
+                reason: format!(
+                    "partition {part} of '{name}' is assigned to {:?}, not node {node}",
+                    owners.get(part)
+                ),
+            });
+        }
+        if let Some(old) = current
+            .get(part)
+            .filter(|old| old.epoch >= checkpoint.epoch)
+        {
+            return Ok(CommandResponse::Refused {
+                reason: format!(
+                    "partition {part} of '{name}' is at epoch {}, not before {}",
+                    old.epoch, checkpoint.epoch
+                ),
+            });
+        }
+    }
+    for (part, checkpoint) in checkpoints {
+        state.set_checkpoint(name, *part, Some(checkpoint))?;
+    }
+    Ok(CommandResponse::CheckpointSaved)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// The catalog's tables in memory.
+    #[derive(Default)]
+    struct Tables {
+        pipelines: BTreeMap<String, PipelineRecord>,
+        assignments: BTreeMap<(String, u32), NodeId>,
+        checkpoints: BTreeMap<(String, u32), Checkpoint>,
+    }
+
+    fn rows<V: Clone>(map: &BTreeMap<(String, u32), V>, name: &str) -> BTreeMap<u32, V> {
+        map.iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|((_, p), v)| (*p, v.clone()))
+            .collect()
+    }
+
+    impl CatalogState for Tables {
+        type Error = Infallible;
+        fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, Infallible> {
+            Ok(self.pipelines.get(name).cloned())
+        }
+        fn assignments(&self, name: &str) -> Result<BTreeMap<u32, NodeId>, Infallible> {
+            Ok(rows(&self.assignments, name))
+        }
+        fn checkpoints(&self, name: &str) -> Result<BTreeMap<u32, Checkpoint>, Infallible> {
+            Ok(rows(&self.checkpoints, name))
+        }
+        fn set_pipeline(&mut self, record: &PipelineRecord) -> Result<(), Infallible> {
+            self.pipelines
+                .insert(record.spec.name.clone(), record.clone());
+            Ok(())
+        }
+        fn remove_pipeline(&mut self, name: &str) {
+            self.pipelines.remove(name);
+        }
+        fn set_assignment(&mut self, name: &str, partition: u32, node: Option<NodeId>) {
+            let key = (name.to_string(), partition);
+            match node {
+                Some(n) => self.assignments.insert(key, n),
+                None => self.assignments.remove(&key),
+            };
+        }
+        fn set_checkpoint(
+            &mut self,
+            name: &str,
+            partition: u32,
+            checkpoint: Option<&Checkpoint>,
+        ) -> Result<(), Infallible> {
+            let key = (name.to_string(), partition);
+            match checkpoint {
+                Some(c) => self.checkpoints.insert(key, c.clone()),
+                None => self.checkpoints.remove(&key),
+            };
+            Ok(())
+        }
+    }
+
+    fn spec(parallelism: u32) -> PipelineSpec {
+        PipelineSpec::parse(&format!(
+            r#"{{"name": "p", "parallelism": {parallelism},
+                "sources": [{{"type": "generator", "config": {{}}}}],
+                "sinks": [{{"type": "stdout", "inputs": ["source0"]}}]}}"#
+        ))
+        .expect("spec")
+    }
+
+    fn cp(epoch: u64, node: NodeId) -> Checkpoint {
+        Checkpoint {
+            epoch,
+            version: 1,
+            node,
+            positions: Default::default(),
+            taken_at_ms: epoch * 10,
+        }
+    }
+
+    fn ok<T>(r: Result<T, Infallible>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => match e {},
+        }
+    }
+
+    /// A pipeline with partitions 0 and 1 on node 1.
+    fn running() -> Tables {
+        let mut t = Tables::default();
+        ok(create(&mut t, &spec(2), 1));
+        ok(assign(&mut t, "p", 1, &[(0, 1), (1, 1)]));
+        t
+    }
+
+    #[test]
+    fn create_refuses_a_taken_name_and_update_of_the_same_spec_changes_nothing() {
+        let mut t = running();
+        assert_eq!(
+            ok(create(&mut t, &spec(2), 5)),
+            CommandResponse::PipelineExists { version: 1 }
+        );
+        assert_eq!(
+            ok(update(&mut t, &spec(2), true, 6)),
+            written(1, false, false)
+        );
+        assert_eq!(t.pipelines["p"].updated_index, 1, "nothing restarts");
+        assert_eq!(
+            ok(update(&mut t, &spec(3), false, 7)),
+            written(2, false, true)
+        );
+        assert_eq!(t.pipelines["p"].updated_index, 7);
+        let mut empty = Tables::default();
+        assert_eq!(
+            ok(update(&mut empty, &spec(2), false, 1)),
+            CommandResponse::PipelineMissing
+        );
+        assert_eq!(
+            ok(update(&mut empty, &spec(2), true, 1)),
+            written(1, true, true)
+        );
+    }
+
+    #[test]
+    fn a_stale_assigner_is_refused() {
+        let mut t = running();
+        ok(update(&mut t, &spec(3), true, 2));
+        let r = ok(assign(&mut t, "p", 1, &[(0, 2)]));
+        assert!(matches!(r, CommandResponse::Refused { .. }), "{r:?}");
+        assert_eq!(t.assignments[&("p".into(), 0)], 1, "unchanged");
+        assert_eq!(
+            ok(assign(&mut t, "p", 2, &[(0, 2)])),
+            CommandResponse::Assigned
+        );
+        assert_eq!(rows(&t.assignments, "p"), BTreeMap::from([(0, 2)]));
+    }
+
+    #[test]
+    fn checkpoints_are_fenced_by_owner_and_epoch_and_a_replay_is_saved_once() {
+        let mut t = running();
+        let first = [(0, cp(1, 1)), (1, cp(1, 1))];
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 1, &first)),
+            CommandResponse::CheckpointSaved
+        );
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 1, &first)),
+            CommandResponse::CheckpointSaved
+        );
+        // Not advancing: refused, nothing written.
+        let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1)), (1, cp(1, 9))]));
+        assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("epoch")));
+        assert_eq!(t.checkpoints[&("p".into(), 0)].epoch, 1, "all or none");
+        // The partition moved to node 2: node 1 is fenced off, node 2 goes on.
+        ok(assign(&mut t, "p", 1, &[(0, 2), (1, 1)]));
+        let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1))]));
+        assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("assigned")));
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 2, &[(0, cp(2, 2))])),
+            CommandResponse::CheckpointSaved
+        );
+        assert_eq!(t.checkpoints[&("p".into(), 0)].node, 2);
+    }
+
+    #[test]
+    fn delete_removes_the_pipeline_with_its_rows_and_later_commands_find_nothing() {
+        let mut t = running();
+        ok(checkpoint(&mut t, "p", 1, &[(0, cp(1, 1))]));
+        assert_eq!(
+            ok(delete(&mut t, "p")),
+            CommandResponse::PipelineDeleted { existed: true }
+        );
+        assert!(t.pipelines.is_empty() && t.assignments.is_empty() && t.checkpoints.is_empty());
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1))])),
+            CommandResponse::PipelineMissing
+        );
+        assert_eq!(
+            ok(set_state(&mut t, "p", DesiredState::Paused, 9)),
+            CommandResponse::PipelineMissing
+        );
+        assert_eq!(
+            ok(delete(&mut t, "p")),
+            CommandResponse::PipelineDeleted { existed: false }
+        );
+    }
+}
