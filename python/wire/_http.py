@@ -166,4 +166,4 @@ class HttpTransport:
 
     def pipeline_list(self, consistency: Optional[str] = None) -> str:
         r = self._json("GET", "/pipelines", query={"consistency": consistency})
-        return json.dumps(r["pipelines"])
+        return json.dumps(r)

@@ -315,7 +315,7 @@ class Pipelines:
 
     def list(self, *, consistency: Optional[str] = None) -> List[Dict[str, Any]]:
         """Every pipeline's record (spec, version, desired state)."""
-        return list(json.loads(self._t.pipeline_list(consistency)))
+        return list(json.loads(self._t.pipeline_list(consistency))["pipelines"])
 
     def pause(self, name: str) -> None:
         """Stops the pipeline's jobs after a final checkpoint; ``resume`` goes on from it."""

@@ -80,6 +80,20 @@ pub struct PipelineWritten {
     pub changed: bool,
 }
 
+/// Every pipeline's record, as every face answers a listing: `{"pipelines": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineList {
+    pub pipelines: Vec<PipelineRecord>,
+}
+
+/// A pipeline's desired state, set: `{"name", "version", "desired"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredSet {
+    pub name: String,
+    pub version: u64,
+    pub desired: DesiredState,
+}
+
 /// The leader as a node sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderInfo {
@@ -849,14 +863,19 @@ impl Node {
         &self,
         name: &str,
         desired: DesiredState,
-    ) -> Result<PipelineWritten> {
+    ) -> Result<DesiredSet> {
         let outcome = self
             .write(Command::PipelineSetState {
                 name: name.to_string(),
                 desired,
             })
             .await?;
-        Self::pipeline_written(name, outcome)
+        let written = Self::pipeline_written(name, outcome)?;
+        Ok(DesiredSet {
+            name: written.name,
+            version: written.version,
+            desired,
+        })
     }
 
     /// Deletes a pipeline.
@@ -932,9 +951,11 @@ impl Node {
     }
 
     /// Every pipeline, by name, read at the given consistency.
-    pub async fn pipeline_list(&self, consistency: Consistency) -> Result<Vec<PipelineRecord>> {
+    pub async fn pipeline_list(&self, consistency: Consistency) -> Result<PipelineList> {
         self.read_barrier(consistency).await?;
-        self.inner.state.pipelines()
+        Ok(PipelineList {
+            pipelines: self.inner.state.pipelines()?,
+        })
     }
 
     /// Adds or updates a member, on the leader wherever it is.

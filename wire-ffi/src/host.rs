@@ -167,8 +167,7 @@ impl Hosted {
     }
 
     pub fn pipeline_list(&self) -> Result<String, Failure> {
-        let list = self.block(|n| async move { n.pipeline_list(Consistency::default()).await })?;
-        json(&serde_json::json!({ "pipelines": list }))
+        json(&self.block(|n| async move { n.pipeline_list(Consistency::default()).await })?)
     }
 
     pub fn pipeline_status(&self, name: &str) -> Result<String, Failure> {

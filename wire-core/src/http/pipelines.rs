@@ -70,16 +70,11 @@ pub async fn list(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let pipelines = node.pipeline_list(consistency(q)?).await?;
-    Ok(Json(json!({"pipelines": pipelines})).into_response())
+    Ok(Json(node.pipeline_list(consistency(q)?).await?).into_response())
 }
 
 async fn set_state(node: Node, name: String, desired: DesiredState) -> Result<Response, ApiError> {
-    let written = node.pipeline_set_state(&name, desired).await?;
-    Ok(
-        Json(json!({"name": written.name, "version": written.version, "desired": desired}))
-            .into_response(),
-    )
+    Ok(Json(node.pipeline_set_state(&name, desired).await?).into_response())
 }
 
 pub async fn pause(
