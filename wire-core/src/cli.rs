@@ -436,6 +436,7 @@ async fn cluster(addr: &str, command: ClusterCommand) -> Result<ExitCode, String
                 http_addr,
                 raft_addr,
                 learner,
+                protocol: crate::consensus::PROTOCOL_VERSION,
             }),
         ClusterCommand::Remove { node_id } => {
             http.delete(format!("http://{addr}/cluster/members/{node_id}"))

@@ -386,6 +386,7 @@ impl Node {
             http_addr: self.inner.me.http_addr.clone(),
             raft_addr: self.inner.me.raft_addr.clone(),
             learner: self.inner.config.learner,
+            protocol: crate::consensus::PROTOCOL_VERSION,
         };
         let timeout = Duration::from_secs(self.inner.config.join_timeout_secs);
         let deadline = Instant::now() + timeout;

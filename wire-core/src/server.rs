@@ -3,8 +3,13 @@
 //! cluster and runs its share of the pipelines. Kept apart from `node.rs` so that the node
 //! does not depend on the routes that call it.
 
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
 use crate::config::NodeConfig;
-use crate::consensus::network;
+use crate::consensus::{network, protocol_mismatch, PROTOCOL_HEADER};
 use crate::node::{Node, Opened};
 use crate::Result;
 
@@ -21,6 +26,7 @@ impl Node {
         } = Node::open(config).await?;
         let raft_app = network::raft_routes(endpoint)
             .merge(crate::cluster::rpc::routes(node.clone()))
+            .layer(axum::middleware::from_fn(same_protocol))
             .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
         node.serve(raft_listener, raft_app);
         node.serve(http_listener, crate::http::router(node.clone()));
@@ -32,5 +38,20 @@ impl Node {
         );
         node.enter().await?;
         Ok(node)
+    }
+}
+
+/// Refuses a node-to-node call from a peer of another protocol version (400, naming both).
+async fn same_protocol(request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match protocol_mismatch(header) {
+        None => next.run(request).await,
+        Some(why) => {
+            tracing::warn!(path = %request.uri().path(), "{why}");
+            (StatusCode::BAD_REQUEST, why).into_response()
+        }
     }
 }

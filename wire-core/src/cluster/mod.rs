@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::consensus::{NodeId, WireNode};
+use crate::consensus::{NodeId, WireNode, PROTOCOL_VERSION};
 
 /// A request to add (or re-add) a node to the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,14 @@ pub struct JoinRequest {
     /// Join as a non-voting learner.
     #[serde(default)]
     pub learner: bool,
+    /// The joining node's protocol version ([`PROTOCOL_VERSION`] when left out, as by an
+    /// operator's hand-made join).
+    #[serde(default = "current_protocol")]
+    pub protocol: u32,
+}
+
+fn current_protocol() -> u32 {
+    PROTOCOL_VERSION
 }
 
 impl JoinRequest {
@@ -57,6 +65,12 @@ pub fn plan_join<'a>(
     voters: &BTreeSet<NodeId>,
     req: &JoinRequest,
 ) -> JoinPlan {
+    if req.protocol != PROTOCOL_VERSION {
+        return JoinPlan::Conflict(format!(
+            "node {} speaks Wire protocol {}, this cluster {PROTOCOL_VERSION}: every node of a cluster must speak the same one",
+            req.node_id, req.protocol
+        ));
+    }
     let wanted = req.node();
     let want_voter = !req.learner;
     let mut existing = None;
@@ -106,7 +120,34 @@ mod tests {
             http_addr: format!("127.0.0.1:{h}"),
             raft_addr: format!("127.0.0.1:{r}"),
             learner,
+            protocol: PROTOCOL_VERSION,
         }
+    }
+
+    /// A node of another protocol version is refused whatever else its join asks, and a
+    /// hand-made join without the field counts as this version.
+    #[test]
+    fn a_node_of_another_protocol_version_cannot_join() {
+        let members: BTreeMap<NodeId, WireNode> = [(1, node(8081, 9081))].into();
+        let voters: BTreeSet<NodeId> = [1].into();
+        let mut newer = req(2, 8082, 9082, false);
+        newer.protocol = PROTOCOL_VERSION + 1;
+        match plan_join(&members, &voters, &newer) {
+            JoinPlan::Conflict(why) => assert!(why.contains("protocol"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let by_hand: JoinRequest = serde_json::from_str(
+            r#"{"node_id": 2, "http_addr": "127.0.0.1:8082", "raft_addr": "127.0.0.1:9082"}"#,
+        )
+        .expect("join");
+        assert_eq!(by_hand.protocol, PROTOCOL_VERSION);
+        assert!(matches!(
+            plan_join(&members, &voters, &by_hand),
+            JoinPlan::Add { promote: true }
+        ));
+        assert_eq!(crate::consensus::protocol_mismatch(Some("1")), None);
+        assert!(crate::consensus::protocol_mismatch(None).is_some());
+        assert!(crate::consensus::protocol_mismatch(Some("2")).is_some());
     }
 
     #[test]

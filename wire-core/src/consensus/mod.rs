@@ -50,6 +50,27 @@ pub fn open_stores_with(
     ))
 }
 
+/// The version of what nodes say to each other: Raft's messages, the commands in the log and
+/// the node-level calls. Bump it when any of them changes in a way a node of the previous
+/// version would misread: nodes refuse messages and joins from another version with an error
+/// that names both, instead of misreading them during a rolling upgrade.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The header that carries [`PROTOCOL_VERSION`] on every node-to-node call.
+pub const PROTOCOL_HEADER: &str = "wire-protocol";
+
+/// Why a node-to-node call from a peer of another protocol version is refused (`None`: same
+/// version). A call without the header comes from a Wire older than versioning.
+pub fn protocol_mismatch(header: Option<&str>) -> Option<String> {
+    let theirs = header.and_then(|h| h.trim().parse::<u32>().ok());
+    (theirs != Some(PROTOCOL_VERSION)).then(|| {
+        format!(
+            "this node speaks Wire protocol {PROTOCOL_VERSION}, the caller {}: every node of a cluster must speak the same one (upgrade or roll back the odd node)",
+            theirs.map_or_else(|| "none (an older or foreign client)".to_string(), |v| v.to_string())
+        )
+    })
+}
+
 /// The identity of a node in the cluster.
 pub type NodeId = u64;
 

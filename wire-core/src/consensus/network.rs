@@ -97,6 +97,7 @@ impl PeerClient {
             .http
             .post(format!("http://{addr}{path}"))
             .header("content-type", "application/msgpack")
+            .header(super::PROTOCOL_HEADER, super::PROTOCOL_VERSION.to_string())
             .body(body)
             .timeout(timeout)
             .send()

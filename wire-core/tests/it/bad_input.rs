@@ -115,15 +115,27 @@ async fn bad_requests_get_clear_4xx_and_the_node_stays_up() {
         .unwrap();
     expect_error(r, 400, "bad_request", "http_addr").await;
 
-    // Garbage on the Raft listener is refused, not fatal.
+    // Garbage on the Raft listener is refused, not fatal; so is a call from a peer of
+    // another protocol version (or none), with both versions named.
     let raft = format!("http://{}/raft/append", n.node.raft_addr());
     let r = c
         .post(&raft)
+        .header("wire-protocol", "1")
         .body(vec![0xc1u8, 0x00, 0x13])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    for version in [None, Some("2")] {
+        let mut call = c.post(&raft).body(vec![0x80u8]);
+        if let Some(v) = version {
+            call = call.header("wire-protocol", v);
+        }
+        let r = call.send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let why = r.text().await.unwrap();
+        assert!(why.contains("Wire protocol 1"), "{why}");
+    }
 
     // After all that the node still serves writes and reads.
     let r = c.put(n.url("/kv/still")).body("up").send().await.unwrap();
