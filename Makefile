@@ -25,8 +25,9 @@ test: test-rust test-lincheck test-ffi test-python test-wheel
 # afterwards, whatever the result.
 test-rust:
 	cargo test --workspace; status=$$?; \
-	  bash tests/services/kafka.sh stop; bash tests/services/opensearch.sh stop; \
-	  bash tests/services/ferretdb.sh stop; exit $$status
+	  for service in tests/services/*.sh; do \
+	    [ "$$service" = tests/services/lib.sh ] || bash "$$service" stop; \
+	  done; exit $$status
 
 # A 3-node cluster of real `wire node` processes under kill -9, SIGSTOP and quick restarts
 # of the leader, with concurrent reads, writes and compare-and-set checked for
