@@ -80,19 +80,17 @@ pub async fn post_json(url: &str, body: &Value) -> Value {
         .expect("JSON body")
 }
 
+/// GET `url`: the body as JSON, or `None` while it does not answer with JSON.
+pub async fn try_json(url: &str) -> Option<Value> {
+    http().get(url).send().await.ok()?.json().await.ok()
+}
+
 /// The sum of the source positions in the last committed checkpoints of a pipeline, from its
 /// status at `status_url` (`None` while it does not answer): a Kafka source's next offsets, a
 /// file source's bytes, a generator's next numbers. Output a sink committed is covered by
 /// these positions, so once they cover the whole input nothing more can appear.
 pub async fn checkpointed_positions(status_url: &str) -> Option<u64> {
-    let s: Value = http()
-        .get(status_url)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let s = try_json(status_url).await?;
     let mut total = 0;
     for part in s["partitions"].as_array()? {
         for splits in part["positions"].as_object()?.values() {
@@ -115,17 +113,8 @@ pub async fn wait_stalled(status_url: &str) -> u64 {
             "timed out waiting for the source to stall"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let read = async {
-            let s: Value = http()
-                .get(status_url)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            s["steps"]["source0"]["records_out"].as_u64()
-        };
+        let read =
+            async { try_json(status_url).await?["steps"]["source0"]["records_out"].as_u64() };
         let Some(now) = read.await else { continue };
         if last == Some(now) {
             same += 1;
