@@ -31,7 +31,8 @@ test-rust:
 
 # A 3-node cluster of real `wire node` processes under kill -9, SIGSTOP and quick restarts
 # of the leader, with concurrent reads, writes and compare-and-set checked for
-# linearizability (porcupine), a durability run, and the checker's own self-test. Uses the
+# linearizability (porcupine), a durability run, and the checker's own self-test; where
+# network namespaces can be made (root on Linux), also leader partitions. Uses the
 # binary test-rust built.
 test-lincheck:
 	bash tests/linearizability/run.sh short

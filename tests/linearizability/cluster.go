@@ -91,6 +91,7 @@ type cluster struct {
 	nodes  []*node
 	t0     time.Time // the run's time origin (for log lines)
 	http   *http.Client
+	lab    *netLab // -netns: each node in its own network namespace (nil: all on 127.0.0.1)
 }
 
 // newCluster picks free ports and directories for n nodes; nothing is started yet.
@@ -127,6 +128,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// inNamespaces moves the (not yet started) nodes into lab's namespaces: each listens on
+// its namespace's address, on fixed ports.
+func (c *cluster) inNamespaces(lab *netLab) {
+	c.lab = lab
+	for _, n := range c.nodes {
+		n.httpAddr = lab.ip(n.id) + ":8081"
+		n.raftAddr = lab.ip(n.id) + ":9081"
+	}
+}
+
 func (c *cluster) node(id int) *node { return c.nodes[id-1] }
 
 // elapsed is the time since the run's origin, for log lines.
@@ -155,7 +166,11 @@ func (c *cluster) startProcess(n *node, extra ...string) error {
 	}
 	args = append(args, c.timers.args()...)
 	args = append(args, extra...)
-	return spawn(n, c.t0, fmt.Sprintf("node %d %v", n.id, extra), c.bin, args, []string{"RUST_LOG=info"})
+	bin := c.bin
+	if c.lab != nil {
+		bin, args = c.lab.exec(n.id, bin, args)
+	}
+	return spawn(n, c.t0, fmt.Sprintf("node %d %v", n.id, extra), bin, args, []string{"RUST_LOG=info"})
 }
 
 // spawn starts n's process, bin with args (and the harness's environment plus env), its

@@ -79,6 +79,9 @@ func runDurability(cfg config) int {
 	if err != nil {
 		return harnessFailure(err)
 	}
+	if cfg.lab != nil {
+		c.inNamespaces(cfg.lab)
+	}
 	defer c.shutdown()
 	if err := c.start(context.Background()); err != nil {
 		return harnessFailure(err)

@@ -52,6 +52,8 @@ type config struct {
 	timeout      time.Duration
 	checkTimeout time.Duration
 	failover     failoverConfig
+	netns        bool
+	lab          *netLab // -netns: the namespaces, made by run
 }
 
 func parseFlags() (config, error) {
@@ -64,18 +66,24 @@ func parseFlags() (config, error) {
 	flag.IntVar(&cfg.keys, "keys", 5, "keys the clients share")
 	flag.Int64Var(&cfg.seed, "seed", 0, "random seed (default: time-based; printed so a run's choices can be repeated)")
 	flag.StringVar(&cfg.out, "out", "", "output directory for logs, data dirs, history and visualization (default: a new temporary directory)")
-	flag.StringVar(&nemeses, "nemesis", "kill,fastrestart,pause,follower", "comma list of faults: kill, fastrestart, pause, follower (or none)")
+	flag.StringVar(&nemeses, "nemesis", "kill,fastrestart,pause,follower", "comma list of faults: kill, fastrestart, pause, follower, partition (needs -netns), or none; -netns adds partition to the default")
 	flag.StringVar(&every, "nemesis-interval", "3s-6s", "time between faults once the cluster has recovered: a range min-max or one duration")
 	flag.StringVar(&cfg.planted, "planted", "", "plant a known bug to prove the checker catches it: local (reads use consistency=local)")
 	flag.StringVar(&cfg.mode, "mode", "lin", "lin (linearizability) or durability")
 	flag.BoolVar(&cfg.fastTimers, "fast-timers", false, "run the nodes with short Raft timers (heartbeat 50 ms, election 300-600 ms)")
 	flag.DurationVar(&cfg.timeout, "op-timeout", 2*time.Second, "timeout of each client request")
 	flag.DurationVar(&cfg.checkTimeout, "check-timeout", 60*time.Second, "time limit of the linearizability check")
+	flag.BoolVar(&cfg.netns, "netns", false, "run each node in a network namespace of its own (root on Linux, iproute2), which the partition nemesis needs")
 	failoverFlags(&cfg.failover)
 	flag.Parse()
 
+	nemesisSet := false
+	flag.Visit(func(f *flag.Flag) { nemesisSet = nemesisSet || f.Name == "nemesis" })
+	if cfg.netns && !nemesisSet {
+		nemeses += "," + nemPartition
+	}
 	var err error
-	if cfg.nemeses, err = parseNemeses(nemeses); err != nil {
+	if cfg.nemeses, err = parseNemeses(nemeses, cfg.netns); err != nil {
 		return cfg, err
 	}
 	if cfg.every, err = parseInterval(every); err != nil {
@@ -90,6 +98,8 @@ func parseFlags() (config, error) {
 		return cfg, fmt.Errorf("-planted: unknown bug %q (known: local)", cfg.planted)
 	case cfg.mode != "lin" && cfg.mode != "durability" && cfg.mode != "failover":
 		return cfg, fmt.Errorf("-mode: %q is not lin, durability or failover", cfg.mode)
+	case cfg.netns && cfg.mode == "failover":
+		return cfg, errors.New("-netns: not supported with -mode failover")
 	}
 	if cfg.mode == "failover" {
 		if err := cfg.failover.check(); err != nil {
@@ -151,7 +161,10 @@ func run() int {
 	}
 
 	// Every node process dies with the harness: on return and on panic (deferred), on
-	// SIGINT/SIGTERM (here), and if the harness is killed outright (Pdeathsig).
+	// SIGINT/SIGTERM (here), and if the harness is killed outright (Pdeathsig). The
+	// network namespaces (-netns) are deleted after the nodes are killed, on the same
+	// paths except the last.
+	defer destroyLabs()
 	defer procs.killAll()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -159,12 +172,23 @@ func run() int {
 		s := <-sigs
 		fmt.Fprintf(os.Stderr, "\n%v: killing the nodes\n", s)
 		procs.killAll()
+		destroyLabs()
 		os.Exit(130)
 	}()
+	if cfg.netns {
+		if cfg.lab, err = newNetLab(cfg.nodes); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			return 2
+		}
+	}
 
 	fmt.Printf("seed: %d (pass -seed %d to repeat this run's choices)\n", cfg.seed, cfg.seed)
 	fmt.Printf("output: %s\n", cfg.out)
 	fmt.Printf("binary: %s\n", cfg.wire)
+	if cfg.lab != nil {
+		fmt.Printf("network: each node in namespace %s-n<i>, address %s.<10+i>; bridge %s (%s.1)\n",
+			cfg.lab.prefix, cfg.lab.subnet, cfg.lab.prefix, cfg.lab.subnet)
+	}
 
 	switch cfg.mode {
 	case "durability":
@@ -182,6 +206,9 @@ func runLinearizability(cfg config) int {
 	c, err := newCluster(cfg.wire, cfg.out, cfg.nodes, timerFlags{fast: cfg.fastTimers}, t0)
 	if err != nil {
 		return harnessFailure(err)
+	}
+	if cfg.lab != nil {
+		c.inNamespaces(cfg.lab)
 	}
 	defer c.shutdown()
 	ctx := context.Background()

@@ -19,12 +19,14 @@ const (
 	nemFastRestart = "fastrestart" // kill -9 the leader, restart it at once, read through it
 	nemPause       = "pause"       // SIGSTOP the leader for 1-5 s
 	nemFollower    = "follower"    // kill -9 a follower, restart it 0.5-3 s later
+	nemPartition   = "partition"   // cut the leader off from the other nodes (not the clients) 1-5 s; -netns only
 )
 
-var allNemeses = []string{nemKill, nemFastRestart, nemPause, nemFollower}
+var allNemeses = []string{nemKill, nemFastRestart, nemPause, nemFollower, nemPartition}
 
-// parseNemeses checks a comma list of kinds ("" or "none" for no faults).
-func parseNemeses(s string) ([]string, error) {
+// parseNemeses checks a comma list of kinds ("" or "none" for no faults); partition needs
+// the nodes in network namespaces (netns).
+func parseNemeses(s string, netns bool) ([]string, error) {
 	if s == "" || s == "none" {
 		return nil, nil
 	}
@@ -37,6 +39,9 @@ func parseNemeses(s string) ([]string, error) {
 		}
 		if !ok {
 			return nil, fmt.Errorf("unknown nemesis %q (known: %s)", k, strings.Join(allNemeses, ","))
+		}
+		if k == nemPartition && !netns {
+			return nil, fmt.Errorf("nemesis %q needs -netns (the nodes in network namespaces of their own, so that the network between them can be cut; root on Linux)", k)
 		}
 		out = append(out, k)
 	}
@@ -186,6 +191,29 @@ func (nm *nemesis) inject(ctx context.Context, kind string) {
 			nm.c.logf("nemesis: resume node %d: %v", target.id, err)
 		}
 		nm.c.logf("nemesis: pause: resumed node %d", target.id)
+	case nemPartition:
+		// The clients still reach the cut-off leader: until it notices that it has lost
+		// its majority, whatever it answers must still be linearizable. The fault counts
+		// from when the last route is in place: while the routes go in (a few ms each),
+		// the leader may still reach a majority and commit.
+		d := interval{time.Second, 5 * time.Second}.pick(nm.rng)
+		start := nm.now()
+		err := nm.c.lab.partition(target.id)
+		f.At = nm.now()
+		if err != nil {
+			nm.c.logf("nemesis: partition node %d: %v", target.id, err)
+			if err := nm.c.lab.heal(); err != nil {
+				nm.c.logf("nemesis: heal: %v", err)
+			}
+			return
+		}
+		nm.c.logf("nemesis: partition: cut node %d (leader) off from the other nodes (in %.0f ms) for %v; clients still reach it",
+			target.id, float64(f.At-start)/1e6, d.Round(time.Millisecond))
+		sleepCtx(ctx, d)
+		if err := nm.c.lab.heal(); err != nil {
+			nm.c.logf("nemesis: heal: %v", err)
+		}
+		nm.c.logf("nemesis: partition: healed node %d", target.id)
 	}
 	f.Undone = nm.now()
 	nm.mu.Lock()

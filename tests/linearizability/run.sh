@@ -3,7 +3,9 @@
 # (tests/linearizability, a Go program with the porcupine checker).
 #
 #   run.sh short   # part of `make verify`: the checker's self-test (a planted stale read must
-#                  # be caught), a one-minute run under every nemesis, a durability run
+#                  # be caught), a one-minute run under every nemesis, a durability run, and,
+#                  # where network namespaces can be made (root on Linux), a 30 s run with
+#                  # leader partitions (-netns)
 #   run.sh long    # `make lincheck-long`: ten minutes under every nemesis, 5 nodes too
 #
 # WIRE (default target/debug/wire) is the binary under test; OUT (default
@@ -17,6 +19,16 @@ rm -rf "$out" && mkdir -p "$out"
 go -C "$root/tests/linearizability" build -o "$out/lincheck" .
 go -C "$root/tests/linearizability" test ./...
 check() { "$out/lincheck" -wire "$wire" "$@"; }
+
+# netns_available: whether this user can make network namespaces (a throwaway one is made
+# and deleted again).
+netns_available() {
+  local probe="wlcprobe$$"
+  command -v ip > /dev/null 2>&1 || return 1
+  ip netns add "$probe" > /dev/null 2>&1 || return 1
+  ip netns del "$probe" > /dev/null 2>&1 || true
+  return 0
+}
 
 case "$mode" in
 short)
@@ -33,6 +45,11 @@ short)
   echo "lincheck: planted stale reads caught"
   check -duration 60s -out "$out/lin"
   check -mode durability -duration 30s -out "$out/durability"
+  if netns_available; then
+    check -netns -nemesis partition,kill -duration 30s -out "$out/partition"
+  else
+    echo "lincheck: network namespaces unavailable, partitions skipped"
+  fi
   ;;
 long)
   check -duration 600s -out "$out/lin-long"
