@@ -95,6 +95,19 @@ type cluster struct {
 }
 
 // newCluster picks free ports and directories for n nodes; nothing is started yet.
+// clusterFor is the cluster the command line asks for (size, timers, and network
+// namespaces with -netns), not started yet.
+func clusterFor(cfg config, t0 time.Time) (*cluster, error) {
+	c, err := newCluster(cfg.wire, cfg.out, cfg.nodes, timerFlags{fast: cfg.fastTimers}, t0)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.lab != nil {
+		c.inNamespaces(cfg.lab)
+	}
+	return c, nil
+}
+
 func newCluster(bin, outDir string, n int, timers timerFlags, t0 time.Time) (*cluster, error) {
 	c := &cluster{bin: bin, outDir: outDir, timers: timers, t0: t0,
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}

@@ -203,12 +203,9 @@ func run() int {
 func runLinearizability(cfg config) int {
 	rng := rand.New(rand.NewSource(cfg.seed))
 	t0 := time.Now()
-	c, err := newCluster(cfg.wire, cfg.out, cfg.nodes, timerFlags{fast: cfg.fastTimers}, t0)
+	c, err := clusterFor(cfg, t0)
 	if err != nil {
 		return harnessFailure(err)
-	}
-	if cfg.lab != nil {
-		c.inNamespaces(cfg.lab)
 	}
 	defer c.shutdown()
 	ctx := context.Background()

@@ -61,25 +61,13 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
     // A new version through PUT, in JSON this time.
     let mut spec: Value = serde_norway::from_str(&spec_yaml(n.dir.path())).unwrap();
     spec["parallelism"] = json!(4);
-    let r = c
-        .put(n.url("/pipelines/orders"))
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let put = || async { json(c.put(n.url("/pipelines/orders")).json(&spec)).await };
+    let body = put().await;
     assert_eq!(body["version"], 2);
     assert_eq!(body["created"], false);
     assert_eq!(body["changed"], true);
     // The same spec again changes nothing: no new version, no restart.
-    let r = c
-        .put(n.url("/pipelines/orders"))
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let body = put().await;
     assert_eq!(
         (body["version"].as_u64(), body["changed"].as_bool()),
         (Some(2), Some(false))
