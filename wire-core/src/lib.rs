@@ -20,6 +20,7 @@ pub mod connectors;
 pub mod consensus;
 pub mod demo;
 pub mod error;
+pub mod hash;
 pub mod hosted;
 pub mod http;
 pub mod kv;

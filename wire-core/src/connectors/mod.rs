@@ -188,7 +188,7 @@ pub fn connector(name: &str) -> Option<&'static ConnectorInfo> {
 pub fn derived_id(r: &Record, nth: usize) -> String {
     let p = &r.position;
     let key = format!("{}\0{}\0{}", p.source, p.split, p.offset);
-    format!("{:016x}-{nth}", file::source::stable_hash(key.as_bytes()))
+    format!("{:016x}-{nth}", crate::hash::stable_hash(key.as_bytes()))
 }
 
 /// Each record with its ordinal among the outputs of one input (consecutive records with

@@ -251,17 +251,6 @@ pub fn matching_files(path: &str) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// FNV-1a: a hash that stays the same across processes and versions (splits and keys are
-/// spread by it, so every node must agree).
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// A partition of a file source: the matched files whose path hashes to it, read one after
 /// the other from their checkpointed offsets.
 pub struct FileSource {
@@ -301,7 +290,7 @@ impl FileSource {
         match &self.dealt {
             Some(files) => files.contains(&key),
             None => {
-                stable_hash(key.as_bytes()) % u64::from(self.partitions)
+                crate::hash::stable_hash(key.as_bytes()) % u64::from(self.partitions)
                     == u64::from(self.partition)
             }
         }

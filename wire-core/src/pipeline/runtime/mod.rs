@@ -3,8 +3,14 @@
 //! ([`assign`]) and each node's supervisor starts and stops ([`supervisor`]).
 
 pub mod assign;
+pub mod coordinator;
+pub mod dead_letter;
 pub mod job;
+pub mod live;
 pub mod metrics;
 pub mod plan;
+pub mod routing;
+pub mod sink_worker;
+pub mod source_worker;
 pub mod status;
 pub mod supervisor;

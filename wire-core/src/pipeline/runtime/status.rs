@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::job::{JobState, JobStatus, PartitionLive};
+use super::live::{JobState, JobStatus, PartitionLive};
 use super::metrics::StepStats;
 use crate::consensus::NodeId;
 use crate::pipeline::PipelineRecord;

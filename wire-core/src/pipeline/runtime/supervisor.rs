@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::assign::{assign, Want};
-use super::job::{Job, JobConfig, JobState, JobStatus, Propose};
+use super::coordinator::{CheckpointLog, Committed};
+use super::job::{Job, JobConfig, LogFn};
+use super::live::{JobState, JobStatus};
 use super::metrics::JobMetrics;
 use super::plan::{Plan, Registry};
 use crate::consensus::{Command, CommandResponse, NodeId};
@@ -165,12 +167,34 @@ struct Slot {
     registrations: u64,
 }
 
-fn propose_through(node: &Node) -> Propose {
+/// Commits a job's checkpoints through Raft, as `node`; the catalog's rules fence off a job
+/// whose partitions moved or whose pipeline changed.
+fn checkpoint_log(node: &Node, pipeline: &str) -> Arc<dyn CheckpointLog> {
     let node = node.clone();
-    Arc::new(move |command| {
+    let pipeline = pipeline.to_string();
+    Arc::new(LogFn(move |checkpoints| {
         let node = node.clone();
-        Box::pin(async move { node.write(command).await.map(|o| o.response) })
-    })
+        let command = Command::Checkpoint {
+            name: pipeline.clone(),
+            node: node.id(),
+            checkpoints,
+        };
+        async move {
+            match node.write(command).await {
+                Ok(o) => match o.response {
+                    CommandResponse::CheckpointSaved => Ok(Committed::Yes),
+                    CommandResponse::Refused { reason } => Ok(Committed::Fenced(reason)),
+                    CommandResponse::PipelineMissing => {
+                        Ok(Committed::Fenced("the pipeline was deleted".into()))
+                    }
+                    other => Ok(Committed::Fenced(format!(
+                        "unexpected answer to a checkpoint: {other:?}"
+                    ))),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }))
 }
 
 fn failed_status(record: &PipelineRecord, error: String) -> Arc<JobStatus> {
@@ -217,7 +241,7 @@ fn start_job(
             checkpoints,
             metrics,
         },
-        propose_through(node),
+        checkpoint_log(node, &record.spec.name),
     );
     let status = job.status.clone();
     (Some(job), status)

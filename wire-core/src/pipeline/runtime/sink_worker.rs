@@ -1,0 +1,189 @@
+//! A partition's sink worker: one thread that writes every sink and the dead-letter sink of
+//! the partition. Data comes down one bounded channel from the partition's upstream sources
+//! (every local source of a keyed pipeline, else its own), so a slow sink blocks them. A
+//! barrier from every upstream means the epoch's input is complete: the sinks pre-commit
+//! (make it durable as pending output), the coordinator hears `SinkReady`, and the sinks
+//! publish the epoch when told it is committed.
+
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::coordinator::Input;
+use super::dead_letter;
+use super::metrics::{JobMetrics, StepCounters};
+use crate::connectors::Sink;
+use crate::pipeline::transform::Record;
+
+/// What the sources send a sink worker.
+pub enum SinkMsg {
+    /// A batch's records per sink (in the pipeline's sink order) and its dead letters.
+    Data {
+        per_sink: Vec<Vec<Record>>,
+        dead: Vec<Record>,
+    },
+    Barrier(u64),
+}
+
+/// What the driver tells a sink worker after it pre-committed.
+pub enum SinkCtl {
+    /// Publish the output of this (committed) epoch.
+    Commit(u64),
+    Abort,
+}
+
+/// A partition's sinks, as its sink thread holds them.
+pub struct SinkPartition {
+    pub pipeline: String,
+    pub partition: u32,
+    pub sink_ids: Vec<String>,
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub dead: Option<Box<dyn Sink>>,
+}
+
+impl SinkPartition {
+    /// Sends what sink `k` refused for good to the dead-letter sink.
+    fn divert(&mut self, k: usize, counters: &[Arc<StepCounters>]) -> Result<(), String> {
+        let rejected = self.sinks[k].take_rejected();
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        counters[k].add_dead(rejected.len());
+        let letters: Vec<Record> = rejected
+            .iter()
+            .map(|(r, why)| {
+                let raw = crate::pipeline::json::to_json(&r.value);
+                dead_letter::letter(
+                    &self.pipeline,
+                    self.partition,
+                    &self.sink_ids[k],
+                    Some(r),
+                    raw.as_bytes(),
+                    &r.position,
+                    why,
+                )
+            })
+            .collect();
+        self.write_dead(&letters).map_err(|e| match e {
+            None => format!(
+                "sink '{}' refused {} records ({}) and there is no dead-letter sink",
+                self.sink_ids[k],
+                rejected.len(),
+                rejected[0].1
+            ),
+            Some(e) => e,
+        })
+    }
+
+    /// Writes dead letters; `Err(None)` when there is no dead-letter sink.
+    fn write_dead(&mut self, letters: &[Record]) -> Result<(), Option<String>> {
+        match &mut self.dead {
+            Some(d) => d
+                .write(letters)
+                .map_err(|e| Some(format!("dead-letter sink: {e}"))),
+            None => Err(None),
+        }
+    }
+
+    /// Makes the epoch's output durable in every sink, diverting what they refuse.
+    fn pre_commit(&mut self, epoch: u64, counters: &[Arc<StepCounters>]) -> Result<(), String> {
+        for k in 0..self.sinks.len() {
+            self.sinks[k]
+                .pre_commit(epoch)
+                .map_err(|e| format!("sink '{}': {e}", self.sink_ids[k]))?;
+            self.divert(k, counters)?;
+        }
+        if let Some(d) = &mut self.dead {
+            d.pre_commit(epoch)
+                .map_err(|e| format!("dead-letter sink: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, epoch: u64) -> Result<(), String> {
+        for (k, sink) in self.sinks.iter_mut().enumerate() {
+            sink.commit(epoch)
+                .map_err(|e| format!("sink '{}': {e}", self.sink_ids[k]))?;
+        }
+        if let Some(d) = &mut self.dead {
+            d.commit(epoch)
+                .map_err(|e| format!("dead-letter sink: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn run(
+    mut out: SinkPartition,
+    data: Receiver<SinkMsg>,
+    ctl: Receiver<SinkCtl>,
+    upstreams: usize,
+    events: UnboundedSender<Input>,
+    metrics: Arc<JobMetrics>,
+) {
+    let counters: Vec<_> = out.sink_ids.iter().map(|id| metrics.step(id)).collect();
+    let dead_counter = metrics.step("dead_letter");
+    let partition = out.partition;
+    let mut barriers = 0;
+    let fail = |error: String| {
+        let _ = events.send(Input::Failed { error, retry: true });
+    };
+    while let Ok(msg) = data.recv() {
+        match msg {
+            SinkMsg::Data {
+                per_sink,
+                dead: letters,
+            } => {
+                for (k, records) in per_sink.iter().enumerate() {
+                    if records.is_empty() {
+                        continue;
+                    }
+                    let started = std::time::Instant::now();
+                    if let Err(e) = out.sinks[k].write(records) {
+                        fail(format!("sink '{}': {e}", out.sink_ids[k]));
+                        return;
+                    }
+                    counters[k].add_in(records.len());
+                    counters[k].add_time(started.elapsed());
+                    if let Err(e) = out.divert(k, &counters) {
+                        fail(e);
+                        return;
+                    }
+                }
+                if !letters.is_empty() {
+                    match out.write_dead(&letters) {
+                        Ok(()) => dead_counter.add_in(letters.len()),
+                        Err(e) => {
+                            fail(e.unwrap_or_else(|| {
+                                "a record was rejected and there is no dead-letter sink".into()
+                            }));
+                            return;
+                        }
+                    }
+                }
+            }
+            SinkMsg::Barrier(epoch) => {
+                barriers += 1;
+                if barriers < upstreams {
+                    continue;
+                }
+                barriers = 0;
+                if let Err(error) = out.pre_commit(epoch, &counters) {
+                    fail(error);
+                    return;
+                }
+                let _ = events.send(Input::SinkReady { partition, epoch });
+                match ctl.recv() {
+                    Ok(SinkCtl::Commit(e)) => {
+                        if let Err(err) = out.commit(e) {
+                            fail(err);
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! A partition's source worker: one thread that reads the partition's sources a batch at a
+//! time, runs the whole DAG on the batch and routes the output to the sink workers. Between
+//! batches it answers the coordinator: at a barrier it sends the barrier downstream, reports
+//! its positions and waits to be released.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::coordinator::Input;
+use super::dead_letter;
+use super::live::JobStatus;
+use super::metrics::StepCounters;
+use super::plan::Plan;
+use super::routing::Router;
+use crate::connectors::{BadInput, ReadState, Source};
+use crate::pipeline::checkpoint::Positions;
+use crate::pipeline::spec::ErrorPolicy;
+use crate::pipeline::transform::{Record, Rejected};
+
+/// Records read per batch.
+pub const BATCH: usize = 1024;
+
+/// What the driver tells a source worker.
+pub enum SourceCtl {
+    /// Pass barrier `epoch` (see the module doc), then wait for `Release` or `Stop`.
+    Barrier {
+        epoch: u64,
+    },
+    Release,
+    Stop,
+}
+
+pub struct SourceWorker {
+    pub partition: u32,
+    pub plan: Arc<Plan>,
+    pub pipeline: String,
+    pub sources: Vec<Box<dyn Source>>,
+    pub router: Router,
+    pub events: UnboundedSender<Input>,
+    pub status: Arc<JobStatus>,
+    pub progress: Arc<AtomicU64>,
+    /// Each source step's counters, in the order of `sources`.
+    pub counters: Vec<Arc<StepCounters>>,
+}
+
+impl SourceWorker {
+    fn positions(&self) -> Positions {
+        self.plan
+            .graph
+            .sources
+            .iter()
+            .zip(&self.sources)
+            .map(|(step, s)| (step.id.clone(), s.positions()))
+            .collect()
+    }
+
+    fn fail(&self, error: String, retry: bool) {
+        let _ = self.events.send(Input::Failed { error, retry });
+    }
+
+    pub fn run(mut self, ctl: Receiver<SourceCtl>) {
+        let mut finished = vec![false; self.sources.len()];
+        let mut idle = false;
+        let mut failed = false;
+        let mut read: u64 = 0;
+        let mut last_lag = std::time::Instant::now() - Duration::from_secs(10);
+        loop {
+            let msg = if failed || finished.iter().all(|f| *f) {
+                ctl.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else if idle {
+                ctl.recv_timeout(Duration::from_millis(5))
+            } else {
+                ctl.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match msg {
+                Ok(SourceCtl::Barrier { epoch }) => {
+                    tracing::trace!(partition = self.partition, epoch, "barrier");
+                    if let Err(e) = self.router.barrier(epoch) {
+                        self.fail(e, true);
+                        return;
+                    }
+                    let _ = self.events.send(Input::Positions {
+                        partition: self.partition,
+                        epoch,
+                        positions: self.positions(),
+                        read,
+                    });
+                    match ctl.recv() {
+                        Ok(SourceCtl::Release) => continue,
+                        _ => return,
+                    }
+                }
+                Ok(SourceCtl::Release) => continue,
+                Ok(SourceCtl::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if failed || finished.iter().all(|f| *f) {
+                continue;
+            }
+            idle = true;
+            for (i, done) in finished.iter_mut().enumerate() {
+                if *done {
+                    continue;
+                }
+                let batch = match self.sources[i].read(BATCH) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let step = &self.plan.graph.sources[i];
+                        self.fail(format!("{} ({}): {e}", step.id, step.path), true);
+                        failed = true;
+                        break;
+                    }
+                };
+                match batch.state {
+                    ReadState::More => idle = false,
+                    ReadState::Idle => {}
+                    ReadState::Finished => *done = true,
+                }
+                let n = batch.records.len() + batch.bad.len();
+                if n == 0 {
+                    continue;
+                }
+                self.progress.fetch_add(n as u64, Ordering::Relaxed);
+                if let Err((error, retry)) = self.handle(i, batch.records, batch.bad) {
+                    self.fail(error, retry);
+                    failed = true;
+                    break;
+                }
+                read += n as u64;
+                self.status
+                    .update(self.partition, |live| live.read += n as u64);
+            }
+            if last_lag.elapsed() >= Duration::from_secs(1) {
+                last_lag = std::time::Instant::now();
+                let lag = self
+                    .sources
+                    .iter()
+                    .map(|s| s.lag())
+                    .try_fold(0u64, |acc, l| l.map(|l| acc + l));
+                self.status.update(self.partition, |live| live.lag = lag);
+            }
+            if !failed && finished.iter().all(|f| *f) {
+                self.status
+                    .update(self.partition, |live| live.finished = true);
+                let _ = self.events.send(Input::Finished {
+                    partition: self.partition,
+                    read,
+                });
+            }
+        }
+    }
+
+    /// Runs one batch through the DAG and sends its outputs and dead letters on.
+    fn handle(
+        &mut self,
+        source: usize,
+        records: Vec<Record>,
+        bad: Vec<BadInput>,
+    ) -> Result<(), (String, bool)> {
+        let step = &self.plan.graph.sources[source];
+        self.counters[source].add_out(records.len());
+        self.counters[source].add_dead(bad.len());
+        let mut dead: Vec<Record> = Vec::new();
+        if let Some(b) = bad.first() {
+            if step.on_error == ErrorPolicy::Fail {
+                return Err((
+                    format!(
+                        "{}: bad input at {}:{}: {}",
+                        step.id, b.position.split, b.position.offset, b.reason
+                    ),
+                    false,
+                ));
+            }
+        }
+        for b in &bad {
+            dead.push(dead_letter::letter(
+                &self.pipeline,
+                self.partition,
+                &step.id,
+                None,
+                &b.raw,
+                &b.position,
+                &b.reason,
+            ));
+        }
+        let outputs = self.plan.run(source, records);
+        if let Some(Rejected {
+            record,
+            step,
+            reason,
+        }) = outputs.failure
+        {
+            return Err((
+                format!(
+                    "step '{step}' failed on the record at {}:{} and its policy is fail: {reason}",
+                    record.position.split, record.position.offset
+                ),
+                false,
+            ));
+        }
+        for r in &outputs.rejected {
+            let raw = r.record.value.to_string();
+            dead.push(dead_letter::letter(
+                &self.pipeline,
+                self.partition,
+                &r.step,
+                Some(&r.record),
+                raw.as_bytes(),
+                &r.record.position,
+                &r.reason,
+            ));
+        }
+        self.router
+            .send(outputs.per_sink, dead)
+            .map_err(|e| (e, true))
+    }
+}
