@@ -162,7 +162,8 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode, String> {
     }
     let spec = demo_spec(&dir, options.count, options.rate);
     let spec = PipelineSpec::from_value(&spec).map_err(|e| format!("demo spec: {e:?}"))?;
-    node.pipeline_update(spec, true)
+    node.pipelines()
+        .update(spec, true)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
@@ -179,7 +180,8 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode, String> {
     let mut last = None;
     let outcome = loop {
         let status = node
-            .pipeline_status("demo", crate::Consistency::Local)
+            .pipelines()
+            .status("demo", crate::Consistency::Local)
             .await
             .map_err(|e| e.to_string())?;
         let status = serde_json::to_value(&status).map_err(|e| e.to_string())?;

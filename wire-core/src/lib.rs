@@ -7,8 +7,8 @@
 //! # async fn run() -> wire_core::Result<()> {
 //! let config = wire_core::NodeConfig::single("/tmp/wire-doc", 1);
 //! let node = wire_core::Node::start(config).await?;
-//! node.kv_put("greeting", b"hello".to_vec()).await?;
-//! assert_eq!(node.kv_get("greeting", wire_core::Consistency::Linearizable).await?, Some(b"hello".to_vec()));
+//! node.kv().put("greeting", b"hello".to_vec()).await?;
+//! assert_eq!(node.kv().get("greeting", wire_core::Consistency::Linearizable).await?, Some(b"hello".to_vec()));
 //! node.shutdown().await?;
 //! # Ok(()) }
 //! ```
@@ -26,6 +26,7 @@ pub mod http;
 pub mod kv;
 pub mod logging;
 pub mod node;
+pub mod ops;
 pub mod pipeline;
 mod server;
 

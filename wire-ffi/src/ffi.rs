@@ -265,14 +265,14 @@ pub unsafe extern "C" fn wire_node_register_transform(
         };
         let engine = hosted(node)?.node()?;
         // Checked first: a refused registration leaves `user_data` the caller's.
-        wire_core::Node::check_transform_name(name)?;
+        wire_core::ops::pipelines::PipelineOps::check_transform_name(name)?;
         let t = CTransform {
             name: name.to_string(),
             function,
             user_data: UserData(user_data),
             free: free_user_data,
         };
-        Ok(engine.register_transform(name, Arc::new(t))?)
+        Ok(engine.pipelines().register_transform(name, Arc::new(t))?)
     })
 }
 

@@ -109,22 +109,22 @@ impl Hosted {
     }
 
     pub fn status(&self) -> Result<String, Failure> {
-        json(&self.block(|n| async move { n.status().await })?)
+        json(&self.block(|n| async move { n.cluster().status().await })?)
     }
 
     pub fn kv_put(&self, key: &str, value: Vec<u8>) -> Result<(), Failure> {
-        self.block(|n| async move { n.kv_put(key, value).await })?;
+        self.block(|n| async move { n.kv().put(key, value).await })?;
         Ok(())
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, Failure> {
-        self.block(|n| async move { n.kv_get(key, Consistency::default()).await })
+        self.block(|n| async move { n.kv().get(key, Consistency::default()).await })
     }
 
     /// Whether the key existed.
     pub fn kv_delete(&self, key: &str) -> Result<bool, Failure> {
         Ok(self
-            .block(|n| async move { n.kv_delete(key).await })?
+            .block(|n| async move { n.kv().delete(key).await })?
             .deleted)
     }
 
@@ -145,7 +145,8 @@ impl Hosted {
             ));
         }
         let page = self.block(|n| async move {
-            n.kv_list(prefix, after, limit, Consistency::default())
+            n.kv()
+                .list(prefix, after, limit, Consistency::default())
                 .await
         })?;
         json(&wire_core::http::kv_page_json(page))
@@ -156,23 +157,23 @@ impl Hosted {
         let txn: Txn = wire_core::http::kv_txn_from_json(body)
             .map_err(|e| Failure::new(wire_status::WIRE_ERR_INVALID_ARGUMENT, e))?;
         Ok(self
-            .block(|n| async move { n.kv_txn(txn).await })?
+            .block(|n| async move { n.kv().txn(txn).await })?
             .succeeded)
     }
 
     /// Creates or updates a pipeline from JSON or YAML; answers as `PUT /pipelines/{name}`.
     pub fn pipeline_apply(&self, text: &str) -> Result<String, Failure> {
         let spec = spec(text)?;
-        json(&self.block(|n| async move { n.pipeline_update(spec, true).await })?)
+        json(&self.block(|n| async move { n.pipelines().update(spec, true).await })?)
     }
 
     pub fn pipeline_list(&self) -> Result<String, Failure> {
-        json(&self.block(|n| async move { n.pipeline_list(Consistency::default()).await })?)
+        json(&self.block(|n| async move { n.pipelines().list(Consistency::default()).await })?)
     }
 
     pub fn pipeline_status(&self, name: &str) -> Result<String, Failure> {
         match self
-            .block(|n| async move { n.pipeline_status(name, Consistency::default()).await })?
+            .block(|n| async move { n.pipelines().status(name, Consistency::default()).await })?
         {
             Some(status) => json(&status),
             None => Err(Failure::from(wire_core::Error::NotFound(format!(
@@ -187,12 +188,12 @@ impl Hosted {
         } else {
             DesiredState::Paused
         };
-        self.block(|n| async move { n.pipeline_set_state(name, desired).await })?;
+        self.block(|n| async move { n.pipelines().set_state(name, desired).await })?;
         Ok(())
     }
 
     pub fn pipeline_delete(&self, name: &str) -> Result<(), Failure> {
-        self.block(|n| async move { n.pipeline_delete(name).await })
+        self.block(|n| async move { n.pipelines().delete(name).await })
     }
 }
 

@@ -158,7 +158,7 @@ impl NativeNode {
     }
 
     fn status(&self, py: Python<'_>) -> PyResult<String> {
-        let status = self.block(py, |n| async move { n.status().await })?;
+        let status = self.block(py, |n| async move { n.cluster().status().await })?;
         json(&status)
     }
 
@@ -167,7 +167,7 @@ impl NativeNode {
     }
 
     fn remove_member(&self, py: Python<'_>, id: u64) -> PyResult<()> {
-        self.block(py, move |n| async move { n.remove_member(id).await })
+        self.block(py, move |n| async move { n.cluster().remove(id).await })
     }
 
     #[pyo3(signature = (key, consistency = None))]
@@ -178,19 +178,19 @@ impl NativeNode {
         consistency: Option<&str>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let c = self::consistency(consistency)?;
-        let value = self.block(py, move |n| async move { n.kv_get(&key, c).await })?;
+        let value = self.block(py, move |n| async move { n.kv().get(&key, c).await })?;
         Ok(value.map(|v| PyBytes::new(py, &v)))
     }
 
     /// Returns (index, existed).
     fn kv_put(&self, py: Python<'_>, key: String, value: Vec<u8>) -> PyResult<(u64, bool)> {
-        let w = self.block(py, move |n| async move { n.kv_put(&key, value).await })?;
+        let w = self.block(py, move |n| async move { n.kv().put(&key, value).await })?;
         Ok((w.index, w.existed))
     }
 
     /// Returns (index, deleted).
     fn kv_delete(&self, py: Python<'_>, key: String) -> PyResult<(u64, bool)> {
-        let d = self.block(py, move |n| async move { n.kv_delete(&key).await })?;
+        let d = self.block(py, move |n| async move { n.kv().delete(&key).await })?;
         Ok((d.index, d.deleted))
     }
 
@@ -215,7 +215,7 @@ impl NativeNode {
         }
         let c = self::consistency(consistency)?;
         let page = self.block(py, move |n| async move {
-            n.kv_list(&prefix, after.as_deref(), limit, c).await
+            n.kv().list(&prefix, after.as_deref(), limit, c).await
         })?;
         let items = page
             .items
@@ -243,14 +243,17 @@ impl NativeNode {
             success: ops(success, "success")?,
             failure: ops(failure, "failure")?,
         };
-        let t = self.block(py, move |n| async move { n.kv_txn(txn).await })?;
+        let t = self.block(py, move |n| async move { n.kv().txn(txn).await })?;
         Ok((t.succeeded, t.index))
     }
 
     /// Checks a spec (JSON or YAML) against this node; returns nothing or raises.
     fn pipeline_validate(&self, text: &str) -> PyResult<()> {
         let spec = spec(text)?;
-        self.node()?.validate_spec(&spec).map_err(to_py)?;
+        self.node()?
+            .pipelines()
+            .validate_spec(&spec)
+            .map_err(to_py)?;
         Ok(())
     }
 
@@ -261,9 +264,9 @@ impl NativeNode {
         let spec = spec(text)?;
         let written = self.block(py, move |n| async move {
             if upsert {
-                n.pipeline_update(spec, true).await
+                n.pipelines().update(spec, true).await
             } else {
-                n.pipeline_create(spec).await
+                n.pipelines().create(spec).await
             }
         })?;
         json(&written)
@@ -281,13 +284,16 @@ impl NativeNode {
             DesiredState::Paused
         };
         let written = self.block(py, move |n| async move {
-            n.pipeline_set_state(&name, desired).await
+            n.pipelines().set_state(&name, desired).await
         })?;
         json(&written)
     }
 
     fn pipeline_delete(&self, py: Python<'_>, name: String) -> PyResult<()> {
-        self.block(py, move |n| async move { n.pipeline_delete(&name).await })
+        self.block(
+            py,
+            move |n| async move { n.pipelines().delete(&name).await },
+        )
     }
 
     /// The status JSON of `GET /pipelines/{name}`, or None.
@@ -301,7 +307,7 @@ impl NativeNode {
         let c = self::consistency(consistency)?;
         let status = self.block(
             py,
-            move |n| async move { n.pipeline_status(&name, c).await },
+            move |n| async move { n.pipelines().status(&name, c).await },
         )?;
         status.as_ref().map(json).transpose()
     }
@@ -310,7 +316,7 @@ impl NativeNode {
     #[pyo3(signature = (consistency = None))]
     fn pipeline_list(&self, py: Python<'_>, consistency: Option<&str>) -> PyResult<String> {
         let c = self::consistency(consistency)?;
-        let list = self.block(py, move |n| async move { n.pipeline_list(c).await })?;
+        let list = self.block(py, move |n| async move { n.pipelines().list(c).await })?;
         json(&list)
     }
 
@@ -326,6 +332,7 @@ impl NativeNode {
     ) -> PyResult<()> {
         let transform = transform::PyTransform::new(name, kind, func, batch)?;
         self.node()?
+            .pipelines()
             .register_transform(name, Arc::new(transform))
             .map_err(to_py)
     }

@@ -20,26 +20,26 @@ fn reply<T: Serialize>(r: Result<T, Error>) -> Response {
 }
 
 async fn write(State(node): State<Node>, MsgpackBody(cmd): MsgpackBody<Command>) -> Response {
-    reply(node.write_local(cmd).await)
+    reply(node.client().write_local(cmd).await)
 }
 
 async fn read_index(
     State(node): State<Node>,
     MsgpackBody(linearizable): MsgpackBody<bool>,
 ) -> Response {
-    reply(node.read_index_local(linearizable).await)
+    reply(node.client().read_index_local(linearizable).await)
 }
 
 async fn join(State(node): State<Node>, MsgpackBody(req): MsgpackBody<JoinRequest>) -> Response {
-    reply(node.join_local(req).await)
+    reply(node.cluster().join_local(req).await)
 }
 
 async fn remove(State(node): State<Node>, MsgpackBody(id): MsgpackBody<NodeId>) -> Response {
-    reply(node.remove_local(id).await)
+    reply(node.cluster().remove_local(id).await)
 }
 
 async fn campaign(State(node): State<Node>) -> Response {
-    reply(node.campaign().await)
+    reply(node.cluster().campaign().await)
 }
 
 async fn job_report(State(node): State<Node>, MsgpackBody(name): MsgpackBody<String>) -> Response {

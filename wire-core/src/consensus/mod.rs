@@ -4,12 +4,13 @@
 //! The engine is openraft 0.9 (`storage-v2`); this module supplies its storage
 //! ([`LogStore`], [`StateMachineStore`]) and its network ([`network`]).
 
+pub mod client;
 pub mod command;
 pub mod election;
 pub mod elector;
 pub mod log_store;
 #[cfg(test)]
-mod mem_cluster;
+pub(crate) mod mem_cluster;
 pub mod network;
 pub mod proposer;
 #[cfg(test)]

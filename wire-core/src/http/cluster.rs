@@ -12,7 +12,7 @@ use crate::cluster::JoinRequest;
 use crate::node::{Node, NodeStatus};
 
 pub async fn status(State(node): State<Node>) -> Result<Json<NodeStatus>, ApiError> {
-    Ok(Json(node.status().await?))
+    Ok(Json(node.cluster().status().await?))
 }
 
 pub async fn health() -> impl IntoResponse {
@@ -32,7 +32,7 @@ pub async fn ready(State(node): State<Node>) -> Result<impl IntoResponse, ApiErr
 }
 
 pub async fn members(State(node): State<Node>) -> Result<impl IntoResponse, ApiError> {
-    let status = node.status().await?;
+    let status = node.cluster().status().await?;
     Ok(Json(json!({"members": status.members})))
 }
 
@@ -42,7 +42,7 @@ pub async fn join(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(req) = req?;
     let id = req.node_id;
-    node.join(req).await?;
+    node.cluster().join(req).await?;
     Ok(Json(json!({"joined": id})))
 }
 
@@ -54,6 +54,6 @@ pub async fn remove(
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("member id '{id}' is not a positive integer"))
     })?;
-    node.remove_member(id).await?;
+    node.cluster().remove(id).await?;
     Ok(Json(json!({"removed": id})))
 }

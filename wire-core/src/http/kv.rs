@@ -21,7 +21,7 @@ use crate::node::Node;
 
 async fn get_key(node: Node, key: String, query: ReadQuery) -> Result<Response, ApiError> {
     let consistency = consistency(query)?;
-    match node.kv_get(&key, consistency).await? {
+    match node.kv().get(&key, consistency).await? {
         Some(value) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
         }
@@ -30,11 +30,11 @@ async fn get_key(node: Node, key: String, query: ReadQuery) -> Result<Response, 
 }
 
 async fn put_key(node: Node, key: String, body: Bytes) -> Result<Response, ApiError> {
-    Ok(Json(node.kv_put(&key, body.to_vec()).await?).into_response())
+    Ok(Json(node.kv().put(&key, body.to_vec()).await?).into_response())
 }
 
 async fn delete_key(node: Node, key: String) -> Result<Response, ApiError> {
-    Ok(Json(node.kv_delete(&key).await?).into_response())
+    Ok(Json(node.kv().delete(&key).await?).into_response())
 }
 
 pub async fn get(
@@ -136,7 +136,8 @@ pub async fn list(
     let consistency = super::parse_consistency(q.consistency)?;
     let prefix = q.prefix.unwrap_or_default();
     let page = node
-        .kv_list(&prefix, q.after.as_deref(), limit, consistency)
+        .kv()
+        .list(&prefix, q.after.as_deref(), limit, consistency)
         .await?;
     Ok(Json(page_json(page)).into_response())
 }
@@ -308,5 +309,5 @@ pub async fn txn(
     body: Result<Json<JsonTxn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    Ok(Json(node.kv_txn(body.into_txn()?).await?).into_response())
+    Ok(Json(node.kv().txn(body.into_txn()?).await?).into_response())
 }

@@ -27,7 +27,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let spec = spec_from(body)?;
-    let written = node.pipeline_create(spec).await?;
+    let written = node.pipelines().create(spec).await?;
     Ok((StatusCode::CREATED, Json(written)).into_response())
 }
 
@@ -44,7 +44,7 @@ pub async fn update(
             spec.name
         )));
     }
-    let written = node.pipeline_update(spec, true).await?;
+    let written = node.pipelines().update(spec, true).await?;
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -59,7 +59,7 @@ pub async fn get(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (Path(name), Query(q)) = (name?, query?);
-    match node.pipeline_status(&name, consistency(q)?).await? {
+    match node.pipelines().status(&name, consistency(q)?).await? {
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError::not_found(format!("pipeline '{name}' not found"))),
     }
@@ -70,11 +70,11 @@ pub async fn list(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    Ok(Json(node.pipeline_list(consistency(q)?).await?).into_response())
+    Ok(Json(node.pipelines().list(consistency(q)?).await?).into_response())
 }
 
 async fn set_state(node: Node, name: String, desired: DesiredState) -> Result<Response, ApiError> {
-    Ok(Json(node.pipeline_set_state(&name, desired).await?).into_response())
+    Ok(Json(node.pipelines().set_state(&name, desired).await?).into_response())
 }
 
 pub async fn pause(
@@ -98,7 +98,7 @@ pub async fn delete(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(name) = name?;
-    node.pipeline_delete(&name).await?;
+    node.pipelines().delete(&name).await?;
     Ok(Json(json!({"deleted": name})).into_response())
 }
 

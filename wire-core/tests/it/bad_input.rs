@@ -99,7 +99,7 @@ async fn bad_requests_get_clear_4xx_and_the_node_stays_up() {
     expect_error(r, 409, "conflict", "only voter").await;
 
     // Joins that conflict with a member, or carry bad addresses.
-    let me = n.node.status().await.unwrap();
+    let me = n.node.cluster().status().await.unwrap();
     let r = c
         .post(n.url("/cluster/join"))
         .json(&json!({"node_id": 2, "http_addr": me.http_addr, "raft_addr": "127.0.0.1:1"}))

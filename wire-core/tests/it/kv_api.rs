@@ -170,18 +170,19 @@ async fn txn_runs_one_branch_atomically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_api_matches_http() {
     let n = Embedded::start().await;
-    n.node.kv_put("lib", b"rust".to_vec()).await.unwrap();
+    n.node.kv().put("lib", b"rust".to_vec()).await.unwrap();
     let c = http();
     assert_eq!(get_text(&n.url("/kv/lib")).await, "rust");
     c.put(n.url("/kv/lib")).body("http").send().await.unwrap();
     let got = n
         .node
-        .kv_get("lib", wire_core::Consistency::Linearizable)
+        .kv()
+        .get("lib", wire_core::Consistency::Linearizable)
         .await
         .unwrap();
     assert_eq!(got.as_deref(), Some(&b"http"[..]));
     n.node.shutdown().await.unwrap();
     // After shutdown, calls fail cleanly instead of hanging.
-    let err = n.node.kv_put("lib", b"late".to_vec()).await.unwrap_err();
+    let err = n.node.kv().put("lib", b"late".to_vec()).await.unwrap_err();
     assert!(matches!(err, wire_core::Error::Shutdown), "{err}");
 }

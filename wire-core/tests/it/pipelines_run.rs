@@ -231,6 +231,7 @@ async fn registered_rust_transforms_run_by_name() {
         Ok(vec![Record { value, ..r.clone() }])
     });
     n.node
+        .pipelines()
         .register_transform("double", Arc::new(double))
         .unwrap();
     let spec = json!({

@@ -20,9 +20,11 @@ use super::job::{Job, JobConfig, LogFn};
 use super::live::{JobState, JobStatus};
 use super::metrics::JobMetrics;
 use super::plan::{Plan, Registry};
+use crate::consensus::client::{ConsensusClient, Consistency};
 use crate::consensus::{Command, CommandResponse, NodeId};
-use crate::pipeline::{DesiredState, PipelineRecord};
-use crate::{Consistency, Node};
+use crate::pipeline::transform::Transform;
+use crate::pipeline::{self, DesiredState, PipelineGraph, PipelineRecord, PipelineSpec};
+use crate::{Error, Result};
 
 /// Longest wait before restarting a failed job.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -63,8 +65,52 @@ impl Runtime {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Starts the supervisor and the assigner for `node`.
-    pub fn start(self: &Arc<Self>, node: Node) {
+    /// Validates a spec against this node's connectors and transforms.
+    pub fn validate_spec(&self, spec: &PipelineSpec) -> Result<PipelineGraph> {
+        let registry = self.registry.clone();
+        let known = |name: &str| {
+            registry
+                .read()
+                .map(|r| r.contains_key(name))
+                .unwrap_or(false)
+        };
+        pipeline::validate(spec, &known).map_err(Error::InvalidSpec)
+    }
+
+    /// Registers a transform under `name`, usable as `type: name` in any spec run on this
+    /// node; replaces one registered before under that name. A built-in name is refused.
+    pub fn register_transform(&self, name: &str, transform: Arc<dyn Transform>) -> Result<()> {
+        Self::check_transform_name(name)?;
+        self.registry
+            .write()
+            .map_err(|_| Error::Internal("the transform registry is poisoned".into()))?
+            .insert(name.to_string(), transform);
+        self.transform_registered();
+        Ok(())
+    }
+
+    /// Whether `name` can name a registered transform (not built in; letters, digits, '-',
+    /// '_' or '.').
+    pub fn check_transform_name(name: &str) -> Result<()> {
+        if pipeline::BUILTIN_TRANSFORMS.contains(&name) {
+            return Err(Error::Invalid(format!(
+                "'{name}' is a built-in transform; pick another name"
+            )));
+        }
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::Invalid(format!(
+                "transform name '{name}' must be letters, digits, '-', '_' or '.'"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts the supervisor and the assigner, working through `node`.
+    pub fn start(self: &Arc<Self>, node: ConsensusClient) {
         let (stop_tx, stop_rx) = watch::channel(false);
         *lock(&self.stop) = Some(stop_tx);
         let sup = tokio::spawn(supervise(self.clone(), node.clone(), stop_rx.clone()));
@@ -113,7 +159,7 @@ fn want(record: &PipelineRecord) -> Want {
     }
 }
 
-async fn assigner(node: Node, mut stop: watch::Receiver<bool>) {
+async fn assigner(node: ConsensusClient, mut stop: watch::Receiver<bool>) {
     let mut changes = node.state().pipeline_changes();
     loop {
         if node.is_leader() {
@@ -127,7 +173,7 @@ async fn assigner(node: Node, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn assign_round(node: &Node) -> crate::Result<()> {
+async fn assign_round(node: &ConsensusClient) -> Result<()> {
     let state = node.state();
     let mut members: Vec<NodeId> = state.members()?.into_iter().map(|(id, _)| id).collect();
     members.sort_unstable();
@@ -169,7 +215,7 @@ struct Slot {
 
 /// Commits a job's checkpoints through Raft, as `node`; the catalog's rules fence off a job
 /// whose partitions moved or whose pipeline changed.
-fn checkpoint_log(node: &Node, pipeline: &str) -> Arc<dyn CheckpointLog> {
+fn checkpoint_log(node: &ConsensusClient, pipeline: &str) -> Arc<dyn CheckpointLog> {
     let node = node.clone();
     let pipeline = pipeline.to_string();
     Arc::new(LogFn(move |checkpoints| {
@@ -209,13 +255,13 @@ fn failed_status(record: &PipelineRecord, error: String) -> Arc<JobStatus> {
 
 fn start_job(
     runtime: &Runtime,
-    node: &Node,
+    node: &ConsensusClient,
     record: &PipelineRecord,
     partitions: &[u32],
 ) -> (Option<Job>, Arc<JobStatus>) {
     let metrics = Arc::new(JobMetrics::default());
     let registry = runtime.registry.clone();
-    let built = node
+    let built = runtime
         .validate_spec(&record.spec)
         .map_err(|e| e.to_string())
         .and_then(|graph| Plan::build(graph, &registry, &metrics));
@@ -247,7 +293,7 @@ fn start_job(
     (Some(job), status)
 }
 
-async fn supervise(runtime: Arc<Runtime>, node: Node, mut stop: watch::Receiver<bool>) {
+async fn supervise(runtime: Arc<Runtime>, node: ConsensusClient, mut stop: watch::Receiver<bool>) {
     let mut changes = node.state().pipeline_changes();
     let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
     loop {
@@ -272,9 +318,9 @@ async fn supervise(runtime: Arc<Runtime>, node: Node, mut stop: watch::Receiver<
 
 async fn supervise_round(
     runtime: &Runtime,
-    node: &Node,
+    node: &ConsensusClient,
     slots: &mut BTreeMap<String, Slot>,
-) -> crate::Result<()> {
+) -> Result<()> {
     let state = node.state();
     let me = node.id();
     let mut wanted: BTreeMap<String, (PipelineRecord, Vec<u32>)> = BTreeMap::new();

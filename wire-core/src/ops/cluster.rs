@@ -1,0 +1,420 @@
+//! Cluster membership, as every face calls it: entering the cluster at start (bootstrap or
+//! join through peers), adding and removing members on the leader wherever it is, the
+//! node's view of the cluster, and the leadership hand-off before a clean shutdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cluster::calls;
+use crate::cluster::{plan_join, JoinPlan, JoinRequest};
+use crate::config::NodeConfig;
+use crate::consensus::client::ConsensusClient;
+use crate::consensus::proposer::fatal;
+use crate::consensus::{NodeId, WireNode};
+use crate::{Error, Result};
+
+/// The leader as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    pub id: NodeId,
+    pub http_addr: String,
+}
+
+/// A member as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub http_addr: String,
+    pub raft_addr: String,
+    pub voter: bool,
+}
+
+/// A log position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// What `GET /status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub http_addr: String,
+    pub raft_addr: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub leader: Option<LeaderInfo>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot: Option<LogPosition>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberInfo>,
+}
+
+/// A node opened and not yet serving: what `server.rs` needs to serve it.
+fn membership_change_error(e: RaftError<NodeId, ClientWriteError<NodeId, WireNode>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            c @ ChangeMembershipError::InProgress(_),
+        )) => Error::Unavailable(c.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            Error::Conflict(c.to_string())
+        }
+        RaftError::Fatal(f) => fatal(f),
+    }
+}
+
+/// The membership service of a node.
+#[derive(Clone)]
+pub struct ClusterOps {
+    client: ConsensusClient,
+    /// This node's advertised addresses.
+    me: WireNode,
+    config: NodeConfig,
+}
+
+impl ClusterOps {
+    pub fn new(client: ConsensusClient, me: WireNode, config: NodeConfig) -> ClusterOps {
+        ClusterOps { client, me, config }
+    }
+
+    /// Enters the cluster as configured: bootstraps a new one, joins through peers, or
+    /// neither (a restarted member).
+    pub async fn enter(&self) -> Result<()> {
+        let raft = self.client.raft();
+        let initialized = raft.is_initialized().await.map_err(fatal)?;
+        if self.config.bootstrap && !initialized {
+            let members = BTreeMap::from([(self.client.id(), self.me.clone())]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| Error::Internal(format!("bootstrapping: {e}")))?;
+            tracing::info!(node_id = self.client.id(), "bootstrapped a new cluster");
+        } else if self.config.bootstrap {
+            tracing::info!("data dir already holds a cluster; --bootstrap ignored");
+        }
+        if !self.config.join.is_empty() {
+            self.join_through_peers().await?;
+        }
+        Ok(())
+    }
+
+    /// Joins through the configured `--join` addresses, tried in turn until one accepts.
+    async fn join_through_peers(&self) -> Result<()> {
+        let want_voter = !self.config.learner;
+        {
+            let metrics = self.client.metrics();
+            let membership = metrics.membership_config.membership();
+            let is_voter = membership.voter_ids().any(|v| v == self.client.id());
+            if membership.get_node(&self.client.id()) == Some(&self.me) && is_voter == want_voter {
+                tracing::info!("already a member with these addresses; not joining again");
+                return Ok(());
+            }
+        }
+        let req = JoinRequest {
+            node_id: self.client.id(),
+            http_addr: self.me.http_addr.clone(),
+            raft_addr: self.me.raft_addr.clone(),
+            learner: self.config.learner,
+            protocol: crate::consensus::PROTOCOL_VERSION,
+        };
+        let timeout = Duration::from_secs(self.config.join_timeout_secs);
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("no attempt made");
+        loop {
+            for addr in &self.config.join {
+                let result = self
+                    .client
+                    .peers()
+                    .http()
+                    .post(format!("http://{addr}/cluster/join"))
+                    .json(&req)
+                    .timeout(timeout)
+                    .send()
+                    .await;
+                match result {
+                    Ok(resp) if resp.status().is_success() => {
+                        tracing::info!(through = %addr, "joined the cluster");
+                        return Ok(());
+                    }
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body = resp.text().await.unwrap_or_default();
+                        if status.is_client_error() && status.as_u16() != 429 {
+                            return Err(Error::Conflict(format!(
+                                "join refused by {addr} ({status}): {body}"
+                            )));
+                        }
+                        last_error = format!("{addr} answered {status}: {body}");
+                    }
+                    Err(e) => last_error = format!("{addr}: {e}"),
+                }
+                tracing::warn!(error = %last_error, "join attempt failed");
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "could not join through {:?} within {}s; last error: {last_error}",
+                    self.config.join,
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Adds or updates a member, on the leader wherever it is.
+    pub async fn join(&self, req: JoinRequest) -> Result<()> {
+        self.client.check_running()?;
+        for (field, addr) in [("http_addr", &req.http_addr), ("raft_addr", &req.raft_addr)] {
+            if addr.parse::<SocketAddr>().is_err() {
+                return Err(Error::Invalid(format!(
+                    "{field}: '{addr}' is not an IP:port address"
+                )));
+            }
+        }
+        if req.node_id == 0 {
+            return Err(Error::Invalid("node_id: must be a positive integer".into()));
+        }
+        self.client
+            .on_leader(calls::paths::JOIN, &req, true, || {
+                self.join_local(req.clone())
+            })
+            .await
+    }
+
+    /// Runs a membership change, waiting while an earlier change is still being committed
+    /// (openraft allows one at a time), up to the join timeout.
+    async fn membership_retrying<F, Fut>(&self, change: F) -> Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<
+            Output = std::result::Result<
+                openraft::raft::ClientWriteResponse<crate::consensus::TypeConfig>,
+                RaftError<NodeId, ClientWriteError<NodeId, WireNode>>,
+            >,
+        >,
+    {
+        let deadline = Instant::now() + Duration::from_secs(self.config.join_timeout_secs);
+        loop {
+            match change().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(membership_change_error(e)),
+            }
+        }
+    }
+
+    /// Executes a join on this node, which must be the leader.
+    pub async fn join_local(&self, req: JoinRequest) -> Result<()> {
+        let metrics = self.client.metrics();
+        if metrics.current_leader != Some(self.client.id()) {
+            return Err(Error::NotLeader {
+                leader: metrics.current_leader,
+            });
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let plan = plan_join(membership.nodes(), &voters, &req);
+        tracing::info!(node_id = req.node_id, plan = ?plan, "join");
+        let raft = self.client.raft();
+        let id = req.node_id;
+        let timeout = Duration::from_secs(self.config.join_timeout_secs);
+        let promote = match plan {
+            JoinPlan::AlreadyMember => return Ok(()),
+            JoinPlan::Conflict(reason) => return Err(Error::Conflict(reason)),
+            JoinPlan::Promote => true,
+            JoinPlan::UpdateAddress { promote } => {
+                let nodes = BTreeMap::from([(id, req.node())]);
+                self.membership_retrying(|| {
+                    raft.change_membership(ChangeMembers::SetNodes(nodes.clone()), true)
+                })
+                .await?;
+                promote
+            }
+            JoinPlan::Add { promote } => {
+                let add = self.membership_retrying(|| raft.add_learner(id, req.node(), true));
+                match tokio::time::timeout(timeout, add).await {
+                    Err(_) => {
+                        return Err(Error::Unavailable(format!(
+                            "node {id} did not catch up within {}s",
+                            timeout.as_secs()
+                        )))
+                    }
+                    Ok(r) => r?,
+                };
+                promote
+            }
+        };
+        if promote {
+            self.membership_retrying(|| {
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a member (voter or learner), on the leader wherever it is.
+    pub async fn remove(&self, id: NodeId) -> Result<()> {
+        self.client.check_running()?;
+        self.client
+            .on_leader(calls::paths::REMOVE, &id, true, || self.remove_local(id))
+            .await
+    }
+
+    pub async fn remove_local(&self, id: NodeId) -> Result<()> {
+        let metrics = self.client.metrics();
+        if metrics.current_leader != Some(self.client.id()) {
+            return Err(Error::NotLeader {
+                leader: metrics.current_leader,
+            });
+        }
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(Error::NotFound(format!("member {id}")));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(Error::Conflict(format!(
+                    "node {id} is the only voter; removing it would leave no cluster"
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        let raft = self.client.raft();
+        self.membership_retrying(|| raft.change_membership(change.clone(), false))
+            .await?;
+        tracing::info!(node_id = id, "removed member");
+        Ok(())
+    }
+
+    /// Starts an election on this node at once (the leader's hand-off asks for it).
+    pub async fn campaign(&self) -> Result<()> {
+        self.client.check_running()?;
+        tracing::info!("leader handed off leadership: campaigning");
+        self.client.raft().trigger().elect().await.map_err(fatal)
+    }
+
+    /// The node's view of the cluster.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        let metrics = self.client.metrics();
+        let committed = self
+            .client
+            .raft()
+            .with_raft_state(|st| st.committed.map(|c| c.index))
+            .await
+            .ok()
+            .flatten();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| MemberInfo {
+                id: *id,
+                http_addr: n.http_addr.clone(),
+                raft_addr: n.raft_addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let role = if self.client.is_stopped() {
+            "shutdown"
+        } else {
+            match metrics.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+        };
+        Ok(NodeStatus {
+            node_id: self.client.id(),
+            http_addr: self.me.http_addr.clone(),
+            raft_addr: self.me.raft_addr.clone(),
+            role: role.to_string(),
+            leader: metrics.current_leader.and_then(|id| {
+                membership.get_node(&id).map(|n| LeaderInfo {
+                    id,
+                    http_addr: n.http_addr.clone(),
+                })
+            }),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            committed_index: committed,
+            applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot: metrics.snapshot.map(|s| LogPosition {
+                term: s.leader_id.term,
+                index: s.index,
+            }),
+            purged_index: metrics.purged.map(|p| p.index),
+            members,
+        })
+    }
+
+    /// If this node leads and another voter exists, asks the most caught-up voter to take
+    /// over, and waits (up to two election timeouts) for it to do so.
+    pub async fn hand_off_leadership(&self) {
+        let metrics = self.client.metrics();
+        if metrics.current_leader != Some(self.client.id()) {
+            return;
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let matched: BTreeMap<NodeId, u64> = metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let target = membership
+            .voter_ids()
+            .filter(|v| *v != self.client.id())
+            .max_by_key(|v| matched.get(v).copied().unwrap_or(0));
+        let Some(target) = target else { return };
+        tracing::info!(to = target, "handing off leadership before shutdown");
+        self.client.raft().runtime_config().heartbeat(false);
+        let timeout = Duration::from_millis(self.config.election_timeout_max_ms);
+        let reply = self
+            .client
+            .ask_member::<(), ()>(target, calls::paths::CAMPAIGN, &(), timeout)
+            .await;
+        if let Err(e) = reply {
+            tracing::warn!(error = %e, "leadership hand-off failed");
+            return;
+        }
+        let waited = self
+            .client
+            .raft()
+            .wait(Some(timeout * 2))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != Some(m.id),
+                "hand-off",
+            )
+            .await;
+        match waited {
+            Ok(m) => tracing::info!(leader = ?m.current_leader, "leadership handed off"),
+            Err(e) => tracing::warn!(error = %e, "no new leader seen before shutdown"),
+        }
+    }
+}
