@@ -13,6 +13,7 @@ pub mod log_store;
 pub(crate) mod mem_cluster;
 pub mod network;
 pub mod proposer;
+mod replicated;
 #[cfg(test)]
 mod restart_tests;
 mod sm_overlay;

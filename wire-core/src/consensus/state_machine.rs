@@ -18,12 +18,15 @@ use openraft::storage::RaftStateMachine;
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
 };
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::replicated::{
+    self, Assignments, Checkpoints, Kv, Members, Pipelines, SnapshotBody, Table,
+};
 use super::sm_overlay::{Found, SmOverlay};
-use super::sm_tables::{SnapshotBody, SnapshotMetaOf, StoredSnapshot, CURRENT};
+use super::sm_tables::{SnapshotMetaOf, StoredSnapshot, CURRENT};
 use super::tables::{self, sm_meta};
 use super::writer::{blocking, DbWriter, StoreError, WriteOp};
 use super::{
@@ -71,11 +74,7 @@ impl StateMachineStore {
             let txn = db.begin_write()?;
             txn.open_table(tables::SM_META)?;
             txn.open_table(tables::SNAPSHOT)?;
-            txn.open_table(tables::MEMBERS)?;
-            txn.open_table(tables::KV)?;
-            txn.open_table(tables::PIPELINES)?;
-            txn.open_table(tables::ASSIGNMENTS)?;
-            txn.open_table(tables::CHECKPOINTS)?;
+            replicated::create_all(&txn)?;
             txn.commit()?;
             Ok(())
         };
@@ -90,16 +89,19 @@ impl StateMachineStore {
 
     /// Reads a user key from the local state (as applied on this node).
     pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::Error> {
-        match self.writer.sm().kv(key) {
-            Found::Value(v) => return Ok(Some(v.to_vec())),
+        Ok(self.row::<Kv>(&key.to_string())?.map(ByteBuf::into_vec))
+    }
+
+    /// One row of table `T`: the overlay's latest change, else the database's.
+    fn row<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, crate::Error> {
+        match self.writer.sm().find::<T>(key) {
+            Found::Value(v) => return Ok(Some(v.clone())),
             Found::Removed => return Ok(None),
             Found::Unknown => {}
         }
         // Opened after the overlay was consulted: a change written since is in the database.
-        let read = || -> Result<Option<Vec<u8>>, StoreError> {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(tables::KV)?;
-            Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        let read = || -> Result<Option<T::Value>, StoreError> {
+            replicated::get::<T>(&self.db.begin_read()?, key)
         };
         read().map_err(crate::Error::storage)
     }
@@ -116,10 +118,17 @@ impl StateMachineStore {
             Some(a) if a >= prefix => a,
             _ => prefix,
         };
-        let changes = self.writer.sm().kv_range(start, prefix);
+        let changes: Vec<(String, Option<Vec<u8>>)> = self
+            .writer
+            .sm()
+            .changes_in::<Kv>(start.to_string()..)
+            .into_iter()
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k, v.map(ByteBuf::into_vec)))
+            .collect();
         let read = || -> Result<KvPage, StoreError> {
             let txn = self.db.begin_read()?;
-            let table = txn.open_table(tables::KV)?;
+            let table = txn.open_table(Kv::DEF)?;
             let mut disk = table.range::<&str>(start..)?;
             let mut overlay = changes.into_iter().peekable();
             let mut next_disk = || -> Result<Option<(String, Vec<u8>)>, StoreError> {
@@ -175,20 +184,10 @@ impl StateMachineStore {
 
     /// A pipeline from the local state.
     pub fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, crate::Error> {
-        match self.writer.sm().pipeline(name) {
-            Found::Value(v) => return decode(v).map(Some).map_err(crate::Error::storage),
-            Found::Removed => return Ok(None),
-            Found::Unknown => {}
+        match self.row::<Pipelines>(&name.to_string())? {
+            Some(v) => decode(&v).map(Some).map_err(crate::Error::storage),
+            None => Ok(None),
         }
-        let read = || -> Result<Option<PipelineRecord>, StoreError> {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(tables::PIPELINES)?;
-            match table.get(name)? {
-                Some(v) => Ok(Some(decode(v.value())?)),
-                None => Ok(None),
-            }
-        };
-        read().map_err(crate::Error::storage)
     }
 
     /// Reads through the overlay and the database as one state: the overlay's lock is held
@@ -226,48 +225,22 @@ impl StateMachineStore {
 
     /// Every pipeline from the local state, by name.
     pub fn pipelines(&self) -> Result<Vec<PipelineRecord>, crate::Error> {
-        let changes = self.writer.sm().pipeline_changes();
-        let read = || -> Result<Vec<PipelineRecord>, StoreError> {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(tables::PIPELINES)?;
-            let mut all: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                all.insert(k.value().to_string(), v.value().to_vec());
-            }
-            for (k, v) in changes {
-                match v {
-                    Some(v) => all.insert(k, v),
-                    None => all.remove(&k),
-                };
-            }
-            all.values()
+        self.read_merged(|txn, sm| {
+            all_rows::<Pipelines>(txn, sm)?
+                .values()
                 .map(|v| decode::<PipelineRecord>(v).map_err(StoreError::from))
                 .collect()
-        };
-        read().map_err(crate::Error::storage)
+        })
     }
 
     /// The members as recorded by the last applied membership entry.
     pub fn members(&self) -> Result<Vec<(NodeId, MemberRecord)>, crate::Error> {
-        if let Some(members) = self.writer.sm().members() {
-            return members
-                .iter()
-                .map(|(id, v)| decode(v).map(|r| (*id, r)))
-                .collect::<Result<_, _>>()
-                .map_err(crate::Error::storage);
-        }
-        let read = || -> Result<Vec<(NodeId, MemberRecord)>, StoreError> {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(tables::MEMBERS)?;
-            let mut out = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                out.push((k.value(), decode(v.value())?));
-            }
-            Ok(out)
-        };
-        read().map_err(crate::Error::storage)
+        self.read_merged(|txn, sm| {
+            all_rows::<Members>(txn, sm)?
+                .into_iter()
+                .map(|(id, v)| Ok((id, decode(&v)?)))
+                .collect()
+        })
     }
 
     fn read_applied(&self) -> Result<(Option<LogId>, StoredMembership), StoreError> {
@@ -305,32 +278,7 @@ impl StateMachineStore {
                 Some(v) => decode(v.value())?,
                 None => StoredMembership::default(),
             };
-            let mut body = SnapshotBody::default();
-            for item in txn.open_table(tables::MEMBERS)?.iter()? {
-                let (k, v) = item?;
-                body.members.push((k.value(), ByteBuf::from(v.value())));
-            }
-            for item in txn.open_table(tables::KV)?.iter()? {
-                let (k, v) = item?;
-                body.kv
-                    .push((k.value().to_string(), ByteBuf::from(v.value())));
-            }
-            for item in txn.open_table(tables::PIPELINES)?.iter()? {
-                let (k, v) = item?;
-                body.pipelines
-                    .push((k.value().to_string(), ByteBuf::from(v.value())));
-            }
-            for item in txn.open_table(tables::ASSIGNMENTS)?.iter()? {
-                let (k, v) = item?;
-                let (name, part) = k.value();
-                body.assignments.push(((name.to_string(), part), v.value()));
-            }
-            for item in txn.open_table(tables::CHECKPOINTS)?.iter()? {
-                let (k, v) = item?;
-                let (name, part) = k.value();
-                body.checkpoints
-                    .push(((name.to_string(), part), ByteBuf::from(v.value())));
-            }
+            let body = SnapshotBody::read(&txn)?;
             (last_applied, membership, body)
         };
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -376,28 +324,43 @@ struct ApplyView<'a> {
 }
 
 impl ApplyView<'_> {
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.changes.kv(key) {
-            Found::Value(v) => Ok(Some(v.to_vec())),
+    /// One row of table `T`: the overlay's latest change, else the database's.
+    fn row<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
+        match self.changes.find::<T>(key) {
+            Found::Value(v) => Ok(Some(v.clone())),
             Found::Removed => Ok(None),
-            Found::Unknown => Ok(self
-                .read
-                .open_table(tables::KV)?
-                .get(key)?
-                .map(|v| v.value().to_vec())),
+            Found::Unknown => replicated::get::<T>(self.read, key),
         }
+    }
+
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.row::<Kv>(&key.to_string())?.map(ByteBuf::into_vec))
     }
 
     fn kv_exists(&self, key: &str) -> Result<bool, StoreError> {
-        match self.changes.kv(key) {
-            Found::Value(_) => Ok(true),
-            Found::Removed => Ok(false),
-            Found::Unknown => Ok(self.read.open_table(tables::KV)?.get(key)?.is_some()),
-        }
+        Ok(self.row::<Kv>(&key.to_string())?.is_some())
     }
 
     fn kv_set(&mut self, key: &str, value: Option<Vec<u8>>) {
-        self.changes.pending.kv.insert(key.to_string(), value);
+        self.changes
+            .set::<Kv>(key.to_string(), value.map(ByteBuf::from));
+    }
+
+    /// Records the members of membership `m`, removing those it no longer has.
+    fn set_members(
+        &mut self,
+        m: &openraft::Membership<NodeId, WireNode>,
+    ) -> Result<(), StoreError> {
+        let now = member_records(m)?;
+        for id in all_rows::<Members>(self.read, self.changes)?.into_keys() {
+            if !now.iter().any(|(n, _)| *n == id) {
+                self.changes.set::<Members>(id, None);
+            }
+        }
+        for (id, record) in now {
+            self.changes.set::<Members>(id, Some(ByteBuf::from(record)));
+        }
+        Ok(())
     }
 }
 
@@ -406,13 +369,9 @@ impl CatalogState for ApplyView<'_> {
     type Error = StoreError;
 
     fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>, StoreError> {
-        match self.changes.pipeline(name) {
-            Found::Value(v) => Ok(Some(decode(v)?)),
-            Found::Removed => Ok(None),
-            Found::Unknown => match self.read.open_table(tables::PIPELINES)?.get(name)? {
-                Some(v) => Ok(Some(decode(v.value())?)),
-                None => Ok(None),
-            },
+        match self.row::<Pipelines>(&name.to_string())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
         }
     }
 
@@ -425,25 +384,20 @@ impl CatalogState for ApplyView<'_> {
     }
 
     fn set_pipeline(&mut self, record: &PipelineRecord) -> Result<(), StoreError> {
-        self.changes
-            .pending
-            .pipelines
-            .insert(record.spec.name.clone(), Some(encode(record)?));
+        self.changes.set::<Pipelines>(
+            record.spec.name.clone(),
+            Some(ByteBuf::from(encode(record)?)),
+        );
         Ok(())
     }
 
     fn remove_pipeline(&mut self, name: &str) {
-        self.changes
-            .pending
-            .pipelines
-            .insert(name.to_string(), None);
+        self.changes.set::<Pipelines>(name.to_string(), None);
     }
 
     fn set_assignment(&mut self, name: &str, partition: u32, node: Option<NodeId>) {
         self.changes
-            .pending
-            .assignments
-            .insert((name.to_string(), partition), node);
+            .set::<Assignments>((name.to_string(), partition), node);
     }
 
     fn set_checkpoint(
@@ -452,11 +406,9 @@ impl CatalogState for ApplyView<'_> {
         partition: u32,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
-        let bytes = checkpoint.map(encode).transpose()?;
+        let bytes = checkpoint.map(encode).transpose()?.map(ByteBuf::from);
         self.changes
-            .pending
-            .checkpoints
-            .insert((name.to_string(), partition), bytes);
+            .set::<Checkpoints>((name.to_string(), partition), bytes);
         Ok(())
     }
 }
@@ -478,7 +430,7 @@ fn apply_entries(
                 apply_command(&mut view, &command, entry.log_id.index)?
             }
             EntryPayload::Membership(m) => {
-                view.changes.pending.members = Some(member_records(&m)?);
+                view.set_members(&m)?;
                 view.changes.pending.membership =
                     Some(StoredMembership::new(Some(entry.log_id), m));
                 CommandResponse::None
@@ -551,30 +503,29 @@ fn apply_command(
     })
 }
 
-/// A pipeline's rows of a partition-keyed table: the database's, under the overlay's changes.
-fn partition_rows<V, R>(
+/// Every row of table `T`: the database's, under the overlay's changes.
+fn all_rows<T: Table>(
     read: &redb::ReadTransaction,
-    table: redb::TableDefinition<(&str, u32), V>,
+    overlay: &SmOverlay,
+) -> Result<BTreeMap<T::Key, T::Value>, StoreError> {
+    let rows = replicated::scan::<T>(read, ..)?;
+    Ok(replicated::merged::<T>(rows, overlay.changes_in::<T>(..)))
+}
+
+/// A pipeline's rows of a table keyed by (pipeline, partition): the database's, under the
+/// overlay's changes.
+fn partition_rows<T: Table<Key = (String, u32), K = (&'static str, u32)>>(
+    read: &redb::ReadTransaction,
+    overlay: &SmOverlay,
     pipeline: &str,
-    changes: BTreeMap<u32, Option<R>>,
-    from_db: impl Fn(redb::AccessGuard<'_, V>) -> R,
-) -> Result<BTreeMap<u32, R>, StoreError>
-where
-    V: redb::Value + 'static,
-{
-    let mut out = BTreeMap::new();
-    let table = read.open_table(table)?;
-    for item in table.range((pipeline, 0u32)..=(pipeline, u32::MAX))? {
-        let (k, v) = item?;
-        out.insert(k.value().1, from_db(v));
-    }
-    for (part, v) in changes {
-        match v {
-            Some(v) => out.insert(part, v),
-            None => out.remove(&part),
-        };
-    }
-    Ok(out)
+) -> Result<BTreeMap<u32, T::Value>, StoreError> {
+    let rows = replicated::scan::<T>(read, (pipeline, 0u32)..=(pipeline, u32::MAX))?;
+    let owned = (pipeline.to_string(), 0u32)..=(pipeline.to_string(), u32::MAX);
+    let changes = overlay.changes_in::<T>(owned);
+    Ok(replicated::merged::<T>(rows, changes)
+        .into_iter()
+        .map(|((_, part), v)| (part, v))
+        .collect())
 }
 
 fn read_assignments(
@@ -582,13 +533,7 @@ fn read_assignments(
     overlay: &SmOverlay,
     pipeline: &str,
 ) -> Result<BTreeMap<u32, NodeId>, StoreError> {
-    partition_rows(
-        read,
-        tables::ASSIGNMENTS,
-        pipeline,
-        overlay.assignment_changes(pipeline),
-        |v| v.value(),
-    )
+    partition_rows::<Assignments>(read, overlay, pipeline)
 }
 
 fn read_checkpoints(
@@ -596,14 +541,8 @@ fn read_checkpoints(
     overlay: &SmOverlay,
     pipeline: &str,
 ) -> Result<BTreeMap<u32, Checkpoint>, StoreError> {
-    let raw = partition_rows(
-        read,
-        tables::CHECKPOINTS,
-        pipeline,
-        overlay.checkpoint_changes(pipeline),
-        |v| v.value().to_vec(),
-    )?;
-    raw.into_iter()
+    partition_rows::<Checkpoints>(read, overlay, pipeline)?
+        .into_iter()
         .map(|(part, bytes)| Ok((part, decode(&bytes)?)))
         .collect()
 }

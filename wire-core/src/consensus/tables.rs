@@ -13,16 +13,8 @@ pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta"
 /// The latest snapshot: `current` -> encoded `StoredSnapshot`.
 pub const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
-/// Replicated: cluster members, node id -> encoded `WireNode` with its voter flag.
-pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
-/// Replicated: the user key-value space.
-pub const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-/// Replicated: pipeline name -> encoded pipeline record (spec, version, desired state).
-pub const PIPELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("pipelines");
-/// Replicated: (pipeline, partition) -> owning node id.
-pub const ASSIGNMENTS: TableDefinition<(&str, u32), u64> = TableDefinition::new("assignments");
-/// Replicated: (pipeline, partition) -> encoded checkpoint (source position, epoch).
-pub const CHECKPOINTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("checkpoints");
+// The replicated tables (members, kv, pipelines, assignments, checkpoints) are defined in
+// `replicated.rs`, with everything that handles them all at once.
 
 /// Keys of [`RAFT_META`].
 pub mod raft_meta {
