@@ -40,9 +40,10 @@ def file(
     )
 
 
-def stdout() -> Spec:
-    """Each record as a JSON line on the node's standard output."""
-    return connector("stdout")
+def stdout(*, prefix: Optional[str] = None) -> Spec:
+    """Each record as a JSON line on the node's standard output, after ``prefix`` if
+    given."""
+    return connector("stdout", prefix=prefix)
 
 
 def kafka(

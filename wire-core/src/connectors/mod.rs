@@ -2,6 +2,14 @@
 //! says what it reads or writes, its unit of partitioning, its resume position and its
 //! delivery guarantee; [`connector`] is the one registry that maps a spec's `type` to it
 //! (adding a connector is one folder plus one line in [`CONNECTORS`]).
+//!
+//! A connector's folder holds everything it needs: `config.rs` (its typed config, whose JSON
+//! Schema `GET /connectors` lists), the source and sink, its `INFO`, and its unit tests.
+//! Outside the folder: the line in [`CONNECTORS`]; a Python helper in `python/wire/sources.py`
+//! or `sinks.py` (optional — `wire.sources.connector(type, **config)` reaches any connector —
+//! and when present checked against the schema by `tests/python/test_connectors.py`); and,
+//! when it needs a server in tests, `tests/services/<name>.sh` (`start`/`stop`/`env`), which
+//! `make test-rust` stops by convention.
 
 pub mod elasticsearch;
 pub mod file;
@@ -164,6 +172,25 @@ pub struct ConnectorInfo {
     /// Opens a sink partition (present when `sink` is).
     #[serde(skip)]
     pub open_sink: Option<OpenSink>,
+    /// The JSON Schema of its `config` as a source (listed by `GET /connectors`; the Python
+    /// helpers are checked against it).
+    #[serde(serialize_with = "schema_of")]
+    pub source_config: Option<fn() -> schemars::Schema>,
+    /// The JSON Schema of its `config` as a sink.
+    #[serde(serialize_with = "schema_of")]
+    pub sink_config: Option<fn() -> schemars::Schema>,
+}
+
+/// The JSON Schema of a typed connector config.
+pub fn schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::default().into_root_schema_for::<T>()
+}
+
+fn schema_of<S: serde::Serializer>(
+    f: &Option<fn() -> schemars::Schema>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    f.map(|f| f()).serialize(s)
 }
 
 /// Every connector, by name.

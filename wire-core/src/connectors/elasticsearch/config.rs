@@ -7,7 +7,7 @@ use crate::connectors::check_config;
 use crate::pipeline::spec::SpecError;
 
 /// `type: elasticsearch` as a sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSinkConfig {
     /// The cluster's URL, such as `http://127.0.0.1:9200`.

@@ -28,4 +28,6 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     sink: Some(config::check_sink),
     open_source: None,
     open_sink: Some(sink::open),
+    source_config: None,
+    sink_config: Some(super::schema::<config::ElasticsearchSinkConfig>),
 };

@@ -7,7 +7,9 @@ use crate::connectors::check_config;
 use crate::pipeline::spec::{parse_duration, SpecError};
 
 /// How records are laid out in a file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FileFormat {
     /// One JSON value per line.
@@ -18,7 +20,7 @@ pub enum FileFormat {
 }
 
 /// `type: file` as a source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// A file path, or a glob such as `logs/*.jsonl`.
@@ -35,7 +37,7 @@ pub struct FileSourceConfig {
 pub const DEFAULT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// `type: file` as a sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// The directory part files are written into (created if missing).

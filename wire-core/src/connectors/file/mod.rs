@@ -26,4 +26,6 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     sink: Some(config::check_sink),
     open_source: Some(source::open),
     open_sink: Some(sink::open),
+    source_config: Some(super::schema::<config::FileSourceConfig>),
+    sink_config: Some(super::schema::<config::FileSinkConfig>),
 };

@@ -7,7 +7,7 @@ use crate::connectors::check_config;
 use crate::pipeline::spec::SpecError;
 
 /// `type: generator`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Records to make in all (default: without end).

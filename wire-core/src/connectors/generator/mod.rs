@@ -22,4 +22,6 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     sink: None,
     open_source: Some(source::open),
     open_sink: None,
+    source_config: Some(super::schema::<config::GeneratorConfig>),
+    sink_config: None,
 };

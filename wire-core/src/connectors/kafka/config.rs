@@ -9,7 +9,9 @@ use crate::connectors::check_config;
 use crate::pipeline::spec::SpecError;
 
 /// Where a partition with no checkpoint starts reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Start {
     /// The oldest retained offset.
@@ -20,7 +22,9 @@ pub enum Start {
 }
 
 /// How a message's payload becomes a record's value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// A JSON document (a payload that is not goes to the dead-letter sink).
@@ -31,7 +35,7 @@ pub enum Format {
 }
 
 /// `type: kafka` as a source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// `host:port[,host:port...]`.
@@ -59,7 +63,7 @@ pub struct KafkaSourceConfig {
 pub const COMPRESSIONS: &[&str] = &["none", "gzip", "snappy", "lz4"];
 
 /// `type: kafka` as a sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     pub bootstrap_servers: String,

@@ -30,4 +30,6 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     sink: Some(config::check_sink),
     open_source: Some(source::open),
     open_sink: Some(sink::open),
+    source_config: Some(super::schema::<config::KafkaSourceConfig>),
+    sink_config: Some(super::schema::<config::KafkaSinkConfig>),
 };

@@ -7,7 +7,9 @@ use crate::connectors::check_config;
 use crate::pipeline::spec::{parse_duration, SpecError};
 
 /// How the source follows a collection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Copy the collection, then follow its change stream (replica sets, sharded clusters).
@@ -19,7 +21,7 @@ pub enum Mode {
 }
 
 /// `type: mongodb` as a source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MongoSourceConfig {
     /// A `mongodb://` connection string.
@@ -54,7 +56,7 @@ fn yes() -> bool {
 }
 
 /// `type: mongodb` as a sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MongoSinkConfig {
     /// A `mongodb://` connection string.

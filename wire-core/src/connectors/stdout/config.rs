@@ -7,7 +7,7 @@ use crate::connectors::check_config;
 use crate::pipeline::spec::SpecError;
 
 /// `type: stdout`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {
     /// Put this text before each line (default none).

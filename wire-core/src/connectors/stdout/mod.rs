@@ -18,6 +18,8 @@ pub const INFO: ConnectorInfo = ConnectorInfo {
     sink: Some(config::check_sink),
     open_source: None,
     open_sink: Some(open),
+    source_config: None,
+    sink_config: Some(super::schema::<config::StdoutConfig>),
 };
 
 use std::io::Write;
