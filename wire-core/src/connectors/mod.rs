@@ -72,6 +72,76 @@ pub struct SinkContext<'a> {
     pub incarnation: u64,
 }
 
+/// Why a connector failed. The job that runs it fails with the message; `kind` says whether
+/// restarting it from its last checkpoint may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub kind: ConnectorErrorKind,
+    pub message: String,
+}
+
+/// What kind of failure a [`ConnectorError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorErrorKind {
+    /// A server, file or disk failed or could not be reached: retrying may help.
+    Unavailable,
+    /// The config or the destination's settings cannot work: retrying will not help until
+    /// the pipeline is changed.
+    Invalid,
+}
+
+impl ConnectorError {
+    pub fn unavailable(message: impl Into<String>) -> ConnectorError {
+        ConnectorError {
+            kind: ConnectorErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ConnectorError {
+        ConnectorError {
+            kind: ConnectorErrorKind::Invalid,
+            message: message.into(),
+        }
+    }
+
+    /// Whether restarting the job may help.
+    pub fn retryable(&self) -> bool {
+        self.kind == ConnectorErrorKind::Unavailable
+    }
+
+    /// The same error, its message prefixed with `context: `.
+    pub fn context(self, context: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError {
+            kind: self.kind,
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+/// A failure described only by text is taken as one retrying may help with.
+impl From<String> for ConnectorError {
+    fn from(message: String) -> ConnectorError {
+        ConnectorError::unavailable(message)
+    }
+}
+
+impl From<&str> for ConnectorError {
+    fn from(message: &str) -> ConnectorError {
+        ConnectorError::unavailable(message)
+    }
+}
+
+impl From<std::io::Error> for ConnectorError {
+    fn from(e: std::io::Error) -> ConnectorError {
+        ConnectorError::unavailable(e.to_string())
+    }
+}
+
+/// What connectors return.
+pub type ConnectorResult<T> = Result<T, ConnectorError>;
+
 /// Input a source could not turn into a record: its raw bytes, where, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadInput {
@@ -102,7 +172,7 @@ pub struct SourceBatch {
 /// One partition of a source step. Runs on the partition's own thread; may block on I/O.
 pub trait Source: Send {
     /// Reads up to `max` records (bad input counts toward `max`).
-    fn read(&mut self, max: usize) -> Result<SourceBatch, String>;
+    fn read(&mut self, max: usize) -> ConnectorResult<SourceBatch>;
     /// Split -> offset to resume at so that nothing returned so far is read again.
     fn positions(&self) -> BTreeMap<String, Offset>;
     /// How much input is known to be left (bytes, records), if the source can tell.
@@ -121,12 +191,12 @@ pub trait Source: Send {
 /// (a sink that blocks slows the source: every hop is bounded).
 pub trait Sink: Send {
     /// Writes records of the current epoch.
-    fn write(&mut self, records: &[Record]) -> Result<(), String>;
+    fn write(&mut self, records: &[Record]) -> ConnectorResult<()>;
     /// Makes everything written durable as the output of `epoch`; called before that
     /// epoch's checkpoint is proposed.
-    fn pre_commit(&mut self, epoch: u64) -> Result<(), String>;
+    fn pre_commit(&mut self, epoch: u64) -> ConnectorResult<()>;
     /// Publishes the output of every epoch up to `epoch`, once its checkpoint committed.
-    fn commit(&mut self, epoch: u64) -> Result<(), String> {
+    fn commit(&mut self, epoch: u64) -> ConnectorResult<()> {
         let _ = epoch;
         Ok(())
     }
@@ -140,9 +210,9 @@ pub trait Sink: Send {
 
 /// Opens partition `ctx.partition` of a source from its (validated) config.
 pub type OpenSource =
-    fn(config: &Value, ctx: &SourceContext<'_>) -> Result<Box<dyn Source>, String>;
+    fn(config: &Value, ctx: &SourceContext<'_>) -> ConnectorResult<Box<dyn Source>>;
 /// Opens partition `ctx.partition` of a sink from its (validated) config.
-pub type OpenSink = fn(config: &Value, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String>;
+pub type OpenSink = fn(config: &Value, ctx: &SinkContext<'_>) -> ConnectorResult<Box<dyn Sink>>;
 
 /// Checks a connector's `config` (found at `path`), returning every problem.
 pub type ConfigCheck = fn(config: &Value, path: &str) -> Vec<SpecError>;
@@ -253,12 +323,12 @@ impl Retry {
 
     /// Waits before the next attempt for `left` documents, or gives up with an error
     /// naming `what` and `why` once retrying has lasted too long.
-    pub fn wait(&mut self, what: &str, left: usize, why: &str) -> Result<(), String> {
+    pub fn wait(&mut self, what: &str, left: usize, why: &str) -> ConnectorResult<()> {
         if self.started.elapsed() >= Self::GIVE_UP_AFTER {
-            return Err(format!(
+            return Err(ConnectorError::unavailable(format!(
                 "{what}: {left} documents not stored after {:?}: {why}",
                 Self::GIVE_UP_AFTER
-            ));
+            )));
         }
         tracing::warn!(documents = left, error = %why, "{what}: retrying");
         std::thread::sleep(self.backoff);
@@ -274,8 +344,8 @@ impl Default for Retry {
 }
 
 /// Reads a validated config as its typed struct (a config that passed validation reads).
-pub fn typed<T: for<'de> serde::Deserialize<'de>>(config: &Value) -> Result<T, String> {
-    check_config(config, "config").map_err(|e| e.to_string())
+pub fn typed<T: for<'de> serde::Deserialize<'de>>(config: &Value) -> ConnectorResult<T> {
+    check_config(config, "config").map_err(|e| ConnectorError::invalid(e.to_string()))
 }
 
 /// Checks `config` against the typed config `T` (unknown fields rejected), naming the place

@@ -32,7 +32,7 @@ pub fn worth_it(local: usize) -> bool {
 
 /// One batch as the reader thread read it, with the source's state just after it.
 struct Ahead {
-    batch: Result<SourceBatch, String>,
+    batch: crate::connectors::ConnectorResult<SourceBatch>,
     positions: BTreeMap<String, Offset>,
     lag: Option<u64>,
 }
@@ -102,7 +102,7 @@ impl ReadAhead {
 
 impl Source for ReadAhead {
     /// The next batch read ahead (of the size given to [`ReadAhead::start`]).
-    fn read(&mut self, _max: usize) -> Result<SourceBatch, String> {
+    fn read(&mut self, _max: usize) -> crate::connectors::ConnectorResult<SourceBatch> {
         let nothing = |state| SourceBatch {
             records: Vec::new(),
             bad: Vec::new(),
@@ -120,13 +120,13 @@ impl Source for ReadAhead {
                     .batch
                     .as_ref()
                     .is_ok_and(|b| b.state == ReadState::Finished);
-                ahead.batch
+                Ok(ahead.batch?)
             }
             // The reader is still reading (or waiting for input): ask again soon.
             Err(RecvTimeoutError::Timeout) => Ok(nothing(ReadState::More)),
             Err(RecvTimeoutError::Disconnected) => {
                 self.ended = true;
-                Err("the reader thread ended".to_string())
+                Err("the reader thread ended".to_string().into())
             }
         }
     }
@@ -192,7 +192,7 @@ mod tests {
     }
 
     impl Source for Counter {
-        fn read(&mut self, max: usize) -> Result<SourceBatch, String> {
+        fn read(&mut self, max: usize) -> crate::connectors::ConnectorResult<SourceBatch> {
             if Some(self.next) == self.fail_at {
                 return Err("broken".into());
             }
@@ -236,7 +236,7 @@ mod tests {
                         return (seen, Ok(()));
                     }
                 }
-                Err(e) => return (seen, Err(e)),
+                Err(e) => return (seen, Err(e.message)),
             }
         }
     }

@@ -38,7 +38,10 @@ pub struct ElasticsearchSink {
 
 /// Opens an Elasticsearch sink partition. Called on the node's runtime, whose handle the
 /// sink thread uses to send requests.
-pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+pub fn open(
+    config: &serde_json::Value,
+    _ctx: &SinkContext<'_>,
+) -> crate::connectors::ConnectorResult<Box<dyn Sink>> {
     let c: ElasticsearchSinkConfig = crate::connectors::typed(config)?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "the elasticsearch sink must be opened on the node's runtime".to_string())?;
@@ -212,7 +215,7 @@ impl ElasticsearchSink {
     }
 
     /// Sends everything pending until each document is stored or rejected for good.
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> crate::connectors::ConnectorResult<()> {
         let mut pace = Retry::new();
         let mut todo = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
@@ -289,7 +292,7 @@ impl ElasticsearchSink {
 }
 
 impl Sink for ElasticsearchSink {
-    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+    fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         // The k-th output of one input gets id suffix k, the same again on a replay.
         for (nth, r) in output_ordinals(records) {
             self.add(r, nth);
@@ -300,7 +303,7 @@ impl Sink for ElasticsearchSink {
         Ok(())
     }
 
-    fn pre_commit(&mut self, _epoch: u64) -> Result<(), String> {
+    fn pre_commit(&mut self, _epoch: u64) -> crate::connectors::ConnectorResult<()> {
         self.flush()
     }
 

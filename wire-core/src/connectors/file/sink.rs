@@ -303,23 +303,27 @@ impl PartWriter {
 }
 
 impl Sink for PartWriter {
-    fn write(&mut self, records: &[Record]) -> Result<(), String> {
-        PartWriter::write(self, records).map_err(|e| format!("writing {}: {e}", self.dir.display()))
+    fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
+        Ok(PartWriter::write(self, records)
+            .map_err(|e| format!("writing {}: {e}", self.dir.display()))?)
     }
 
-    fn pre_commit(&mut self, epoch: u64) -> Result<(), String> {
-        PartWriter::pre_commit(self, epoch)
-            .map_err(|e| format!("sealing part files in {}: {e}", self.dir.display()))
+    fn pre_commit(&mut self, epoch: u64) -> crate::connectors::ConnectorResult<()> {
+        Ok(PartWriter::pre_commit(self, epoch)
+            .map_err(|e| format!("sealing part files in {}: {e}", self.dir.display()))?)
     }
 
-    fn commit(&mut self, epoch: u64) -> Result<(), String> {
-        PartWriter::commit(self, epoch)
-            .map_err(|e| format!("publishing part files in {}: {e}", self.dir.display()))
+    fn commit(&mut self, epoch: u64) -> crate::connectors::ConnectorResult<()> {
+        Ok(PartWriter::commit(self, epoch)
+            .map_err(|e| format!("publishing part files in {}: {e}", self.dir.display()))?)
     }
 }
 
 /// Opens a file sink partition (the registry's entry point).
-pub fn open(config: &serde_json::Value, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+pub fn open(
+    config: &serde_json::Value,
+    ctx: &SinkContext<'_>,
+) -> crate::connectors::ConnectorResult<Box<dyn Sink>> {
     let config: FileSinkConfig = crate::connectors::typed(config)?;
     let part = PartFormat {
         format: config.format,

@@ -327,7 +327,7 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn read(&mut self, max: usize) -> Result<SourceBatch, String> {
+    fn read(&mut self, max: usize) -> crate::connectors::ConnectorResult<SourceBatch> {
         loop {
             if self.current.is_none() {
                 self.current = self.next_split()?;
@@ -402,7 +402,7 @@ impl Source for FileSource {
 pub fn open(
     config: &serde_json::Value,
     ctx: &SourceContext<'_>,
-) -> Result<Box<dyn Source>, String> {
+) -> crate::connectors::ConnectorResult<Box<dyn Source>> {
     let config: FileSourceConfig = crate::connectors::typed(config)?;
     Ok(Box::new(FileSource::open(config, ctx)))
 }

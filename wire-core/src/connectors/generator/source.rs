@@ -98,7 +98,10 @@ pub struct GeneratorSource {
 }
 
 impl crate::connectors::Source for GeneratorSource {
-    fn read(&mut self, max: usize) -> Result<crate::connectors::SourceBatch, String> {
+    fn read(
+        &mut self,
+        max: usize,
+    ) -> crate::connectors::ConnectorResult<crate::connectors::SourceBatch> {
         use crate::connectors::{ReadState, SourceBatch};
         if self.generator.done() {
             return Ok(SourceBatch {
@@ -148,7 +151,7 @@ impl crate::connectors::Source for GeneratorSource {
 pub fn open(
     config: &Value,
     ctx: &crate::connectors::SourceContext<'_>,
-) -> Result<Box<dyn crate::connectors::Source>, String> {
+) -> crate::connectors::ConnectorResult<Box<dyn crate::connectors::Source>> {
     let config: GeneratorConfig = crate::connectors::typed(config)?;
     let generator = Generator::new(
         ctx.step,

@@ -43,7 +43,10 @@ pub struct KafkaSink {
 }
 
 /// Opens a Kafka sink partition.
-pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+pub fn open(
+    config: &serde_json::Value,
+    _ctx: &SinkContext<'_>,
+) -> crate::connectors::ConnectorResult<Box<dyn Sink>> {
     let c: KafkaSinkConfig = crate::connectors::typed(config)?;
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &c.bootstrap_servers)
@@ -75,7 +78,7 @@ pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dy
         .iter()
         .any(|t| t.error().is_some() || t.partitions().is_empty())
     {
-        return Err(format!("topic '{}' does not exist", c.topic));
+        return Err(format!("topic '{}' does not exist", c.topic).into());
     }
     Ok(Box::new(KafkaSink {
         producer,
@@ -98,7 +101,7 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+    fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         for r in records {
             self.buf.clear();
             match &r.value {
@@ -132,22 +135,22 @@ impl Sink for KafkaSink {
                         self.producer.poll(Duration::from_millis(100));
                     }
                     Err((e, _)) => {
-                        return Err(format!("kafka: producing to '{}': {e}", self.topic))
+                        return Err(format!("kafka: producing to '{}': {e}", self.topic).into())
                     }
                 }
             }
         }
         self.producer.poll(Duration::ZERO);
-        self.check()
+        Ok(self.check()?)
     }
 
-    fn pre_commit(&mut self, _epoch: u64) -> Result<(), String> {
+    fn pre_commit(&mut self, _epoch: u64) -> crate::connectors::ConnectorResult<()> {
         self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
             format!(
                 "kafka: the broker did not acknowledge everything written to '{}': {e}",
                 self.topic
             )
         })?;
-        self.check()
+        Ok(self.check()?)
     }
 }

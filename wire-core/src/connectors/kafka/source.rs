@@ -57,7 +57,7 @@ fn partitions_of(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(Stri
 pub fn open(
     config: &serde_json::Value,
     ctx: &SourceContext<'_>,
-) -> Result<Box<dyn Source>, String> {
+) -> crate::connectors::ConnectorResult<Box<dyn Source>> {
     let c: KafkaSourceConfig = crate::connectors::typed(config)?;
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &c.bootstrap_servers)
@@ -178,7 +178,7 @@ impl KafkaSource {
 }
 
 impl Source for KafkaSource {
-    fn read(&mut self, max: usize) -> Result<SourceBatch, String> {
+    fn read(&mut self, max: usize) -> crate::connectors::ConnectorResult<SourceBatch> {
         let mut records = Vec::new();
         let mut bad = Vec::new();
         let mut wait = POLL;

@@ -40,7 +40,10 @@ pub struct MongoSink {
 
 /// Opens a MongoDB sink partition. Called on the node's runtime, whose handle the sink
 /// thread uses; the server is reached on the first write.
-pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+pub fn open(
+    config: &serde_json::Value,
+    _ctx: &SinkContext<'_>,
+) -> crate::connectors::ConnectorResult<Box<dyn Sink>> {
     let c: MongoSinkConfig = crate::connectors::typed(config)?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "the mongodb sink must be opened on the node's runtime".to_string())?;
@@ -212,7 +215,7 @@ impl MongoSink {
     }
 
     /// Writes everything pending until each document is stored or refused for good.
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> crate::connectors::ConnectorResult<()> {
         let mut pace = Retry::new();
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
@@ -282,7 +285,7 @@ impl MongoSink {
 }
 
 impl Sink for MongoSink {
-    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+    fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         for (nth, r) in output_ordinals(records) {
             self.add(r, nth);
             if self.due() {
@@ -292,7 +295,7 @@ impl Sink for MongoSink {
         Ok(())
     }
 
-    fn pre_commit(&mut self, _epoch: u64) -> Result<(), String> {
+    fn pre_commit(&mut self, _epoch: u64) -> crate::connectors::ConnectorResult<()> {
         self.flush()
     }
 

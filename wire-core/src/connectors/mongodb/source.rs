@@ -109,7 +109,7 @@ pub struct MongoSource {
 pub fn open(
     config: &serde_json::Value,
     ctx: &SourceContext<'_>,
-) -> Result<Box<dyn Source>, String> {
+) -> crate::connectors::ConnectorResult<Box<dyn Source>> {
     let c: MongoSourceConfig = crate::connectors::typed(config)?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "the mongodb source must be opened on the node's runtime".to_string())?;
@@ -505,11 +505,11 @@ impl MongoSource {
 }
 
 impl Source for MongoSource {
-    fn read(&mut self, max: usize) -> Result<SourceBatch, String> {
+    fn read(&mut self, max: usize) -> crate::connectors::ConnectorResult<SourceBatch> {
         if self.client.is_none() {
             match client(&self.runtime, &self.config.uri) {
                 Ok(c) => self.client = Some(c),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         let n = self.splits.len();
@@ -534,12 +534,9 @@ impl Source for MongoSource {
         self.next = (i + 1) % n;
         let got = match self.read_split(i, max) {
             Ok(got) => got,
-            Err(Failure::Transient(why)) => return self.failed(why),
+            Err(Failure::Transient(why)) => return Ok(self.failed(why)?),
             Err(Failure::Fatal(why)) => {
-                return Err(format!(
-                    "mongodb: collection {}: {why}",
-                    self.splits[i].name
-                ))
+                return Err(format!("mongodb: collection {}: {why}", self.splits[i].name).into())
             }
         };
         self.failing_since = None;

@@ -34,7 +34,7 @@ pub struct StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+    fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         let mut text: Vec<u8> = Vec::new();
         for r in records {
             text.extend_from_slice(self.prefix.as_bytes());
@@ -42,20 +42,24 @@ impl Sink for StdoutSink {
             text.push(b'\n');
         }
         let mut out = std::io::stdout().lock();
-        out.write_all(&text)
-            .map_err(|e| format!("writing to stdout: {e}"))
+        Ok(out
+            .write_all(&text)
+            .map_err(|e| format!("writing to stdout: {e}"))?)
     }
 
-    fn pre_commit(&mut self, _epoch: u64) -> Result<(), String> {
-        std::io::stdout()
+    fn pre_commit(&mut self, _epoch: u64) -> crate::connectors::ConnectorResult<()> {
+        Ok(std::io::stdout()
             .lock()
             .flush()
-            .map_err(|e| format!("flushing stdout: {e}"))
+            .map_err(|e| format!("flushing stdout: {e}"))?)
     }
 }
 
 /// Opens the stdout sink (the registry's entry point).
-pub fn open(config: &serde_json::Value, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, String> {
+pub fn open(
+    config: &serde_json::Value,
+    _ctx: &SinkContext<'_>,
+) -> crate::connectors::ConnectorResult<Box<dyn Sink>> {
     let config: config::StdoutConfig = crate::connectors::typed(config)?;
     Ok(Box::new(StdoutSink {
         prefix: config.prefix.unwrap_or_default(),

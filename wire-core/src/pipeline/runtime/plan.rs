@@ -96,12 +96,14 @@ impl Plan {
         for step in &graph.transforms {
             let transform: Arc<dyn Transform> = match step.kind.as_str() {
                 "jq" => {
-                    let c: JqConfig = crate::connectors::typed(&step.config)?;
+                    let c: JqConfig =
+                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
                 "key_by" => {
                     keyed = true;
-                    let c: KeyByConfig = crate::connectors::typed(&step.config)?;
+                    let c: KeyByConfig =
+                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     match (c.key, c.transform) {
                         (Some(key), _) => Arc::new(KeyBy(Jq::compile(&key)?)),
                         (None, Some(name)) => registered(registry, &name)?,

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::coordinator::Input;
 use super::dead_letter;
 use super::metrics::{JobMetrics, StepCounters};
-use crate::connectors::Sink;
+use crate::connectors::{ConnectorError, ConnectorResult, Sink};
 use crate::pipeline::transform::Record;
 
 /// What the sources send a sink worker.
@@ -44,7 +44,7 @@ pub struct SinkPartition {
 
 impl SinkPartition {
     /// Sends what sink `k` refused for good to the dead-letter sink.
-    fn divert(&mut self, k: usize, counters: &[Arc<StepCounters>]) -> Result<(), String> {
+    fn divert(&mut self, k: usize, counters: &[Arc<StepCounters>]) -> ConnectorResult<()> {
         let rejected = self.sinks[k].take_rejected();
         if rejected.is_empty() {
             return Ok(());
@@ -66,49 +66,48 @@ impl SinkPartition {
             })
             .collect();
         self.write_dead(&letters).map_err(|e| match e {
-            None => format!(
+            None => ConnectorError::invalid(format!(
                 "sink '{}' refused {} records ({}) and there is no dead-letter sink",
                 self.sink_ids[k],
                 rejected.len(),
                 rejected[0].1
-            ),
+            )),
             Some(e) => e,
         })
     }
 
     /// Writes dead letters; `Err(None)` when there is no dead-letter sink.
-    fn write_dead(&mut self, letters: &[Record]) -> Result<(), Option<String>> {
+    fn write_dead(&mut self, letters: &[Record]) -> Result<(), Option<ConnectorError>> {
         match &mut self.dead {
             Some(d) => d
                 .write(letters)
-                .map_err(|e| Some(format!("dead-letter sink: {e}"))),
+                .map_err(|e| Some(e.context("dead-letter sink"))),
             None => Err(None),
         }
     }
 
     /// Makes the epoch's output durable in every sink, diverting what they refuse.
-    fn pre_commit(&mut self, epoch: u64, counters: &[Arc<StepCounters>]) -> Result<(), String> {
+    fn pre_commit(&mut self, epoch: u64, counters: &[Arc<StepCounters>]) -> ConnectorResult<()> {
         for k in 0..self.sinks.len() {
             self.sinks[k]
                 .pre_commit(epoch)
-                .map_err(|e| format!("sink '{}': {e}", self.sink_ids[k]))?;
+                .map_err(|e| e.context(format!("sink '{}'", self.sink_ids[k])))?;
             self.divert(k, counters)?;
         }
         if let Some(d) = &mut self.dead {
             d.pre_commit(epoch)
-                .map_err(|e| format!("dead-letter sink: {e}"))?;
+                .map_err(|e| e.context("dead-letter sink"))?;
         }
         Ok(())
     }
 
-    fn commit(&mut self, epoch: u64) -> Result<(), String> {
+    fn commit(&mut self, epoch: u64) -> ConnectorResult<()> {
         for (k, sink) in self.sinks.iter_mut().enumerate() {
             sink.commit(epoch)
-                .map_err(|e| format!("sink '{}': {e}", self.sink_ids[k]))?;
+                .map_err(|e| e.context(format!("sink '{}'", self.sink_ids[k])))?;
         }
         if let Some(d) = &mut self.dead {
-            d.commit(epoch)
-                .map_err(|e| format!("dead-letter sink: {e}"))?;
+            d.commit(epoch).map_err(|e| e.context("dead-letter sink"))?;
         }
         Ok(())
     }
@@ -126,8 +125,11 @@ pub fn run(
     let dead_counter = metrics.step("dead_letter");
     let partition = out.partition;
     let mut barriers = 0;
-    let fail = |error: String| {
-        let _ = events.send(Input::Failed { error, retry: true });
+    let fail = |e: ConnectorError| {
+        let _ = events.send(Input::Failed {
+            retry: e.retryable(),
+            error: e.message,
+        });
     };
     while let Ok(msg) = data.recv() {
         match msg {
@@ -141,7 +143,7 @@ pub fn run(
                     }
                     let started = std::time::Instant::now();
                     if let Err(e) = out.sinks[k].write(records) {
-                        fail(format!("sink '{}': {e}", out.sink_ids[k]));
+                        fail(e.context(format!("sink '{}'", out.sink_ids[k])));
                         return;
                     }
                     counters[k].add_in(records.len());
@@ -156,7 +158,9 @@ pub fn run(
                         Ok(()) => dead_counter.add_in(letters.len()),
                         Err(e) => {
                             fail(e.unwrap_or_else(|| {
-                                "a record was rejected and there is no dead-letter sink".into()
+                                ConnectorError::invalid(
+                                    "a record was rejected and there is no dead-letter sink",
+                                )
                             }));
                             return;
                         }

@@ -113,7 +113,8 @@ impl SourceWorker {
                     Ok(b) => b,
                     Err(e) => {
                         let step = &self.plan.graph.sources[i];
-                        self.fail(format!("{} ({}): {e}", step.id, step.path), true);
+                        let retry = e.retryable();
+                        self.fail(format!("{} ({}): {e}", step.id, step.path), retry);
                         failed = true;
                         break;
                     }
