@@ -10,6 +10,7 @@ mod cluster;
 mod connectors_recovery;
 #[cfg(feature = "kafka")]
 mod elasticsearch;
+mod examples;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod kv_api;
