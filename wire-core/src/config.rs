@@ -22,6 +22,7 @@ pub mod defaults {
     pub const SNAPSHOT_KEEP_LOGS: u64 = 1_000;
     pub const JOIN_TIMEOUT_SECS: u64 = 60;
     pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+    pub const FAILOVER_AFTER_MS: u64 = 3_000;
 }
 
 /// One problem found in a configuration.
@@ -96,6 +97,11 @@ pub struct NodeOptions {
     /// [default: 5000].
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// How long a member the leader no longer hears from is still trusted, in milliseconds
+    /// [default: 3000]; then its pipeline partitions move to live members. At least
+    /// election_timeout_max_ms.
+    #[arg(long)]
+    pub failover_after_ms: Option<u64>,
     /// Threads of the `wire node` process's async runtime [default: one per CPU]. Several
     /// nodes sharing a small machine run faster with fewer (fewer cross-thread wake-ups).
     #[arg(long)]
@@ -144,6 +150,7 @@ impl NodeOptions {
             snapshot_keep_logs: other.snapshot_keep_logs.or(self.snapshot_keep_logs),
             join_timeout_secs: other.join_timeout_secs.or(self.join_timeout_secs),
             request_timeout_ms: other.request_timeout_ms.or(self.request_timeout_ms),
+            failover_after_ms: other.failover_after_ms.or(self.failover_after_ms),
             worker_threads: other.worker_threads.or(self.worker_threads),
         }
     }
@@ -250,6 +257,17 @@ impl NodeOptions {
         if request_timeout_ms == 0 {
             errors.push(ConfigError::new("request_timeout_ms", "must be positive"));
         }
+        let failover_after_ms = self
+            .failover_after_ms
+            .unwrap_or(defaults::FAILOVER_AFTER_MS);
+        if failover_after_ms < election_max {
+            errors.push(ConfigError::new(
+                "failover_after_ms",
+                format!(
+                    "must be at least election_timeout_max_ms ({election_max}): a member is not declared dead sooner than a leader would be"
+                ),
+            ));
+        }
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
@@ -276,6 +294,7 @@ impl NodeOptions {
                     .join_timeout_secs
                     .unwrap_or(defaults::JOIN_TIMEOUT_SECS),
                 request_timeout_ms,
+                failover_after_ms,
                 worker_threads: self.worker_threads,
             }),
             _ => Err(errors),
@@ -338,6 +357,8 @@ pub struct NodeConfig {
     pub join_timeout_secs: u64,
     /// Longest a write or linearizable read waits for the cluster.
     pub request_timeout_ms: u64,
+    /// How long a silent member is trusted before its partitions move.
+    pub failover_after_ms: u64,
     /// Threads of the `wire node` runtime (`None`: one per CPU). Embedded nodes run on their
     /// host's runtime and ignore it.
     pub worker_threads: Option<usize>,
@@ -370,6 +391,7 @@ impl NodeConfig {
             snapshot_keep_logs: defaults::SNAPSHOT_KEEP_LOGS,
             join_timeout_secs: defaults::JOIN_TIMEOUT_SECS,
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+            failover_after_ms: defaults::FAILOVER_AFTER_MS,
             worker_threads: None,
         }
     }

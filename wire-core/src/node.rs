@@ -19,6 +19,7 @@ use crate::config::NodeConfig;
 use crate::consensus::client::ConsensusClient;
 use crate::consensus::election::LeaderContact;
 use crate::consensus::elector::{Elector, RaftCounters};
+use crate::consensus::liveness::Liveness;
 use crate::consensus::network::{Network, PeerClient, RaftEndpoint};
 use crate::consensus::{NodeId, Raft, StateMachineStore, WireNode};
 use crate::ops::cluster::ClusterOps;
@@ -126,10 +127,11 @@ impl Node {
         .validate()
         .map_err(|e| Error::Invalid(format!("raft settings: {e}")))?;
         let peers = PeerClient::new(Duration::from_millis(500))?;
+        let liveness = Liveness::default();
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(peers.clone()),
+            Network::new(peers.clone(), liveness.clone()),
             log_store.clone(),
             state.clone(),
         )
@@ -153,7 +155,7 @@ impl Node {
                 raft_addr,
                 kv: KvOps::new(client.clone()),
                 pipelines: PipelineOps::new(client.clone(), runtime.clone()),
-                cluster: ClusterOps::new(client.clone(), me, config.clone()),
+                cluster: ClusterOps::new(client.clone(), me, config.clone(), liveness.clone()),
                 config,
                 client,
                 runtime,
@@ -178,8 +180,9 @@ impl Node {
             counters,
         };
         let elections = tokio::spawn(elector.run(node.inner.stop.subscribe()));
+        let leading = tokio::spawn(liveness.clone().follow(raft, node.inner.stop.subscribe()));
         if let Ok(mut tasks) = node.inner.tasks.lock() {
-            tasks.push(elections);
+            tasks.extend([elections, leading]);
         }
         Ok(Opened {
             node,
@@ -196,7 +199,9 @@ impl Node {
             let _ = self.shutdown().await;
             return Err(e);
         }
-        self.inner.runtime.start(self.inner.client.clone());
+        self.inner
+            .runtime
+            .start(self.inner.client.clone(), self.inner.cluster.clone());
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod paths {
     pub const REMOVE: &str = "/internal/remove";
     pub const CAMPAIGN: &str = "/internal/campaign";
     pub const JOB_REPORT: &str = "/internal/job-report";
+    pub const LIVENESS: &str = "/internal/liveness";
 }
 
 /// An [`Error`] as it crosses between nodes.

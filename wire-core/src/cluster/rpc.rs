@@ -50,6 +50,10 @@ async fn job_report(State(node): State<Node>, MsgpackBody(name): MsgpackBody<Str
     reply(Ok::<_, Error>(report))
 }
 
+async fn liveness(State(node): State<Node>) -> Response {
+    reply(node.cluster().local_liveness())
+}
+
 /// The node-level endpoints, served on the `--raft-addr` listener beside Raft's own.
 pub fn routes(node: Node) -> Router {
     Router::new()
@@ -59,5 +63,6 @@ pub fn routes(node: Node) -> Router {
         .route(paths::REMOVE, post(remove))
         .route(paths::CAMPAIGN, post(campaign))
         .route(paths::JOB_REPORT, post(job_report))
+        .route(paths::LIVENESS, post(liveness))
         .with_state(node)
 }

@@ -70,6 +70,10 @@ pub struct SinkContext<'a> {
     pub committed_epoch: u64,
     /// Tells apart a pipeline from an earlier one of the same name (its creation index).
     pub incarnation: u64,
+    /// The node that runs this partition now.
+    pub node: u64,
+    /// The node whose checkpoint `committed_epoch` is (0: none yet).
+    pub committed_by: u64,
 }
 
 /// Why a connector failed. The job that runs it fails with the message; `kind` says whether

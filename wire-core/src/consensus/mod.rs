@@ -8,6 +8,7 @@ pub mod client;
 pub mod command;
 pub mod election;
 pub mod elector;
+pub mod liveness;
 pub mod log_store;
 #[cfg(test)]
 pub(crate) mod mem_cluster;

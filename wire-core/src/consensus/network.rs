@@ -29,6 +29,7 @@ use openraft::ServerState;
 use super::election::{
     answer_pre_vote, ElectionSettings, LeaderContact, PreVoteRequest, VoterView,
 };
+use super::liveness::Liveness;
 use super::{decode, encode, LogStore, NodeId, Raft, TypeConfig, WireNode};
 
 /// Paths of the Raft message endpoints.
@@ -145,10 +146,14 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(client: PeerClient) -> Self {
+    /// Sends Raft messages with `client`, noting in `liveness` every peer that answers.
+    pub fn new(client: PeerClient, liveness: Liveness) -> Self {
         Self {
             client,
-            reach: Reachability::default(),
+            reach: Reachability {
+                last: Arc::default(),
+                liveness,
+            },
         }
     }
 }
@@ -168,13 +173,19 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// Which peers answered their last message: logs one line when a peer stops answering and
 /// one when it answers again, however many messages fail in between.
-#[derive(Clone, Default)]
-struct Reachability(Arc<Mutex<BTreeMap<NodeId, bool>>>);
+#[derive(Clone)]
+struct Reachability {
+    last: Arc<Mutex<BTreeMap<NodeId, bool>>>,
+    liveness: Liveness,
+}
 
 impl Reachability {
     fn note(&self, target: NodeId, addr: &str, reached: bool, error: Option<&PeerError>) {
+        if reached {
+            self.liveness.heard(target);
+        }
         let before = self
-            .0
+            .last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(target, reached);

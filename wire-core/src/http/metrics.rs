@@ -2,12 +2,15 @@
 //! jobs it runs (per step records in/out/dead-lettered and batch time; per partition the
 //! checkpoint epoch and age, records read and lag).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use crate::consensus::liveness::MemberLiveness;
+use crate::consensus::NodeId;
 use crate::node::Node;
 use crate::pipeline::checkpoint::now_ms;
 
@@ -23,8 +26,36 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders the metrics text.
-pub fn render(node: &Node) -> String {
+pub fn render(node: &Node, liveness: &BTreeMap<NodeId, MemberLiveness>) -> String {
     let mut out = String::new();
+    if !liveness.is_empty() {
+        family(
+            &mut out,
+            "wire_member_alive",
+            "gauge",
+            "1 when the leader heard from the member within failover_after_ms.",
+        );
+        for (id, l) in liveness {
+            let _ = writeln!(
+                out,
+                "wire_member_alive{{node=\"{id}\"}} {}",
+                u8::from(l.alive)
+            );
+        }
+        family(
+            &mut out,
+            "wire_member_last_heard_seconds",
+            "gauge",
+            "Seconds since the leader last heard from the member.",
+        );
+        for (id, l) in liveness {
+            let _ = writeln!(
+                out,
+                "wire_member_last_heard_seconds{{node=\"{id}\"}} {:.3}",
+                l.last_heard_ms as f64 / 1000.0
+            );
+        }
+    }
     let m = node.raft().metrics().borrow().clone();
     family(&mut out, "wire_raft_term", "gauge", "Current Raft term.");
     let _ = writeln!(out, "wire_raft_term {}", m.current_term);
@@ -183,9 +214,10 @@ pub fn render(node: &Node) -> String {
 }
 
 pub async fn metrics(State(node): State<Node>) -> Response {
+    let liveness = node.cluster().liveness().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&node),
+        render(&node, &liveness),
     )
         .into_response()
 }

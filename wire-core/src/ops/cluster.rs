@@ -16,6 +16,7 @@ use crate::cluster::calls;
 use crate::cluster::{plan_join, JoinPlan, JoinRequest};
 use crate::config::NodeConfig;
 use crate::consensus::client::ConsensusClient;
+use crate::consensus::liveness::{Liveness, MemberLiveness};
 use crate::consensus::proposer::fatal;
 use crate::consensus::{NodeId, WireNode};
 use crate::{Error, Result};
@@ -34,6 +35,10 @@ pub struct MemberInfo {
     pub http_addr: String,
     pub raft_addr: String,
     pub voter: bool,
+    /// Whether the leader heard from it within `failover_after_ms` (none: no leader known).
+    pub alive: Option<bool>,
+    /// Milliseconds since the leader last heard from it.
+    pub last_heard_ms: Option<u64>,
 }
 
 /// A log position.
@@ -84,11 +89,60 @@ pub struct ClusterOps {
     /// This node's advertised addresses.
     me: WireNode,
     config: NodeConfig,
+    liveness: Liveness,
 }
 
 impl ClusterOps {
-    pub fn new(client: ConsensusClient, me: WireNode, config: NodeConfig) -> ClusterOps {
-        ClusterOps { client, me, config }
+    pub fn new(
+        client: ConsensusClient,
+        me: WireNode,
+        config: NodeConfig,
+        liveness: Liveness,
+    ) -> ClusterOps {
+        ClusterOps {
+            client,
+            me,
+            config,
+            liveness,
+        }
+    }
+
+    /// Every member's liveness as this node sees it, which it knows only while it leads.
+    pub fn local_liveness(&self) -> Result<BTreeMap<NodeId, MemberLiveness>> {
+        let members: Vec<NodeId> = self
+            .client
+            .metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        let failover_after = Duration::from_millis(self.config.failover_after_ms);
+        self.liveness
+            .view(self.client.id(), members, failover_after)
+            .ok_or(Error::NotLeader {
+                leader: self.client.current_leader(),
+            })
+    }
+
+    /// Every member's liveness as the leader sees it (asked of the leader when this node
+    /// does not lead); empty when no leader answers within a second.
+    pub async fn liveness(&self) -> BTreeMap<NodeId, MemberLiveness> {
+        if let Ok(view) = self.local_liveness() {
+            return view;
+        }
+        let Some(leader) = self.client.current_leader() else {
+            return BTreeMap::new();
+        };
+        self.client
+            .ask_member::<(), BTreeMap<NodeId, MemberLiveness>>(
+                leader,
+                calls::paths::LIVENESS,
+                &(),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap_or_default()
     }
 
     /// Enters the cluster as configured: bootstraps a new one, joins through peers, or
@@ -324,6 +378,7 @@ impl ClusterOps {
             .await
             .ok()
             .flatten();
+        let liveness = self.liveness().await;
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -333,6 +388,8 @@ impl ClusterOps {
                 http_addr: n.http_addr.clone(),
                 raft_addr: n.raft_addr.clone(),
                 voter: voters.contains(id),
+                alive: liveness.get(id).map(|l| l.alive),
+                last_heard_ms: liveness.get(id).map(|l| l.last_heard_ms),
             })
             .collect();
         let role = if self.client.is_stopped() {

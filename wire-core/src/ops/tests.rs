@@ -177,7 +177,8 @@ async fn membership_changes_are_checked_before_raft_sees_them() {
     }
     .validate()
     .expect("config");
-    let cluster = ClusterOps::new(one.client.clone(), WireNode::default(), config);
+    let liveness = crate::consensus::liveness::Liveness::default();
+    let cluster = ClusterOps::new(one.client.clone(), WireNode::default(), config, liveness);
     let bad = JoinRequest {
         node_id: 2,
         http_addr: "not an address".into(),

@@ -11,6 +11,7 @@ mod connectors_recovery;
 #[cfg(feature = "kafka")]
 mod elasticsearch;
 mod examples;
+mod failover;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod kv_api;

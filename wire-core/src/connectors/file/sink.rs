@@ -1,17 +1,22 @@
 //! Writing JSON lines or CSV into part files, committed at checkpoints so that file output is
 //! exactly-once across crashes (a two-phase commit with the checkpoint in Raft):
 //!
-//! 1. records of the current epoch are appended to `.part-{p}.inprogress`; a file that
-//!    reaches the rotation size or age is sealed as `.part-{p}-e{e}-{seq}.pending` and a new
-//!    one begun;
+//! 1. records of the current epoch are appended to `.part-{p}-n{node}.inprogress`; a file
+//!    that reaches the rotation size or age is sealed as `.part-{p}-n{node}-e{e}-{seq}.pending`
+//!    and a new one begun (`node` is the writer's node: after a failover, a node that was
+//!    only paused and the partition's new owner never touch each other's files, even in a
+//!    directory they share);
 //! 2. before the checkpoint of epoch `e` is proposed, [`PartWriter::pre_commit`] fsyncs the
 //!    in-progress file and seals it the same way;
-//! 3. once the checkpoint is committed, [`PartWriter::commit`] renames pending files up to
-//!    `e` to `part-{p}-{incarnation}-{e}-{seq}.{jsonl,csv}`, the visible output.
+//! 3. once the checkpoint is committed, [`PartWriter::commit`] renames its pending files up
+//!    to `e` to `part-{p}-{incarnation}-{e}-{seq}.{jsonl,csv}`, the visible output (one node
+//!    commits an epoch of a partition: the catalog refuses the checkpoints of any other).
 //!
-//! After a crash, [`PartWriter::open`] is given the last committed epoch: pending files up to
-//! it are committed (their checkpoint made it), later ones and in-progress files are deleted
-//! (the source replays their records from the checkpoint).
+//! On open (after a crash, a restart or a failover) the writer is given the last committed
+//! checkpoint's epoch and node: that node's pending files up to the epoch are published
+//! (their checkpoint made it), every other pending and in-progress file of the partition is
+//! deleted (the source replays their records from the checkpoint; a fenced node's files
+//! never commit).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -33,6 +38,8 @@ pub struct PartFormat {
     pub rotate_interval: Option<Duration>,
     /// Distinguishes the output of a pipeline from an earlier one of the same name.
     pub incarnation: u64,
+    /// The node writing (names its in-progress and pending files).
+    pub writer: u64,
 }
 
 impl Default for PartFormat {
@@ -42,6 +49,7 @@ impl Default for PartFormat {
             rotate_bytes: DEFAULT_ROTATE_BYTES,
             rotate_interval: None,
             incarnation: 0,
+            writer: 0,
         }
     }
 }
@@ -63,32 +71,68 @@ pub struct PartWriter {
     sealed: u32,
 }
 
-fn in_progress(dir: &Path, partition: u32) -> PathBuf {
-    dir.join(format!(".part-{partition}.inprogress"))
+fn in_progress(dir: &Path, partition: u32, node: u64) -> PathBuf {
+    dir.join(format!(".part-{partition}-n{node}.inprogress"))
 }
 
-fn pending(dir: &Path, partition: u32, epoch: u64, seq: u32) -> PathBuf {
-    dir.join(format!(".part-{partition}-e{epoch}-{seq}.pending"))
+fn pending(dir: &Path, partition: u32, node: u64, epoch: u64, seq: u32) -> PathBuf {
+    dir.join(format!(".part-{partition}-n{node}-e{epoch}-{seq}.pending"))
 }
 
-/// This partition's pending files as (epoch, seq), in order.
-fn pending_files(dir: &Path, partition: u32) -> std::io::Result<Vec<(u64, u32)>> {
-    let prefix = format!(".part-{partition}-e");
+/// A file of this partition that is not yet output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unpublished {
+    /// (node, epoch, seq).
+    Pending(u64, u64, u32),
+    InProgress(u64),
+}
+
+/// This partition's pending and in-progress files, in order.
+fn unpublished(dir: &Path, partition: u32) -> std::io::Result<Vec<Unpublished>> {
+    let prefix = format!(".part-{partition}-n");
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        let parsed = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".pending"))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(e, q)| Some((e.parse::<u64>().ok()?, q.parse::<u32>().ok()?)));
-        if let Some(p) = parsed {
-            found.push(p);
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if let Some(node) = rest.strip_suffix(".inprogress") {
+            if let Ok(node) = node.parse() {
+                found.push(Unpublished::InProgress(node));
+            }
+            continue;
         }
+        let parsed = rest.strip_suffix(".pending").and_then(|rest| {
+            let (node, rest) = rest.split_once("-e")?;
+            let (epoch, seq) = rest.split_once('-')?;
+            Some(Unpublished::Pending(
+                node.parse().ok()?,
+                epoch.parse().ok()?,
+                seq.parse().ok()?,
+            ))
+        });
+        found.extend(parsed);
     }
     found.sort_unstable();
     Ok(found)
+}
+
+/// Renames `from` to `to`; a file already gone (published or removed by another writer
+/// of the partition, which fenced this one) is not an error.
+fn rename_if_there(from: &Path, to: &Path) -> std::io::Result<bool> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -140,19 +184,21 @@ impl PartWriter {
     /// Opens partition `partition` of the sink in `dir` (created if missing), writing JSON
     /// lines, rotating at the default size.
     pub fn open(dir: &Path, partition: u32, committed_epoch: u64) -> std::io::Result<PartWriter> {
-        Self::open_with(dir, partition, committed_epoch, PartFormat::default())
+        Self::open_with(dir, partition, (committed_epoch, 0), PartFormat::default())
     }
 
-    /// Opens partition `partition` of the sink in `dir`, recovering from a crash: pending
-    /// files up to `committed_epoch` are committed, the rest is removed.
+    /// Opens partition `partition` of the sink in `dir`, recovering: the pending files of
+    /// the last committed checkpoint `(epoch, node)` up to its epoch are published, every
+    /// other unpublished file of the partition is removed.
     pub fn open_with(
         dir: &Path,
         partition: u32,
-        committed_epoch: u64,
+        committed: (u64, u64),
         part: PartFormat,
     ) -> std::io::Result<PartWriter> {
+        let (committed_epoch, committed_by) = committed;
         fs::create_dir_all(dir)?;
-        let mut writer = PartWriter {
+        let writer = PartWriter {
             dir: dir.to_path_buf(),
             partition,
             part,
@@ -163,13 +209,16 @@ impl PartWriter {
             epoch: committed_epoch + 1,
             sealed: 0,
         };
-        writer.commit(committed_epoch)?;
-        for (epoch, seq) in pending_files(dir, partition)? {
-            fs::remove_file(pending(dir, partition, epoch, seq))?;
-        }
-        match fs::remove_file(in_progress(dir, partition)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        writer.publish(committed_by, committed_epoch)?;
+        for file in unpublished(dir, partition)? {
+            match file {
+                Unpublished::Pending(node, epoch, seq) => {
+                    remove_if_there(&pending(dir, partition, node, epoch, seq))?
+                }
+                Unpublished::InProgress(node) => {
+                    remove_if_there(&in_progress(dir, partition, node))?
+                }
+            }
         }
         sync_dir(dir)?;
         Ok(writer)
@@ -202,7 +251,7 @@ impl PartWriter {
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(in_progress(&self.dir, self.partition))?;
+                    .open(in_progress(&self.dir, self.partition, self.part.writer))?;
                 self.current = Some(BufWriter::with_capacity(256 * 1024, file));
                 self.opened_at = Instant::now();
             }
@@ -258,8 +307,14 @@ impl PartWriter {
             out.flush()?;
             out.get_ref().sync_all()?;
             fs::rename(
-                in_progress(&self.dir, self.partition),
-                pending(&self.dir, self.partition, self.epoch, self.sealed),
+                in_progress(&self.dir, self.partition, self.part.writer),
+                pending(
+                    &self.dir,
+                    self.partition,
+                    self.part.writer,
+                    self.epoch,
+                    self.sealed,
+                ),
             )?;
             self.sealed += 1;
         }
@@ -285,14 +340,18 @@ impl PartWriter {
     /// Publishes the pending output of every epoch up to `epoch`; call once that epoch's
     /// checkpoint is committed.
     pub fn commit(&mut self, epoch: u64) -> std::io::Result<()> {
+        self.publish(self.part.writer, epoch)
+    }
+
+    /// Publishes `node`'s pending files up to `epoch`.
+    fn publish(&self, node: u64, epoch: u64) -> std::io::Result<()> {
         let mut renamed = false;
-        for (e, seq) in pending_files(&self.dir, self.partition)? {
-            if e <= epoch {
-                fs::rename(
-                    pending(&self.dir, self.partition, e, seq),
-                    self.committed(e, seq),
-                )?;
-                renamed = true;
+        for file in unpublished(&self.dir, self.partition)? {
+            if let Unpublished::Pending(n, e, seq) = file {
+                if n == node && e <= epoch {
+                    let from = pending(&self.dir, self.partition, n, e, seq);
+                    renamed |= rename_if_there(&from, &self.committed(e, seq))?;
+                }
             }
         }
         if renamed {
@@ -334,11 +393,12 @@ pub fn open(
             .map(parse_duration)
             .transpose()?,
         incarnation: ctx.incarnation,
+        writer: ctx.node,
     };
     let writer = PartWriter::open_with(
         Path::new(&config.path),
         ctx.partition,
-        ctx.committed_epoch,
+        (ctx.committed_epoch, ctx.committed_by),
         part,
     )
     .map_err(|e| format!("opening {}: {e}", config.path))?;
@@ -394,6 +454,52 @@ mod tests {
         );
         w.commit(1).unwrap();
         assert_eq!(visible(&out), ["1", "2"]);
+    }
+
+    fn writer(dir: &Path, node: u64, committed: (u64, u64)) -> PartWriter {
+        let part = PartFormat {
+            writer: node,
+            ..PartFormat::default()
+        };
+        PartWriter::open_with(dir, 0, committed, part).unwrap()
+    }
+
+    #[test]
+    fn a_fenced_writer_in_a_shared_directory_never_adds_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // Node 1 owns the partition: epoch 1 published, epoch 2 committed but not yet
+        // published when it is paused, more in progress.
+        let mut a = writer(&out, 1, (0, 0));
+        a.write(&records(&["1"])).unwrap();
+        a.pre_commit(1).unwrap();
+        a.commit(1).unwrap();
+        a.write(&records(&["2"])).unwrap();
+        a.pre_commit(2).unwrap();
+        a.write(&records(&["31"])).unwrap();
+
+        // Node 2 takes over from the checkpoint (epoch 2, by node 1).
+        let mut b = writer(&out, 2, (2, 1));
+        assert_eq!(visible(&out), ["1", "2"]);
+        b.write(&records(&["3"])).unwrap();
+        b.pre_commit(3).unwrap();
+
+        // Node 1 wakes: its in-progress file was removed, so it starts another and seals it
+        // as its epoch 3 — whose checkpoint the catalog refuses, so it is never committed.
+        a.write(&records(&["41"])).unwrap();
+        let _ = a.pre_commit(3);
+        b.commit(3).unwrap();
+        assert_eq!(visible(&out), ["1", "2", "3"], "only the owner's epoch 3");
+
+        // A third owner cleans up whatever node 1 left.
+        let _c = writer(&out, 3, (3, 2));
+        assert_eq!(visible(&out), ["1", "2", "3"]);
+        let leftovers: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

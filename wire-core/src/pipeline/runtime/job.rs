@@ -297,6 +297,8 @@ fn open_sink(
         partition,
         committed_epoch,
         incarnation: cfg.incarnation,
+        node: cfg.node,
+        committed_by: cfg.checkpoints.get(&partition).map_or(0, |c| c.node),
     };
     open(config, &ctx).map_err(|e| format!("sink '{step}': {e}"))
 }

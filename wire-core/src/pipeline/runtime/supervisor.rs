@@ -22,6 +22,7 @@ use super::metrics::JobMetrics;
 use super::plan::{Plan, Registry};
 use crate::consensus::client::{ConsensusClient, Consistency};
 use crate::consensus::{Command, CommandResponse, NodeId};
+use crate::ops::cluster::ClusterOps;
 use crate::pipeline::transform::Transform;
 use crate::pipeline::{self, DesiredState, PipelineGraph, PipelineRecord, PipelineSpec};
 use crate::{Error, Result};
@@ -110,11 +111,11 @@ impl Runtime {
     }
 
     /// Starts the supervisor and the assigner, working through `node`.
-    pub fn start(self: &Arc<Self>, node: ConsensusClient) {
+    pub fn start(self: &Arc<Self>, node: ConsensusClient, cluster: ClusterOps) {
         let (stop_tx, stop_rx) = watch::channel(false);
         *lock(&self.stop) = Some(stop_tx);
         let sup = tokio::spawn(supervise(self.clone(), node.clone(), stop_rx.clone()));
-        let asg = tokio::spawn(assigner(node, stop_rx));
+        let asg = tokio::spawn(assigner(node, cluster, stop_rx));
         lock(&self.tasks).extend([sup, asg]);
     }
 
@@ -134,16 +135,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Waits for a change or a second, whichever comes first; false once asked to stop.
+/// Waits for a change or `tick`, whichever comes first; false once asked to stop.
 async fn next_round(
     changes: &mut watch::Receiver<u64>,
     stop: &mut watch::Receiver<bool>,
+    tick: Duration,
     also: impl std::future::Future<Output = ()>,
 ) -> bool {
     tokio::select! {
         _ = changes.changed() => {}
         _ = also => {}
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = tokio::time::sleep(tick) => {}
         _ = stop.wait_for(|s| *s) => {}
     }
     // Let a burst of changes settle into one round.
@@ -159,23 +161,33 @@ fn want(record: &PipelineRecord) -> Want {
     }
 }
 
-async fn assigner(node: ConsensusClient, mut stop: watch::Receiver<bool>) {
+async fn assigner(node: ConsensusClient, cluster: ClusterOps, mut stop: watch::Receiver<bool>) {
     let mut changes = node.state().pipeline_changes();
     loop {
         if node.is_leader() {
-            if let Err(e) = assign_round(&node).await {
+            if let Err(e) = assign_round(&node, &cluster).await {
                 tracing::debug!(error = %e, "assignment round");
             }
         }
-        if !next_round(&mut changes, &mut stop, std::future::pending()).await {
+        // Often: a member that falls silent loses its partitions soon after the limit.
+        let tick = Duration::from_millis(250);
+        if !next_round(&mut changes, &mut stop, tick, std::future::pending()).await {
             return;
         }
     }
 }
 
-async fn assign_round(node: &ConsensusClient) -> Result<()> {
+async fn assign_round(node: &ConsensusClient, cluster: &ClusterOps) -> Result<()> {
     let state = node.state();
-    let mut members: Vec<NodeId> = state.members()?.into_iter().map(|(id, _)| id).collect();
+    // Only live members take work: a member silent past `failover_after_ms` loses its
+    // partitions to the others.
+    let liveness = cluster.local_liveness()?;
+    let mut members: Vec<NodeId> = state
+        .members()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| liveness.get(id).is_none_or(|l| l.alive))
+        .collect();
     members.sort_unstable();
     let mut load = BTreeMap::new();
     for record in state.pipelines()? {
@@ -185,7 +197,18 @@ async fn assign_round(node: &ConsensusClient) -> Result<()> {
         if wanted == current {
             continue;
         }
-        tracing::info!(pipeline = %name, assignments = ?wanted, "assigning partitions");
+        let lost: Vec<NodeId> = current
+            .values()
+            .filter(|n| !members.contains(n))
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if lost.is_empty() {
+            tracing::info!(pipeline = %name, assignments = ?wanted, "assigning partitions");
+        } else {
+            tracing::warn!(pipeline = %name, silent_or_gone = ?lost, assignments = ?wanted, "moving partitions off members that are gone or silent");
+        }
         let outcome = node
             .write(Command::PipelineAssign {
                 name: name.clone(),
@@ -301,7 +324,7 @@ async fn supervise(runtime: Arc<Runtime>, node: ConsensusClient, mut stop: watch
             tracing::warn!(error = %e, "supervisor round");
         }
         let registered = runtime.registered.notified();
-        if !next_round(&mut changes, &mut stop, registered).await {
+        if !next_round(&mut changes, &mut stop, Duration::from_secs(1), registered).await {
             break;
         }
     }

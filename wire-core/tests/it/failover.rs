@@ -1,0 +1,259 @@
+//! Pipelines survive a dead node: 3 real `wire node` processes run a pipeline of
+//! parallelism 6 (two partitions each) into part files in a directory they all share; a node
+//! that owns partitions is killed (`kill -9`), paused past `--failover-after-ms` (SIGSTOP,
+//! then SIGCONT), or is the Raft leader. Its partitions move to the live nodes and resume
+//! from their checkpoints; the output holds every record exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::pipelines_run::committed_lines;
+use crate::support::{create_pipeline, eventually, get_json, try_json, Cluster};
+
+const FAILOVER_AFTER_MS: &str = "1500";
+const RECORDS: u64 = 24_000;
+
+/// Which node is hurt, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// `kill -9` of a node that owns partitions and does not lead.
+    KillFollower,
+    /// `kill -9` of the leader.
+    KillLeader,
+    /// SIGSTOP of a follower for longer than the failover limit, then SIGCONT.
+    Pause,
+}
+
+async fn leader_of(cluster: &Cluster) -> u64 {
+    cluster.wait_leader(Duration::from_secs(20)).await
+}
+
+/// Partition -> node, from any node that answers.
+async fn assignments(cluster: &Cluster, skip: u64) -> Option<BTreeMap<u64, u64>> {
+    for p in cluster.nodes.iter().filter(|p| p.id != skip) {
+        if let Some(s) = try_json(&p.url("/pipelines/moving")).await {
+            let parts = s["partitions"].as_array()?;
+            return parts
+                .iter()
+                .map(|p| Some((p["partition"].as_u64()?, p["node"].as_u64()?)))
+                .collect();
+        }
+    }
+    None
+}
+
+/// Epochs per partition, from any node that answers.
+async fn epochs(cluster: &Cluster, skip: u64) -> Option<BTreeMap<u64, u64>> {
+    for p in cluster.nodes.iter().filter(|p| p.id != skip) {
+        if let Some(s) = try_json(&p.url("/pipelines/moving")).await {
+            return s["partitions"]
+                .as_array()?
+                .iter()
+                .map(|p| Some((p["partition"].as_u64()?, p["epoch"].as_u64()?)))
+                .collect();
+        }
+    }
+    None
+}
+
+async fn survive(fault: Fault) {
+    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+    let out = cluster.root.path().join("shared-out");
+    let spec = json!({
+        "name": "moving",
+        "parallelism": 6,
+        "checkpoint_interval": "300ms",
+        "sources": [{"id": "gen", "type": "generator",
+                     "config": {"count": RECORDS, "rate": 3000, "template": {"id": "{{seq}}"}}}],
+        "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
+        "sinks": [{"type": "file", "config": {"path": out.display().to_string(), "rotate_bytes": 4096}}]
+    });
+    create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
+    let placed = eventually(
+        Duration::from_secs(30),
+        "partitions on every node",
+        || async {
+            let a = assignments(&cluster, 0).await?;
+            let nodes: BTreeSet<u64> = a.values().copied().collect();
+            (a.len() == 6 && nodes.len() == 3).then_some(a)
+        },
+    )
+    .await;
+    // Some output committed everywhere before the fault.
+    eventually(
+        Duration::from_secs(30),
+        "a checkpoint of every partition",
+        || async {
+            let e = epochs(&cluster, 0).await?;
+            (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
+        },
+    )
+    .await;
+
+    let leader = leader_of(&cluster).await;
+    let victim = match fault {
+        Fault::KillLeader => leader,
+        Fault::KillFollower | Fault::Pause => (1..=3).find(|n| *n != leader).unwrap_or(2),
+    };
+    let moved: Vec<u64> = placed
+        .iter()
+        .filter(|(_, n)| **n == victim)
+        .map(|(p, _)| *p)
+        .collect();
+    let before = epochs(&cluster, victim).await.expect("epochs");
+    let hit = Instant::now();
+    match fault {
+        Fault::KillFollower | Fault::KillLeader => cluster.node_mut(victim).kill9(),
+        Fault::Pause => cluster.node(victim).signal("STOP"),
+    }
+
+    // Its partitions run elsewhere and commit checkpoints again.
+    eventually(
+        Duration::from_secs(30),
+        "the partitions processing elsewhere",
+        || async {
+            let a = assignments(&cluster, victim).await?;
+            let e = epochs(&cluster, victim).await?;
+            let elsewhere = moved.iter().all(|p| a.get(p).is_some_and(|n| *n != victim));
+            let progressed = moved.iter().all(|p| e.get(p) > before.get(p));
+            (elsewhere && progressed).then_some(())
+        },
+    )
+    .await;
+    let stopped = hit.elapsed();
+    eprintln!(
+        "{fault:?}: partitions {moved:?} of node {victim} processing again after {} ms",
+        stopped.as_millis()
+    );
+
+    if fault == Fault::Pause {
+        // It wakes after its partitions moved: its stale jobs must commit nothing.
+        cluster.node(victim).signal("CONT");
+        eventually(
+            Duration::from_secs(30),
+            "the paused node back and fenced",
+            || async {
+                let s = try_json(&cluster.node(victim).url("/pipelines/moving")).await?;
+                let mine = s["partitions"]
+                    .as_array()?
+                    .iter()
+                    .any(|p| p["node"].as_u64() == Some(victim));
+                (!mine).then_some(())
+            },
+        )
+        .await;
+        // Whatever its stale jobs did after waking (a refused checkpoint, a part file gone
+        // from under them), the exactly-once check below proves none of it was committed.
+    }
+
+    let any = cluster
+        .nodes
+        .iter()
+        .find(|p| p.id != victim)
+        .expect("a live node")
+        .url("/pipelines/moving");
+    eventually(Duration::from_secs(90), "the pipeline finished", || async {
+        let s = try_json(&any).await?;
+        (s["state"] == "finished").then_some(())
+    })
+    .await;
+
+    let lines = committed_lines(&out);
+    let mut seen = BTreeSet::new();
+    let mut twice = Vec::new();
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).expect("a JSON line");
+        let id = v["id"].as_u64().expect("an id");
+        if !seen.insert(id) {
+            twice.push(id);
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "{} ids twice, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(seen.len() as u64, RECORDS, "every record once");
+    if fault == Fault::Pause {
+        // The woken node takes work again: a new pipeline is spread over all three.
+        let more = json!({
+            "name": "after",
+            "parallelism": 3,
+            "sources": [{"type": "generator", "config": {"count": 30}}],
+            "sinks": [{"type": "stdout"}]
+        });
+        create_pipeline(&cluster.node(1).url("/pipelines"), &more).await;
+        let url = cluster.node(1).url("/pipelines/after");
+        eventually(
+            Duration::from_secs(30),
+            "a partition on the woken node",
+            || async {
+                let s = get_json(&url).await;
+                let on = s["partitions"]
+                    .as_array()?
+                    .iter()
+                    .any(|p| p["node"].as_u64() == Some(victim));
+                on.then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_its_partitions_and_the_output_is_exactly_once() {
+    survive(Fault::KillFollower).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_go_on_when_the_leader_is_killed() {
+    survive(Fault::KillLeader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_is_fenced_when_it_wakes_and_takes_work_again() {
+    survive(Fault::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_show_whether_they_are_alive() {
+    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+    let leader = leader_of(&cluster).await;
+    let victim = (1..=3).find(|n| *n != leader).unwrap_or(2);
+    let other = (1..=3).find(|n| *n != leader && *n != victim).unwrap_or(3);
+    let alive = |s: &Value, id: u64| -> Option<bool> {
+        s["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"].as_u64() == Some(id))?["alive"]
+            .as_bool()
+    };
+    let s = get_json(&cluster.node(other).url("/cluster/members")).await;
+    assert!((1..=3).all(|id| alive(&s, id) == Some(true)), "{s}");
+    cluster.node_mut(victim).kill9();
+    // Seen from a follower (which asks the leader), and in the leader's metrics.
+    let url = cluster.node(other).url("/status");
+    let s = eventually(
+        Duration::from_secs(20),
+        "the killed node not alive",
+        || async {
+            let s = try_json(&url).await?;
+            (alive(&s, victim) == Some(false)).then_some(s)
+        },
+    )
+    .await;
+    let member = s["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"].as_u64() == Some(victim)).cloned())
+        .expect("the member");
+    assert!(
+        member["last_heard_ms"].as_u64().unwrap_or(0) >= 1500,
+        "{member}"
+    );
+    let metric = format!("wire_member_alive{{node=\"{victim}\"}}");
+    let value = cluster.node(leader).metric(&metric).await;
+    assert_eq!(value, Some(0.0));
+}
