@@ -162,6 +162,13 @@ enum ClusterCommand {
     },
     /// Remove a member.
     Remove { node_id: u64 },
+    /// Drain a member before maintenance: its pipeline partitions are handed off to the
+    /// others (each after a final checkpoint) and it takes no new ones. `--undo` ends it.
+    Drain {
+        node_id: u64,
+        #[arg(long)]
+        undo: bool,
+    },
 }
 
 /// Runs the program with the process's arguments.
@@ -440,6 +447,14 @@ async fn cluster(addr: &str, command: ClusterCommand) -> Result<ExitCode, String
             }),
         ClusterCommand::Remove { node_id } => {
             http.delete(format!("http://{addr}/cluster/members/{node_id}"))
+        }
+        ClusterCommand::Drain { node_id, undo } => {
+            let url = format!("http://{addr}/cluster/members/{node_id}/drain");
+            if undo {
+                http.delete(url)
+            } else {
+                http.post(url)
+            }
         }
     };
     send(req).await

@@ -145,9 +145,11 @@ mod tests {
             plan_join(&members, &voters, &by_hand),
             JoinPlan::Add { promote: true }
         ));
-        assert_eq!(crate::consensus::protocol_mismatch(Some("1")), None);
+        let this = PROTOCOL_VERSION.to_string();
+        let other = (PROTOCOL_VERSION + 1).to_string();
+        assert_eq!(crate::consensus::protocol_mismatch(Some(&this)), None);
         assert!(crate::consensus::protocol_mismatch(None).is_some());
-        assert!(crate::consensus::protocol_mismatch(Some("2")).is_some());
+        assert!(crate::consensus::protocol_mismatch(Some(&other)).is_some());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::consensus::NodeId;
 use crate::kv::Txn;
+use crate::pipeline::catalog::PartitionMove;
 use crate::pipeline::checkpoint::Checkpoint;
 use crate::pipeline::{DesiredState, PipelineSpec};
 
@@ -38,7 +39,19 @@ pub enum Command {
         name: String,
         version: u64,
         assignments: Vec<(u32, NodeId)>,
+        /// Pending hand-offs (and notes of moves made directly).
+        #[serde(default)]
+        moves: Vec<(u32, PartitionMove)>,
     },
+    /// `node` stopped these partitions after their final checkpoints: assign them to the
+    /// targets of their pending moves.
+    PipelineHandOff {
+        name: String,
+        node: NodeId,
+        partitions: Vec<u32>,
+    },
+    /// Mark a member as draining (its partitions move away and it takes no new ones) or not.
+    SetDraining { node: NodeId, draining: bool },
     /// Checkpoints of partitions that `node` runs, applied all or none: refused when the
     /// pipeline is gone, a partition is not assigned to `node` (it moved: the old owner is
     /// fenced off), or an epoch does not advance.
@@ -60,7 +73,9 @@ impl Command {
             | Command::PipelineUpdate { .. }
             | Command::PipelineSetState { .. }
             | Command::PipelineDelete { .. }
-            | Command::PipelineAssign { .. } => true,
+            | Command::PipelineAssign { .. }
+            | Command::PipelineHandOff { .. }
+            | Command::SetDraining { .. } => true,
             Command::Batch(commands) => commands.iter().any(Command::touches_pipelines),
             _ => false,
         }
@@ -100,8 +115,23 @@ impl Command {
                 name.len() + 16
             }
             Command::PipelineAssign {
-                name, assignments, ..
-            } => name.len() + assignments.len() * 16 + 16,
+                name,
+                assignments,
+                moves,
+                ..
+            } => {
+                name.len()
+                    + assignments.len() * 16
+                    + moves
+                        .iter()
+                        .map(|(_, m)| m.reason.len() + 32)
+                        .sum::<usize>()
+                    + 16
+            }
+            Command::PipelineHandOff {
+                name, partitions, ..
+            } => name.len() + partitions.len() * 4 + 16,
+            Command::SetDraining { .. } => 16,
             Command::Checkpoint {
                 name, checkpoints, ..
             } => {
@@ -153,6 +183,8 @@ pub enum CommandResponse {
     Assigned,
     /// Checkpoints were stored.
     CheckpointSaved,
+    /// A member's draining mark: whether it changed.
+    Draining { changed: bool },
     /// An assignment or checkpoint was refused, and why.
     Refused { reason: String },
     /// A batch: one response per command, in order.

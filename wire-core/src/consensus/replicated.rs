@@ -248,6 +248,21 @@ bytes_table!(
     |k| (k.0.to_string(), k.1)
 );
 
+/// (pipeline, partition) -> encoded `PartitionMove`: a pending hand-off, or the last move.
+pub(crate) struct Moves;
+bytes_table!(
+    Moves,
+    (String, u32),
+    (&'static str, u32),
+    "moves",
+    |k| (k.0.as_str(), k.1),
+    |k| (k.0.to_string(), k.1)
+);
+
+/// Members being drained: node id -> nothing (present: draining).
+pub(crate) struct Draining;
+bytes_table!(Draining, u64, u64, "draining", |k| *k, |k| k);
+
 /// (pipeline, partition) -> the node it is assigned to.
 pub(crate) struct Assignments;
 impl Table for Assignments {
@@ -280,6 +295,8 @@ replicated_tables! {
     pipelines: Pipelines,
     assignments: Assignments,
     checkpoints: Checkpoints,
+    moves: Moves,
+    draining: Draining,
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::replicated::{
-    self, Assignments, Checkpoints, Kv, Members, Pipelines, SnapshotBody, Table,
+    self, Assignments, Checkpoints, Draining, Kv, Members, Moves, Pipelines, SnapshotBody, Table,
 };
 use super::sm_overlay::{Found, SmOverlay};
 use super::sm_tables::{SnapshotMetaOf, StoredSnapshot, CURRENT};
@@ -34,7 +34,7 @@ use super::{
     TypeConfig, WireNode,
 };
 use crate::kv::TxnOp;
-use crate::pipeline::catalog::{self, CatalogState};
+use crate::pipeline::catalog::{self, CatalogState, PartitionMove};
 use crate::pipeline::checkpoint::Checkpoint;
 use crate::pipeline::PipelineRecord;
 
@@ -212,6 +212,16 @@ impl StateMachineStore {
     /// The checkpoint of each partition of `pipeline`, from the local state.
     pub fn checkpoints(&self, pipeline: &str) -> Result<BTreeMap<u32, Checkpoint>, crate::Error> {
         self.read_merged(|txn, sm| read_checkpoints(txn, sm, pipeline))
+    }
+
+    /// The pending and last moves of each partition of `pipeline`, from the local state.
+    pub fn moves(&self, pipeline: &str) -> Result<BTreeMap<u32, PartitionMove>, crate::Error> {
+        self.read_merged(|txn, sm| read_moves(txn, sm, pipeline))
+    }
+
+    /// The members being drained, from the local state.
+    pub fn draining(&self) -> Result<std::collections::BTreeSet<NodeId>, crate::Error> {
+        self.read_merged(|txn, sm| Ok(all_rows::<Draining>(txn, sm)?.into_keys().collect()))
     }
 
     /// A receiver that changes whenever pipelines, assignments or members may have changed.
@@ -400,6 +410,22 @@ impl CatalogState for ApplyView<'_> {
             .set::<Assignments>((name.to_string(), partition), node);
     }
 
+    fn moves(&self, name: &str) -> Result<BTreeMap<u32, PartitionMove>, StoreError> {
+        read_moves(self.read, self.changes, name)
+    }
+
+    fn set_move(
+        &mut self,
+        name: &str,
+        partition: u32,
+        m: Option<&PartitionMove>,
+    ) -> Result<(), StoreError> {
+        let bytes = m.map(encode).transpose()?.map(ByteBuf::from);
+        self.changes
+            .set::<Moves>((name.to_string(), partition), bytes);
+        Ok(())
+    }
+
     fn set_checkpoint(
         &mut self,
         name: &str,
@@ -494,7 +520,21 @@ fn apply_command(
             name,
             version,
             assignments,
-        } => catalog::assign(view, name, *version, assignments)?,
+            moves,
+        } => catalog::assign(view, name, *version, assignments, moves)?,
+        Command::PipelineHandOff {
+            name,
+            node,
+            partitions,
+        } => catalog::hand_off(view, name, *node, partitions)?,
+        Command::SetDraining { node, draining } => {
+            let was = view.row::<Draining>(node)?.is_some();
+            let value = draining.then(|| ByteBuf::from(Vec::new()));
+            view.changes.set::<Draining>(*node, value);
+            CommandResponse::Draining {
+                changed: was != *draining,
+            }
+        }
         Command::Checkpoint {
             name,
             node,
@@ -534,6 +574,17 @@ fn read_assignments(
     pipeline: &str,
 ) -> Result<BTreeMap<u32, NodeId>, StoreError> {
     partition_rows::<Assignments>(read, overlay, pipeline)
+}
+
+fn read_moves(
+    read: &redb::ReadTransaction,
+    overlay: &SmOverlay,
+    pipeline: &str,
+) -> Result<BTreeMap<u32, PartitionMove>, StoreError> {
+    partition_rows::<Moves>(read, overlay, pipeline)?
+        .into_iter()
+        .map(|(part, bytes)| Ok((part, decode(&bytes)?)))
+        .collect()
 }
 
 fn read_checkpoints(
@@ -724,6 +775,7 @@ mod tests {
                         name: "p".into(),
                         version: 1,
                         assignments: vec![(0, 1)],
+                        moves: Vec::new(),
                     },
                 ),
                 entry(3, save(checkpoint(10))),

@@ -46,6 +46,36 @@ pub async fn join(
     Ok(Json(json!({"joined": id})))
 }
 
+fn member_id(id: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
+    let Path(id) = id?;
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("member id '{id}' is not a positive integer")))
+}
+
+/// Starts draining a member: its partitions are handed off and it takes no new ones.
+pub async fn drain(
+    State(node): State<Node>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = member_id(id)?;
+    let changed = node.cluster().drain(id, true).await?;
+    Ok(Json(
+        json!({"node": id, "draining": true, "changed": changed}),
+    ))
+}
+
+/// Ends the draining of a member.
+pub async fn undrain(
+    State(node): State<Node>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = member_id(id)?;
+    let changed = node.cluster().drain(id, false).await?;
+    Ok(Json(
+        json!({"node": id, "draining": false, "changed": changed}),
+    ))
+}
+
 pub async fn remove(
     State(node): State<Node>,
     id: Result<Path<String>, PathRejection>,

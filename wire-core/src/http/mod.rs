@@ -54,6 +54,10 @@ pub fn router(node: Node) -> Router {
             "/cluster/members/{id}",
             axum::routing::delete(cluster::remove),
         )
+        .route(
+            "/cluster/members/{id}/drain",
+            post(cluster::drain).delete(cluster::undrain),
+        )
         .route("/pipelines", get(pipelines::list).post(pipelines::create))
         .route(
             "/pipelines/{name}",

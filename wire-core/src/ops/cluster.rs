@@ -18,7 +18,7 @@ use crate::config::NodeConfig;
 use crate::consensus::client::ConsensusClient;
 use crate::consensus::liveness::{Liveness, MemberLiveness};
 use crate::consensus::proposer::fatal;
-use crate::consensus::{NodeId, WireNode};
+use crate::consensus::{Command, CommandResponse, NodeId, WireNode};
 use crate::{Error, Result};
 
 /// The leader as a node sees it.
@@ -39,6 +39,10 @@ pub struct MemberInfo {
     pub alive: Option<bool>,
     /// Milliseconds since the leader last heard from it.
     pub last_heard_ms: Option<u64>,
+    /// Whether it is being drained.
+    pub draining: bool,
+    /// Pipeline partitions assigned to it.
+    pub partitions: u64,
 }
 
 /// A log position.
@@ -123,6 +127,30 @@ impl ClusterOps {
             .ok_or(Error::NotLeader {
                 leader: self.client.current_leader(),
             })
+    }
+
+    /// Marks member `id` as draining (its partitions are handed off to the others, it gets
+    /// no new ones) or not; whether that changed anything.
+    pub async fn drain(&self, id: NodeId, draining: bool) -> Result<bool> {
+        self.client.check_running()?;
+        let known = self
+            .client
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some();
+        if !known {
+            return Err(Error::NotFound(format!("member {id}")));
+        }
+        let outcome = self
+            .client
+            .write(Command::SetDraining { node: id, draining })
+            .await?;
+        match outcome.response {
+            CommandResponse::Draining { changed } => Ok(changed),
+            other => Err(Error::Internal(format!("unexpected answer {other:?}"))),
+        }
     }
 
     /// Every member's liveness as the leader sees it (asked of the leader when this node
@@ -379,6 +407,18 @@ impl ClusterOps {
             .ok()
             .flatten();
         let liveness = self.liveness().await;
+        let state = self.client.state();
+        let draining = state.draining().unwrap_or_default();
+        let mut partitions: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for record in state.pipelines().unwrap_or_default() {
+            for n in state
+                .assignments(&record.spec.name)
+                .unwrap_or_default()
+                .values()
+            {
+                *partitions.entry(*n).or_default() += 1;
+            }
+        }
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -390,6 +430,8 @@ impl ClusterOps {
                 voter: voters.contains(id),
                 alive: liveness.get(id).map(|l| l.alive),
                 last_heard_ms: liveness.get(id).map(|l| l.last_heard_ms),
+                draining: draining.contains(id),
+                partitions: partitions.get(id).copied().unwrap_or(0),
             })
             .collect();
         let role = if self.client.is_stopped() {

@@ -195,10 +195,12 @@ impl PipelineOps {
             };
             reports.insert(owner, report);
         }
+        let moves = self.client.state().moves(name)?;
         Ok(Some(status::assemble(
             record,
             &assignments,
             &checkpoints,
+            &moves,
             &reports,
         )))
     }

@@ -9,13 +9,29 @@
 //! - A checkpoint is fencing: refused for a partition not assigned to its node (the
 //!   partition moved: the old owner commits nothing), or whose epoch does not advance; the
 //!   same checkpoint applied again (a proposer retrying after a lost answer) is saved once.
-//! - A delete removes the pipeline with its assignments and checkpoints.
+//! - A graceful move is two steps: the assigner records a pending move of a partition to
+//!   another node; its owner takes a final checkpoint, stops it, and hands it off, which
+//!   assigns it to the target. The old owner stops before the new one starts: no gap in the
+//!   checkpoints, no overlap in the output.
+//! - A delete removes the pipeline with its assignments, checkpoints and moves.
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoint;
 use super::{DesiredState, PipelineRecord, PipelineSpec};
 use crate::consensus::{CommandResponse, NodeId};
+
+/// A partition's move to another node: pending (a hand-off its owner has yet to make) or,
+/// once `done`, the last move made and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMove {
+    pub from: Option<NodeId>,
+    pub to: NodeId,
+    pub reason: String,
+    pub done: bool,
+}
 
 /// The catalog's tables as the rules read and change them.
 pub(crate) trait CatalogState {
@@ -31,6 +47,13 @@ pub(crate) trait CatalogState {
         name: &str,
         partition: u32,
         checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), Self::Error>;
+    fn moves(&self, name: &str) -> Result<BTreeMap<u32, PartitionMove>, Self::Error>;
+    fn set_move(
+        &mut self,
+        name: &str,
+        partition: u32,
+        m: Option<&PartitionMove>,
     ) -> Result<(), Self::Error>;
 }
 
@@ -123,16 +146,21 @@ pub(crate) fn delete<S: CatalogState>(
     for part in state.checkpoints(name)?.into_keys() {
         state.set_checkpoint(name, part, None)?;
     }
+    for part in state.moves(name)?.into_keys() {
+        state.set_move(name, part, None)?;
+    }
     Ok(CommandResponse::PipelineDeleted { existed })
 }
 
-/// Replaces a pipeline's assignment of partitions to nodes; refused from an assigner that
-/// saw another version.
+/// Replaces a pipeline's assignment of partitions to nodes and its pending moves (`moves`
+/// also records moves made directly, `done`); refused from an assigner that saw another
+/// version.
 pub(crate) fn assign<S: CatalogState>(
     state: &mut S,
     name: &str,
     version: u64,
     assignments: &[(u32, NodeId)],
+    moves: &[(u32, PartitionMove)],
 ) -> Result<CommandResponse, S::Error> {
     match state.pipeline(name)? {
         None => Ok(CommandResponse::PipelineMissing),
@@ -152,9 +180,57 @@ pub(crate) fn assign<S: CatalogState>(
             for (part, node) in wanted {
                 state.set_assignment(name, part, Some(node));
             }
+            let given: BTreeMap<u32, &PartitionMove> = moves.iter().map(|(p, m)| (*p, m)).collect();
+            for (part, m) in state.moves(name)? {
+                if !m.done && !given.contains_key(&part) {
+                    state.set_move(name, part, None)?;
+                }
+            }
+            for (part, m) in given {
+                state.set_move(name, part, Some(m))?;
+            }
             Ok(CommandResponse::Assigned)
         }
     }
+}
+
+/// `node` hands off partitions it stopped (after their final checkpoint) to the targets of
+/// their pending moves. Partitions it does not own, or with no pending move, are left as
+/// they are; refused when none was handed off.
+pub(crate) fn hand_off<S: CatalogState>(
+    state: &mut S,
+    name: &str,
+    node: NodeId,
+    partitions: &[u32],
+) -> Result<CommandResponse, S::Error> {
+    if state.pipeline(name)?.is_none() {
+        return Ok(CommandResponse::PipelineMissing);
+    }
+    let owners = state.assignments(name)?;
+    let moves = state.moves(name)?;
+    let mut moved = 0;
+    for part in partitions {
+        let Some(m) = moves.get(part).filter(|m| !m.done && m.to != node) else {
+            continue;
+        };
+        if owners.get(part) != Some(&node) {
+            continue;
+        }
+        state.set_assignment(name, *part, Some(m.to));
+        let done = PartitionMove {
+            from: Some(node),
+            done: true,
+            ..m.clone()
+        };
+        state.set_move(name, *part, Some(&done))?;
+        moved += 1;
+    }
+    if moved == 0 {
+        return Ok(CommandResponse::Refused {
+            reason: format!("node {node} has no pending move of {partitions:?} of '{name}'"),
+        });
+    }
+    Ok(CommandResponse::Assigned)
 }
 
 /// Saves checkpoints of partitions `node` runs, all or none (see the module doc).
@@ -211,6 +287,7 @@ mod tests {
         pipelines: BTreeMap<String, PipelineRecord>,
         assignments: BTreeMap<(String, u32), NodeId>,
         checkpoints: BTreeMap<(String, u32), Checkpoint>,
+        moves: BTreeMap<(String, u32), PartitionMove>,
     }
 
     fn rows<V: Clone>(map: &BTreeMap<(String, u32), V>, name: &str) -> BTreeMap<u32, V> {
@@ -259,6 +336,22 @@ mod tests {
             };
             Ok(())
         }
+        fn moves(&self, name: &str) -> Result<BTreeMap<u32, PartitionMove>, Infallible> {
+            Ok(rows(&self.moves, name))
+        }
+        fn set_move(
+            &mut self,
+            name: &str,
+            partition: u32,
+            m: Option<&PartitionMove>,
+        ) -> Result<(), Infallible> {
+            let key = (name.to_string(), partition);
+            match m {
+                Some(m) => self.moves.insert(key, m.clone()),
+                None => self.moves.remove(&key),
+            };
+            Ok(())
+        }
     }
 
     fn spec(parallelism: u32) -> PipelineSpec {
@@ -291,7 +384,7 @@ mod tests {
     fn running() -> Tables {
         let mut t = Tables::default();
         ok(create(&mut t, &spec(2), 1));
-        ok(assign(&mut t, "p", 1, &[(0, 1), (1, 1)]));
+        ok(assign(&mut t, "p", 1, &[(0, 1), (1, 1)], &[]));
         t
     }
 
@@ -327,11 +420,11 @@ mod tests {
     fn a_stale_assigner_is_refused() {
         let mut t = running();
         ok(update(&mut t, &spec(3), true, 2));
-        let r = ok(assign(&mut t, "p", 1, &[(0, 2)]));
+        let r = ok(assign(&mut t, "p", 1, &[(0, 2)], &[]));
         assert!(matches!(r, CommandResponse::Refused { .. }), "{r:?}");
         assert_eq!(t.assignments[&("p".into(), 0)], 1, "unchanged");
         assert_eq!(
-            ok(assign(&mut t, "p", 2, &[(0, 2)])),
+            ok(assign(&mut t, "p", 2, &[(0, 2)], &[])),
             CommandResponse::Assigned
         );
         assert_eq!(rows(&t.assignments, "p"), BTreeMap::from([(0, 2)]));
@@ -354,7 +447,7 @@ mod tests {
         assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("epoch")));
         assert_eq!(t.checkpoints[&("p".into(), 0)].epoch, 1, "all or none");
         // The partition moved to node 2: node 1 is fenced off, node 2 goes on.
-        ok(assign(&mut t, "p", 1, &[(0, 2), (1, 1)]));
+        ok(assign(&mut t, "p", 1, &[(0, 2), (1, 1)], &[]));
         let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1))]));
         assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("assigned")));
         assert_eq!(
@@ -362,6 +455,67 @@ mod tests {
             CommandResponse::CheckpointSaved
         );
         assert_eq!(t.checkpoints[&("p".into(), 0)].node, 2);
+    }
+
+    fn pending(to: NodeId) -> PartitionMove {
+        PartitionMove {
+            from: None,
+            to,
+            reason: "balancing".into(),
+            done: false,
+        }
+    }
+
+    #[test]
+    fn a_hand_off_moves_a_partition_after_its_owner_s_final_checkpoint() {
+        let mut t = running();
+        ok(assign(
+            &mut t,
+            "p",
+            1,
+            &[(0, 1), (1, 1)],
+            &[(1, pending(2))],
+        ));
+        // Still node 1's until handed off: its final checkpoint is taken.
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 1, &[(1, cp(1, 1))])),
+            CommandResponse::CheckpointSaved
+        );
+        let r = ok(hand_off(&mut t, "p", 2, &[1]));
+        assert!(
+            matches!(r, CommandResponse::Refused { .. }),
+            "not the owner"
+        );
+        let r = ok(hand_off(&mut t, "p", 1, &[0]));
+        assert!(
+            matches!(r, CommandResponse::Refused { .. }),
+            "no move pending"
+        );
+        assert_eq!(
+            ok(hand_off(&mut t, "p", 1, &[0, 1])),
+            CommandResponse::Assigned
+        );
+        assert_eq!(rows(&t.assignments, "p"), BTreeMap::from([(0, 1), (1, 2)]));
+        let done = &t.moves[&("p".into(), 1)];
+        assert!(done.done && done.from == Some(1) && done.to == 2);
+        // The old owner is fenced; the new one goes on from the final checkpoint.
+        let r = ok(checkpoint(&mut t, "p", 1, &[(1, cp(2, 1))]));
+        assert!(matches!(r, CommandResponse::Refused { .. }));
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 2, &[(1, cp(2, 2))])),
+            CommandResponse::CheckpointSaved
+        );
+        // A later assignment drops pending moves it does not list, keeps the history.
+        ok(assign(
+            &mut t,
+            "p",
+            1,
+            &[(0, 1), (1, 2)],
+            &[(0, pending(3))],
+        ));
+        ok(assign(&mut t, "p", 1, &[(0, 1), (1, 2)], &[]));
+        assert_eq!(t.moves.len(), 1);
+        assert!(t.moves[&("p".into(), 1)].done);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Bad input of every kind gets a JSON 4xx that names the problem, and the node stays up.
 
 use serde_json::{json, Value};
+use wire_core::consensus::PROTOCOL_VERSION;
 
 use crate::support::{http, Embedded};
 
@@ -120,13 +121,14 @@ async fn bad_requests_get_clear_4xx_and_the_node_stays_up() {
     let raft = format!("http://{}/raft/append", n.node.raft_addr());
     let r = c
         .post(&raft)
-        .header("wire-protocol", "1")
+        .header("wire-protocol", PROTOCOL_VERSION.to_string())
         .body(vec![0xc1u8, 0x00, 0x13])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    for version in [None, Some("2")] {
+    let other = (PROTOCOL_VERSION + 1).to_string();
+    for version in [None, Some(other.as_str())] {
         let mut call = c.post(&raft).body(vec![0x80u8]);
         if let Some(v) = version {
             call = call.header("wire-protocol", v);
@@ -134,7 +136,10 @@ async fn bad_requests_get_clear_4xx_and_the_node_stays_up() {
         let r = call.send().await.unwrap();
         assert_eq!(r.status(), 400);
         let why = r.text().await.unwrap();
-        assert!(why.contains("Wire protocol 1"), "{why}");
+        assert!(
+            why.contains(&format!("Wire protocol {PROTOCOL_VERSION}")),
+            "{why}"
+        );
     }
 
     // After all that the node still serves writes and reads.

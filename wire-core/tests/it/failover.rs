@@ -131,16 +131,17 @@ async fn survive(fault: Fault) {
     if fault == Fault::Pause {
         // It wakes after its partitions moved: its stale jobs must commit nothing.
         cluster.node(victim).signal("CONT");
+        let members = cluster.node(leader).url("/cluster/members");
         eventually(
             Duration::from_secs(30),
-            "the paused node back and fenced",
+            "the paused node alive again",
             || async {
-                let s = try_json(&cluster.node(victim).url("/pipelines/moving")).await?;
-                let mine = s["partitions"]
+                let s = try_json(&members).await?;
+                let alive = s["members"]
                     .as_array()?
                     .iter()
-                    .any(|p| p["node"].as_u64() == Some(victim));
-                (!mine).then_some(())
+                    .any(|m| m["id"].as_u64() == Some(victim) && m["alive"] == true);
+                alive.then_some(())
             },
         )
         .await;
@@ -256,4 +257,134 @@ async fn members_show_whether_they_are_alive() {
     let metric = format!("wire_member_alive{{node=\"{victim}\"}}");
     let value = cluster.node(leader).metric(&metric).await;
     assert_eq!(value, Some(0.0));
+}
+
+/// The moves of the pipeline's partitions: partition -> (node, moving_to, last move).
+async fn placement(url: &str) -> Option<Vec<(u64, Option<u64>, Value)>> {
+    let s = try_json(url).await?;
+    s["partitions"]
+        .as_array()?
+        .iter()
+        .map(|p| {
+            Some((
+                p["node"].as_u64()?,
+                p["moving_to"].as_u64(),
+                p["last_move"].clone(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_gets_its_share_and_a_drained_node_leaves_without_a_failover() {
+    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+    let out = cluster.root.path().join("shared-out");
+    let spec = json!({
+        "name": "moving",
+        "parallelism": 6,
+        "checkpoint_interval": "300ms",
+        "sources": [{"id": "gen", "type": "generator",
+                     "config": {"count": RECORDS, "rate": 2000, "template": {"id": "{{seq}}"}}}],
+        "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
+        "sinks": [{"type": "file", "config": {"path": out.display().to_string(), "rotate_bytes": 4096}}]
+    });
+    create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
+    let url = cluster.node(1).url("/pipelines/moving");
+    eventually(
+        Duration::from_secs(30),
+        "a checkpoint of every partition",
+        || async {
+            let e = epochs(&cluster, 0).await?;
+            (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
+        },
+    )
+    .await;
+
+    // A fourth node joins: partitions are handed to it, each after a final checkpoint.
+    let args: Vec<String> = [
+        "--failover-after-ms",
+        FAILOVER_AFTER_MS,
+        "--join",
+        &cluster.node(1).http,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let fourth = crate::support::Proc::start(cluster.root.path(), 4, &args);
+    cluster.nodes.push(fourth);
+    cluster.wait_members(4, Duration::from_secs(30)).await;
+    let moved_in = eventually(
+        Duration::from_secs(30),
+        "partitions on the new node",
+        || async {
+            let p = placement(&url).await?;
+            let on4: Vec<Value> = p
+                .iter()
+                .filter(|(n, moving, _)| *n == 4 && moving.is_none())
+                .map(|(_, _, m)| m.clone())
+                .collect();
+            (!on4.is_empty()).then_some(on4)
+        },
+    )
+    .await;
+    assert!(
+        moved_in.iter().all(|m| m["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("balancing"))),
+        "{moved_in:?}"
+    );
+
+    // Node 2 is drained, then removed and stopped: its partitions were handed off, none
+    // failed over.
+    let r = crate::support::http()
+        .post(cluster.node(1).url("/cluster/members/2/drain"))
+        .send()
+        .await
+        .expect("drain");
+    assert_eq!(r.status(), 200);
+    let after = eventually(Duration::from_secs(30), "node 2 drained", || async {
+        let p = placement(&url).await?;
+        (!p.iter().any(|(n, _, _)| *n == 2)).then_some(p)
+    })
+    .await;
+    for (_, _, m) in &after {
+        if m["from"].as_u64() == Some(2) {
+            let reason = m["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("draining"), "{m}");
+        }
+    }
+    let s = get_json(&cluster.node(1).url("/cluster/members")).await;
+    let member2 = s["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == 2).cloned())
+        .expect("member 2");
+    assert_eq!(
+        (
+            member2["draining"].as_bool(),
+            member2["partitions"].as_u64()
+        ),
+        (Some(true), Some(0))
+    );
+    let r = crate::support::http()
+        .delete(cluster.node(1).url("/cluster/members/2"))
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    cluster.node_mut(2).terminate();
+
+    eventually(Duration::from_secs(90), "the pipeline finished", || async {
+        let s = try_json(&url).await?;
+        (s["state"] == "finished").then_some(())
+    })
+    .await;
+    let mut seen = BTreeSet::new();
+    for l in committed_lines(&out) {
+        let v: Value = serde_json::from_str(&l).expect("a JSON line");
+        assert!(seen.insert(v["id"].as_u64().expect("id")), "twice: {l}");
+    }
+    assert_eq!(seen.len() as u64, RECORDS, "every record once");
+    let log =
+        cluster.node(1).log_text() + &cluster.node(3).log_text() + &cluster.node(4).log_text();
+    assert!(!log.contains("silent for"), "a failover happened:\n{log}");
 }

@@ -441,7 +441,9 @@ async fn drive(
         }
         other => tracing::info!(pipeline = %pipeline, state = ?other, "pipeline job ended"),
     }
+    // The workers end first: a sink publishes the last committed epoch before it sees the
+    // stop, so `finished` is shown only once all output is visible.
     threads.stop();
-    status.set_state(end);
     threads.join(Duration::from_secs(5)).await;
+    status.set_state(end);
 }

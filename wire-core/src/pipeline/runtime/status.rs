@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::live::{JobState, JobStatus, PartitionLive};
 use super::metrics::StepStats;
 use crate::consensus::NodeId;
+use crate::pipeline::catalog::PartitionMove;
 use crate::pipeline::PipelineRecord;
 
 /// A node's report of the job it runs for a pipeline.
@@ -40,6 +41,12 @@ pub struct PartitionStatus {
     /// `running`, `finished`, `failed`, `stopped`, `starting`, `unassigned` or `unknown`
     /// (its node did not answer).
     pub state: String,
+    /// The node it is being handed off to (after its final checkpoint here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<NodeId>,
+    /// Its last move: from where, to where and why (a node silent, draining, balancing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_move: Option<PartitionMove>,
     #[serde(flatten)]
     pub live: PartitionLive,
 }
@@ -83,6 +90,7 @@ pub fn assemble(
     record: PipelineRecord,
     assignments: &BTreeMap<u32, NodeId>,
     checkpoints: &BTreeMap<u32, crate::pipeline::checkpoint::Checkpoint>,
+    moves: &BTreeMap<u32, PartitionMove>,
     reports: &BTreeMap<NodeId, Answer>,
 ) -> PipelineStatus {
     let mut partitions = Vec::new();
@@ -124,10 +132,13 @@ pub fn assemble(
                 live.last_checkpoint_ms = Some(c.taken_at_ms);
             }
         }
+        let m = moves.get(&p);
         partitions.push(PartitionStatus {
             partition: p,
             node,
             state,
+            moving_to: m.filter(|m| !m.done).map(|m| m.to),
+            last_move: m.filter(|m| m.done).cloned(),
             live,
         });
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::assign::{assign, Want};
+use super::assign::{place, Members, Want};
 use super::coordinator::{CheckpointLog, Committed};
 use super::job::{Job, JobConfig, LogFn};
 use super::live::{JobState, JobStatus};
@@ -180,40 +180,49 @@ async fn assigner(node: ConsensusClient, cluster: ClusterOps, mut stop: watch::R
 async fn assign_round(node: &ConsensusClient, cluster: &ClusterOps) -> Result<()> {
     let state = node.state();
     // Only live members take work: a member silent past `failover_after_ms` loses its
-    // partitions to the others.
+    // partitions to the others; a draining one hands its partitions off and gets no more.
     let liveness = cluster.local_liveness()?;
-    let mut members: Vec<NodeId> = state
-        .members()?
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|id| liveness.get(id).is_none_or(|l| l.alive))
-        .collect();
-    members.sort_unstable();
+    let draining = state.draining()?;
+    let mut members = Members::default();
+    for (id, _) in state.members()? {
+        match liveness.get(&id) {
+            Some(l) if !l.alive => {
+                let why = format!("node {id} was silent for {} ms", l.last_heard_ms);
+                members.why_not.insert(id, why);
+                continue;
+            }
+            _ => members.live.push(id),
+        }
+        if draining.contains(&id) {
+            members.why_not.insert(id, format!("node {id} is draining"));
+        } else {
+            members.eligible.push(id);
+        }
+    }
     let mut load = BTreeMap::new();
     for record in state.pipelines()? {
         let name = &record.spec.name;
         let current = state.assignments(name)?;
-        let wanted = assign(&want(&record), &members, &current, &mut load);
-        if wanted == current {
+        let pending: BTreeMap<u32, NodeId> = state
+            .moves(name)?
+            .into_iter()
+            .filter(|(_, m)| !m.done)
+            .map(|(p, m)| (p, m.to))
+            .collect();
+        let placed = place(&want(&record), &members, &current, &mut load);
+        if placed.assignments == current && placed.pending() == pending {
             continue;
         }
-        let lost: Vec<NodeId> = current
-            .values()
-            .filter(|n| !members.contains(n))
-            .copied()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if lost.is_empty() {
-            tracing::info!(pipeline = %name, assignments = ?wanted, "assigning partitions");
-        } else {
-            tracing::warn!(pipeline = %name, silent_or_gone = ?lost, assignments = ?wanted, "moving partitions off members that are gone or silent");
+        for (p, m) in &placed.moves {
+            let verb = if m.done { "moved" } else { "moving" };
+            tracing::info!(pipeline = %name, partition = p, from = ?m.from, to = m.to, reason = %m.reason, "{verb} partition");
         }
         let outcome = node
             .write(Command::PipelineAssign {
                 name: name.clone(),
                 version: record.version,
-                assignments: wanted.into_iter().collect(),
+                assignments: placed.assignments.into_iter().collect(),
+                moves: placed.moves.into_iter().collect(),
             })
             .await?;
         if let CommandResponse::Refused { reason } = outcome.response {
@@ -347,18 +356,23 @@ async fn supervise_round(
     let state = node.state();
     let me = node.id();
     let mut wanted: BTreeMap<String, (PipelineRecord, Vec<u32>)> = BTreeMap::new();
+    // Partitions of mine with a pending move elsewhere: stopped (with a final checkpoint)
+    // and then handed off.
+    let mut leaving: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for record in state.pipelines()? {
-        if record.desired != DesiredState::Running {
-            continue;
-        }
-        let mine: Vec<u32> = state
-            .assignments(&record.spec.name)?
+        let name = &record.spec.name;
+        let moves = state.moves(name)?;
+        let (going, mine): (Vec<u32>, Vec<u32>) = state
+            .assignments(name)?
             .into_iter()
             .filter(|(_, n)| *n == me)
             .map(|(p, _)| p)
-            .collect();
-        if !mine.is_empty() {
-            wanted.insert(record.spec.name.clone(), (record, mine));
+            .partition(|p| moves.get(p).is_some_and(|m| !m.done && m.to != me));
+        if !going.is_empty() {
+            leaving.insert(name.clone(), going);
+        }
+        if record.desired == DesiredState::Running && !mine.is_empty() {
+            wanted.insert(name.clone(), (record, mine));
         }
     }
     // Stop what is no longer wanted here, or wanted differently.
@@ -380,6 +394,21 @@ async fn supervise_round(
             }
         }
     }
+    // Nothing runs the leaving partitions now (their final checkpoints are committed):
+    // hand them off.
+    for (name, partitions) in leaving {
+        tracing::info!(pipeline = %name, ?partitions, "handing partitions off");
+        let outcome = node
+            .write(Command::PipelineHandOff {
+                name: name.clone(),
+                node: me,
+                partitions,
+            })
+            .await?;
+        if let CommandResponse::Refused { reason } = outcome.response {
+            tracing::debug!(pipeline = %name, reason = %reason, "hand-off refused");
+        }
+    }
     for (name, (record, parts)) in wanted {
         let now = Instant::now();
         let restart = match slots.get_mut(&name) {
@@ -393,8 +422,13 @@ async fn supervise_round(
                 JobState::Failed { retry: true, .. } => {
                     now >= slot.retry_at || slot.registrations != runtime.registrations()
                 }
-                JobState::Failed { retry: false, .. } | JobState::Stopped { .. } => {
+                JobState::Failed { retry: false, .. } => {
                     slot.updated_index != record.updated_index
+                }
+                // Fenced off while this node still owns the partitions (its checkpoint was
+                // refused: a stale job after a pause, say): start over from the checkpoints.
+                JobState::Stopped { .. } => {
+                    now >= slot.retry_at || slot.updated_index != record.updated_index
                 }
                 _ => false,
             },
