@@ -388,3 +388,99 @@ async fn a_joining_node_gets_its_share_and_a_drained_node_leaves_without_a_failo
         cluster.node(1).log_text() + &cluster.node(3).log_text() + &cluster.node(4).log_text();
     assert!(!log.contains("silent for"), "a failover happened:\n{log}");
 }
+
+/// Every message of `topic`, read up to the end offsets it has now (its producers are done).
+#[cfg(feature = "kafka")]
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "wire-failover-checker")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut total = 0;
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        total += (high - low) as usize;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < total && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("message");
+            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON"));
+        }
+    }
+    assert_eq!(out.len(), total, "every message up to the end offsets");
+    out
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_sink_through_a_kill_is_at_least_once_with_duplicates_from_one_interval() {
+    use crate::kafka::{broker, create_topic, topic};
+    const RATE: u64 = 3000;
+    const INTERVAL_MS: u64 = 300;
+    let name = topic("failover-out");
+    create_topic(&name, 3).await;
+    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+    let spec = json!({
+        "name": "moving",
+        "parallelism": 6,
+        "checkpoint_interval": format!("{INTERVAL_MS}ms"),
+        "sources": [{"id": "gen", "type": "generator",
+                     "config": {"count": RECORDS, "rate": RATE, "template": {"id": "{{seq}}"}}}],
+        "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
+        "sinks": [{"type": "kafka", "config": {"bootstrap_servers": broker(), "topic": name}}]
+    });
+    create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
+    eventually(
+        Duration::from_secs(30),
+        "a checkpoint of every partition",
+        || async {
+            let e = epochs(&cluster, 0).await?;
+            (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
+        },
+    )
+    .await;
+    let leader = leader_of(&cluster).await;
+    let victim = (1..=3).find(|n| *n != leader).unwrap_or(2);
+    let moved = assignments(&cluster, 0)
+        .await
+        .expect("assignments")
+        .values()
+        .filter(|n| **n == victim)
+        .count() as u64;
+    cluster.node_mut(victim).kill9();
+    let any = cluster.node(leader).url("/pipelines/moving");
+    eventually(Duration::from_secs(90), "the pipeline finished", || async {
+        let s = try_json(&any).await?;
+        (s["state"] == "finished").then_some(())
+    })
+    .await;
+    let mut count: BTreeMap<u64, u64> = BTreeMap::new();
+    for v in read_topic(broker(), &name) {
+        *count.entry(v["id"].as_u64().expect("id")).or_default() += 1;
+    }
+    assert_eq!(count.len() as u64, RECORDS, "every record at least once");
+    let duplicates: u64 = count.values().map(|c| c - 1).sum();
+    // What the killed node's partitions read after their last checkpoint: one interval of
+    // their share of the rate (times two for the checkpoint's own round trip).
+    let bound = moved * (RATE / 6) * INTERVAL_MS * 2 / 1000;
+    eprintln!("kafka sink through a kill: {duplicates} duplicates (bound {bound})");
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates, more than {bound}"
+    );
+}

@@ -422,9 +422,7 @@ async fn supervise_round(
                 JobState::Failed { retry: true, .. } => {
                     now >= slot.retry_at || slot.registrations != runtime.registrations()
                 }
-                JobState::Failed { retry: false, .. } => {
-                    slot.updated_index != record.updated_index
-                }
+                JobState::Failed { retry: false, .. } => slot.updated_index != record.updated_index,
                 // Fenced off while this node still owns the partitions (its checkpoint was
                 // refused: a stale job after a pause, say): start over from the checkpoints.
                 JobState::Stopped { .. } => {
