@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover
+.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover
 
 verify: fmt-check clippy test
 
@@ -84,3 +84,8 @@ bench-connectors:
 # same leader kills and pauses: recovery times, ratios, and every acknowledged write read back.
 bench-failover:
 	bash bench/failover/run.sh
+
+# kill -9 of pipeline nodes: time until their partitions run elsewhere, output checked.
+bench-pipeline-failover:
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} cargo build -q --release -p wire-core --bin wire
+	python3 bench/failover/pipelines.py

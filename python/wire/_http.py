@@ -91,6 +91,11 @@ class HttpTransport:
         _, body = self._call(method, path, **kw)
         return json.loads(body)
 
+    def drain(self, node_id: int, undo: bool = False) -> bool:
+        """Starts (or with ``undo`` ends) draining a member; whether that changed anything."""
+        method = "DELETE" if undo else "POST"
+        return bool(self._json(method, f"/cluster/members/{int(node_id)}/drain")["changed"])
+
     @staticmethod
     def _key_path(key: str) -> str:
         if not key:

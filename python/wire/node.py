@@ -98,6 +98,8 @@ class Node:
         return dict(json.loads(self._native.status()))
 
     def members(self) -> List[Dict[str, Any]]:
+        """Every member: addresses, voter, ``alive`` and ``last_heard_ms`` (as the leader
+        sees them), ``draining`` and its number of pipeline ``partitions``."""
         return list(self.status()["members"])
 
     def is_ready(self) -> bool:
@@ -116,6 +118,13 @@ class Node:
     def remove_member(self, node_id: int) -> None:
         """Removes a member from the cluster (through the leader)."""
         self._native.remove_member(node_id)
+
+    def drain(self, node_id: int, *, undo: bool = False) -> bool:
+        """Drains a member before maintenance: its pipeline partitions are handed off to the
+        others (each after a final checkpoint) and it gets no new ones; ``undo=True`` ends
+        it. Returns whether anything changed. ``members()`` shows each member's
+        ``draining`` and ``partitions``."""
+        return HttpTransport(self.url).drain(node_id, undo)
 
     # Lifetime.
 
@@ -187,7 +196,13 @@ class Client:
         return dict(json.loads(self._t.status()))
 
     def members(self) -> List[Dict[str, Any]]:
+        """Every member: addresses, voter, ``alive`` and ``last_heard_ms`` (as the leader
+        sees them), ``draining`` and its number of pipeline ``partitions``."""
         return list(self.status()["members"])
+
+    def drain(self, node_id: int, *, undo: bool = False) -> bool:
+        """As :meth:`Node.drain`."""
+        return self._t.drain(node_id, undo)
 
     def __repr__(self) -> str:
         return f"wire.Client({self.url!r})"

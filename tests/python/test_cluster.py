@@ -59,3 +59,39 @@ def test_a_member_hosted_elsewhere_pins_python_pipelines(cluster: list, tmp_path
         assert len(read_output(tmp_path / "out")) == 300
     finally:
         _registry.attach(three)
+
+
+def test_members_show_liveness_and_a_drained_member_hands_its_partitions_off(
+    cluster: list, tmp_path: pathlib.Path
+) -> None:
+    one, two, three = cluster
+    members = {m["id"]: m for m in two.members()}
+    assert all(m["alive"] is True and m["last_heard_ms"] >= 0 for m in members.values()), members
+    flow = (
+        wire.Pipeline("drained", parallelism=3, checkpoint_interval="200ms")
+        .source(wire.sources.generator(count=20000, rate=4000))
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    one.pipelines.deploy(flow)
+
+    def owners() -> "set[object]":
+        status = one.pipelines.status("drained") or {"partitions": []}
+        return {p.get("node") for p in status["partitions"]}
+
+    deadline = time.monotonic() + 30
+    while owners() != {1, 2, 3}:
+        assert time.monotonic() < deadline, owners()
+        time.sleep(0.05)
+    assert wire.Client(three.url).drain(3) is True
+    assert three.drain(3) is False, "already draining"
+    deadline = time.monotonic() + 30
+    while 3 in owners():
+        assert time.monotonic() < deadline, owners()
+        time.sleep(0.05)
+    me = {m["id"]: m for m in one.members()}[3]
+    assert me["draining"] is True and me["partitions"] == 0
+    status = one.pipelines.wait("drained", timeout=60)
+    moved = [p["last_move"] for p in status["partitions"] if p.get("last_move")]
+    assert moved and all("draining" in m["reason"] and m["from"] == 3 for m in moved), moved
+    assert sorted(r["seq"] for r in read_output(tmp_path / "out")) == list(range(20000))
+    assert one.drain(3, undo=True) is True
