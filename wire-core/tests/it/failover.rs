@@ -58,39 +58,43 @@ async fn epochs(cluster: &Cluster, skip: u64) -> Option<BTreeMap<u64, u64>> {
     None
 }
 
-async fn survive(fault: Fault) {
-    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+/// The sink every test's pipeline writes: part files in a directory the nodes share.
+fn shared_files(cluster: &Cluster) -> Value {
     let out = cluster.root.path().join("shared-out");
+    json!({"type": "file", "config": {"path": out.display().to_string(), "rotate_bytes": 4096}})
+}
+
+/// Starts "moving" on `cluster`: RECORDS generated at `rate`, parallelism 6, checkpoints
+/// every 300 ms, into `sink`; returns once every partition has committed two checkpoints.
+async fn start_moving(cluster: &Cluster, rate: u64, sink: Value) {
     let spec = json!({
         "name": "moving",
         "parallelism": 6,
         "checkpoint_interval": "300ms",
         "sources": [{"id": "gen", "type": "generator",
-                     "config": {"count": RECORDS, "rate": 3000, "template": {"id": "{{seq}}"}}}],
+                     "config": {"count": RECORDS, "rate": rate, "template": {"id": "{{seq}}"}}}],
         "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
-        "sinks": [{"type": "file", "config": {"path": out.display().to_string(), "rotate_bytes": 4096}}]
+        "sinks": [sink]
     });
     create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
-    let placed = eventually(
-        Duration::from_secs(30),
-        "partitions on every node",
-        || async {
-            let a = assignments(&cluster, 0).await?;
-            let nodes: BTreeSet<u64> = a.values().copied().collect();
-            (a.len() == 6 && nodes.len() == 3).then_some(a)
-        },
-    )
-    .await;
-    // Some output committed everywhere before the fault.
     eventually(
         Duration::from_secs(30),
         "a checkpoint of every partition",
         || async {
-            let e = epochs(&cluster, 0).await?;
+            let e = epochs(cluster, 0).await?;
             (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
         },
     )
     .await;
+}
+
+async fn survive(fault: Fault) {
+    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+    let out = cluster.root.path().join("shared-out");
+    start_moving(&cluster, 3000, shared_files(&cluster)).await;
+    let placed = assignments(&cluster, 0).await.expect("assignments");
+    let nodes: BTreeSet<u64> = placed.values().copied().collect();
+    assert_eq!((placed.len(), nodes.len()), (6, 3), "{placed:?}");
 
     let leader = leader_of(&cluster).await;
     let victim = match fault {
@@ -279,26 +283,8 @@ async fn placement(url: &str) -> Option<Vec<(u64, Option<u64>, Value)>> {
 async fn a_joining_node_gets_its_share_and_a_drained_node_leaves_without_a_failover() {
     let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
     let out = cluster.root.path().join("shared-out");
-    let spec = json!({
-        "name": "moving",
-        "parallelism": 6,
-        "checkpoint_interval": "300ms",
-        "sources": [{"id": "gen", "type": "generator",
-                     "config": {"count": RECORDS, "rate": 2000, "template": {"id": "{{seq}}"}}}],
-        "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
-        "sinks": [{"type": "file", "config": {"path": out.display().to_string(), "rotate_bytes": 4096}}]
-    });
-    create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
+    start_moving(&cluster, 2000, shared_files(&cluster)).await;
     let url = cluster.node(1).url("/pipelines/moving");
-    eventually(
-        Duration::from_secs(30),
-        "a checkpoint of every partition",
-        || async {
-            let e = epochs(&cluster, 0).await?;
-            (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
-        },
-    )
-    .await;
 
     // A fourth node joins: partitions are handed to it, each after a final checkpoint.
     let args: Vec<String> = [
@@ -431,29 +417,12 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<Value> {
 async fn a_kafka_sink_through_a_kill_is_at_least_once_with_duplicates_from_one_interval() {
     use crate::kafka::{broker, create_topic, topic};
     const RATE: u64 = 3000;
-    const INTERVAL_MS: u64 = 300;
+    const INTERVAL_MS: u64 = 300; // start_moving's checkpoint interval
     let name = topic("failover-out");
     create_topic(&name, 3).await;
     let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
-    let spec = json!({
-        "name": "moving",
-        "parallelism": 6,
-        "checkpoint_interval": format!("{INTERVAL_MS}ms"),
-        "sources": [{"id": "gen", "type": "generator",
-                     "config": {"count": RECORDS, "rate": RATE, "template": {"id": "{{seq}}"}}}],
-        "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
-        "sinks": [{"type": "kafka", "config": {"bootstrap_servers": broker(), "topic": name}}]
-    });
-    create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
-    eventually(
-        Duration::from_secs(30),
-        "a checkpoint of every partition",
-        || async {
-            let e = epochs(&cluster, 0).await?;
-            (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
-        },
-    )
-    .await;
+    let sink = json!({"type": "kafka", "config": {"bootstrap_servers": broker(), "topic": name}});
+    start_moving(&cluster, RATE, sink).await;
     let leader = leader_of(&cluster).await;
     let victim = (1..=3).find(|n| *n != leader).unwrap_or(2);
     let moved = assignments(&cluster, 0)

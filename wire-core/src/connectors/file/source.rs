@@ -1,6 +1,9 @@
 //! Reading JSON lines or CSV from files in batches, resumable at a byte offset. A line that
 //! cannot be read as a record is returned as bad input (its raw bytes and position) rather
-//! than dropped. [`FileSource`] spreads the files a path or glob matches over partitions.
+//! than dropped. [`FileSource`] spreads the files a path or glob matches over partitions; a
+//! JSON-lines file larger than [`RANGE_BYTES`] (not tailed) is several splits of that many
+//! bytes, each holding the lines that begin inside its range, so one big file keeps every
+//! partition busy.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,6 +29,9 @@ pub struct Batch {
     pub at_end: bool,
 }
 
+/// A JSON-lines file (not tailed) larger than this is read as splits of this many bytes.
+pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Reads one file of JSON lines or CSV. Each record's position offset is the byte offset
 /// just after its line: resuming from a record's offset reads the records after it.
 pub struct LineReader {
@@ -33,6 +39,8 @@ pub struct LineReader {
     source: std::sync::Arc<str>,
     split: std::sync::Arc<str>,
     offset: u64,
+    /// A byte range's end: lines that begin at or after it belong to the next split.
+    end: Option<u64>,
     line: Vec<u8>,
     /// CSV: the header's column names (read from the start of the file, wherever we resume).
     columns: Option<Vec<String>>,
@@ -70,9 +78,39 @@ impl LineReader {
             source: source.into(),
             split: path.display().to_string().into(),
             offset,
+            end: None,
             line: Vec::new(),
             columns,
         })
+    }
+
+    /// Opens the split `key` of a JSON-lines `path`: the lines that begin in
+    /// `[start, end)`, from `resume` (a line boundary it reached before) or else from the
+    /// first line that begins at or after `start`.
+    pub fn open_range(
+        source: &str,
+        path: &Path,
+        key: &str,
+        start: u64,
+        end: Option<u64>,
+        resume: Option<u64>,
+    ) -> std::io::Result<LineReader> {
+        let (at, align) = match resume {
+            Some(offset) => (offset, false),
+            None if start == 0 => (0, false),
+            None => (start - 1, true),
+        };
+        let mut reader = Self::open_as(source, path, at, FileFormat::Jsonl)?;
+        if align {
+            // The byte before the range: skip to just after the next newline, where the
+            // first line that begins in the range starts.
+            reader.line.clear();
+            let n = reader.reader.read_until(b'\n', &mut reader.line)?;
+            reader.offset += n as u64;
+        }
+        reader.split = key.into();
+        reader.end = end;
+        Ok(reader)
     }
 
     /// The offset the next read starts at.
@@ -86,6 +124,10 @@ impl LineReader {
         let mut batch = Batch::default();
         let mut lines = 0;
         while lines < max {
+            if self.end.is_some_and(|end| self.offset >= end) {
+                batch.at_end = true;
+                break;
+            }
             self.line.clear();
             let mut n = self.reader.read_until(b'\n', &mut self.line)?;
             if n == 0 {
@@ -251,23 +293,68 @@ pub fn matching_files(path: &str) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A partition of a file source: the matched files whose path hashes to it, read one after
-/// the other from their checkpointed offsets.
+/// A split of a file source: a whole file, or a byte range of a large JSON-lines one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub path: PathBuf,
+    /// Its name in checkpoints: the path, or `path@start` for a range.
+    pub key: String,
+    pub start: u64,
+    /// Where the range ends (none: the file's end).
+    pub end: Option<u64>,
+}
+
+/// The splits of `files`: whole files when tailing or reading CSV (whose quoted fields may
+/// hold newlines), else ranges of [`RANGE_BYTES`] for larger files. Depends only on the files
+/// and their sizes, not on the parallelism, so checkpoints carry over a change of it.
+pub fn splits(files: &[PathBuf], format: FileFormat, tail: bool, range: u64) -> Vec<Split> {
+    let mut out = Vec::new();
+    for path in files {
+        let key = path.display().to_string();
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if tail || format != FileFormat::Jsonl || size <= range {
+            out.push(Split {
+                path: path.clone(),
+                key,
+                start: 0,
+                end: None,
+            });
+            continue;
+        }
+        let mut start = 0;
+        while start < size {
+            let end = (start + range < size).then_some(start + range);
+            out.push(Split {
+                path: path.clone(),
+                key: format!("{key}@{start}"),
+                start,
+                end,
+            });
+            start += range;
+        }
+    }
+    out
+}
+
+/// A partition of a file source: the splits dealt to it, read one after the other from
+/// their checkpointed offsets.
 pub struct FileSource {
     config: FileSourceConfig,
     step: String,
     partition: u32,
     partitions: u32,
-    /// Split (path) -> offset reached.
+    /// Split key -> offset reached.
     offsets: BTreeMap<String, u64>,
     /// Splits whose end was reached (rechecked when tailing).
     done: Vec<String>,
     current: Option<LineReader>,
     last_scan: Option<std::time::Instant>,
-    /// Without `tail`: this partition's files, dealt round-robin from the sorted matches
-    /// when the partition starts (even spread). With `tail` files come and go, so each is
-    /// placed by a hash of its path instead (stable as others appear).
-    dealt: Option<Vec<String>>,
+    /// Without `tail`: this partition's splits, dealt round-robin when the partition starts
+    /// (an even spread). With `tail` files come and go, so each is placed by a hash of its
+    /// path instead (stable as others appear).
+    dealt: Option<Vec<Split>>,
+    /// Bytes per range split.
+    range: u64,
 }
 
 impl FileSource {
@@ -282,44 +369,64 @@ impl FileSource {
             current: None,
             last_scan: None,
             dealt: None,
+            range: RANGE_BYTES,
         }
     }
 
-    fn mine(&self, path: &Path) -> bool {
-        let key = path.display().to_string();
-        match &self.dealt {
-            Some(files) => files.contains(&key),
-            None => {
-                crate::hash::stable_hash(key.as_bytes()) % u64::from(self.partitions)
-                    == u64::from(self.partition)
-            }
+    /// Whether a tailed split belongs here (placed by a hash of its key).
+    fn hashed_here(&self, split: &Split) -> bool {
+        crate::hash::stable_hash(split.key.as_bytes()) % u64::from(self.partitions)
+            == u64::from(self.partition)
+    }
+
+    /// This partition's splits now.
+    fn my_splits(&mut self) -> Result<Vec<Split>, String> {
+        if let Some(dealt) = &self.dealt {
+            return Ok(dealt.clone());
         }
+        let files = matching_files(&self.config.path)
+            .map_err(|e| format!("listing {}: {e}", self.config.path))?;
+        let all = splits(&files, self.config.format, self.config.tail, self.range);
+        let n = self.partitions as usize;
+        let p = self.partition as usize;
+        if self.config.tail {
+            return Ok(all.into_iter().filter(|s| self.hashed_here(s)).collect());
+        }
+        let mine: Vec<Split> = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == p)
+            .map(|(_, s)| s)
+            .collect();
+        self.dealt = Some(mine.clone());
+        Ok(mine)
     }
 
     /// Opens the next split that is not done, if any.
     fn next_split(&mut self) -> Result<Option<LineReader>, String> {
-        let files = matching_files(&self.config.path)
-            .map_err(|e| format!("listing {}: {e}", self.config.path))?;
-        if !self.config.tail && self.dealt.is_none() {
-            let n = self.partitions as usize;
-            let p = self.partition as usize;
-            self.dealt = Some(
-                files
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % n == p)
-                    .map(|(_, f)| f.display().to_string())
-                    .collect(),
-            );
-        }
-        for file in files {
-            let key = file.display().to_string();
-            if !self.mine(&file) || self.done.contains(&key) {
+        for split in self.my_splits()? {
+            if self.done.contains(&split.key) {
                 continue;
             }
-            let offset = self.offsets.get(&key).copied().unwrap_or(0);
-            let reader = LineReader::open_as(&self.step, &file, offset, self.config.format)
-                .map_err(|e| format!("opening {key}: {e}"))?;
+            let resume = self.offsets.get(&split.key).copied();
+            let reader = if split.end.is_none() && split.start == 0 {
+                LineReader::open_as(
+                    &self.step,
+                    &split.path,
+                    resume.unwrap_or(0),
+                    self.config.format,
+                )
+            } else {
+                LineReader::open_range(
+                    &self.step,
+                    &split.path,
+                    &split.key,
+                    split.start,
+                    split.end,
+                    resume,
+                )
+            };
+            let reader = reader.map_err(|e| format!("opening {}: {e}", split.key))?;
             return Ok(Some(reader));
         }
         Ok(None)
@@ -383,15 +490,26 @@ impl Source for FileSource {
     }
 
     fn lag(&self) -> Option<u64> {
-        let files = matching_files(&self.config.path).ok()?;
+        let mine: Vec<Split> = match &self.dealt {
+            Some(dealt) => dealt.clone(),
+            None if self.config.tail => {
+                let files = matching_files(&self.config.path).ok()?;
+                splits(&files, self.config.format, true, self.range)
+                    .into_iter()
+                    .filter(|s| self.hashed_here(s))
+                    .collect()
+            }
+            // Not dealt yet: nothing read, nothing known.
+            None => return None,
+        };
         Some(
-            files
-                .iter()
-                .filter(|f| self.mine(f))
-                .map(|f| {
-                    let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                    let key = f.display().to_string();
-                    len.saturating_sub(self.offsets.get(&key).copied().unwrap_or(0))
+            mine.iter()
+                .map(|s| {
+                    let end = s.end.unwrap_or_else(|| {
+                        std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0)
+                    });
+                    let at = self.offsets.get(&s.key).copied().unwrap_or(s.start);
+                    end.saturating_sub(at)
                 })
                 .sum(),
         )
@@ -477,6 +595,86 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.read_batch(10).unwrap().records.len(), 2);
+    }
+
+    /// Reads every partition of a source over `path` to its end (ranges of `range` bytes),
+    /// resuming each from its positions every `stop_every` batches; returns the ids read.
+    fn read_all(path: &str, partitions: u32, range: u64, stop_every: usize) -> Vec<u64> {
+        let config = FileSourceConfig {
+            path: path.to_string(),
+            format: FileFormat::Jsonl,
+            tail: false,
+        };
+        let mut ids = Vec::new();
+        for partition in 0..partitions {
+            let mut resume = BTreeMap::new();
+            'restart: loop {
+                let ctx = SourceContext {
+                    pipeline: "test",
+                    step: "files",
+                    partition,
+                    partitions,
+                    resume: &resume,
+                };
+                let mut s = FileSource::open(config.clone(), &ctx);
+                s.range = range;
+                for _ in 0..stop_every {
+                    let b = s.read(3).unwrap();
+                    ids.extend(b.records.iter().map(|r| {
+                        match &r.value {
+                            Val::Obj(m) => m
+                                .values()
+                                .next()
+                                .map_or(0, |v| v.to_string().parse().unwrap_or(0)),
+                            _ => 0,
+                        }
+                    }));
+                    if b.state == ReadState::Finished {
+                        break 'restart;
+                    }
+                }
+                resume = s.positions();
+            }
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn a_big_file_is_read_in_byte_ranges_each_line_once_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.jsonl");
+        let mut text = String::new();
+        for i in 0..200u64 {
+            // Lines of many lengths, some longer than a range.
+            let pad = "x".repeat((i as usize * 7) % 90);
+            text.push_str(&format!("{{\"id\":{i},\"pad\":\"{pad}\"}}\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let path = path.display().to_string();
+        let files = matching_files(&path).unwrap();
+        assert_eq!(
+            splits(&files, FileFormat::Jsonl, false, 64).len(),
+            text.len().div_ceil(64)
+        );
+        let all: Vec<u64> = (0..200).collect();
+        for partitions in [1, 2, 3] {
+            for range in [37, 1000, RANGE_BYTES] {
+                assert_eq!(
+                    read_all(&path, partitions, range, usize::MAX),
+                    all,
+                    "p{partitions} r{range}"
+                );
+                assert_eq!(
+                    read_all(&path, partitions, range, 7),
+                    all,
+                    "resumed, p{partitions} r{range}"
+                );
+            }
+        }
+        // Tailing or CSV: whole files.
+        assert_eq!(splits(&files, FileFormat::Jsonl, true, 64).len(), 1);
+        assert_eq!(splits(&files, FileFormat::Csv, false, 64).len(), 1);
     }
 
     #[test]
