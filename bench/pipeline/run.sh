@@ -81,7 +81,7 @@ POLL
 }
 
 run_loop() {
-  "$loop_bin" "$work/loop-out.jsonl" "$work/in-0.jsonl" "$work/in-1.jsonl" \
+  "$loop_bin" "$work/loop-out.jsonl" "$work/in.jsonl" \
     | sed -E 's/.*seconds=([0-9.]+).*peak_rss_kib=([0-9]+).*/\1 \2/'
   rm -f "$work/loop-out.jsonl"
 }
