@@ -47,31 +47,8 @@ with open(f"{work}/expected", "w") as f:
     f.write(f"{count} {total}\n")
 PY
 
-# Checks a contender's output (files, or directories of part files) against the expected
-# records; exits non-zero, failing the run, when it differs.
-check() {
-  python3 - "$work/expected" "$@" <<'CHECK'
-import json, math, os, sys
-want_count, want_sum = map(int, open(sys.argv[1]).read().split())
-name, paths = sys.argv[2], sys.argv[3:]
-files = []
-for p in paths:
-    if os.path.isdir(p):
-        files += [os.path.join(p, f) for f in sorted(os.listdir(p)) if f.startswith("part-")]
-    else:
-        files.append(p)
-count = total = 0
-for path in files:
-    with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            assert r["amount"] > 5 and r["amount_cents"] == math.floor(r["amount"] * 100), (name, line)
-            count += 1
-            total += r["id"]
-if (count, total) != (want_count, want_sum):
-    sys.exit(f"{name}: {count} records (id sum {total}), expected {want_count} ({want_sum})")
-CHECK
-}
+# Checks a contender's output against the expected records; fails the run when it differs.
+check() { python3 bench/check_output.py "$work/expected" "$@"; }
 inputs="$work/in.jsonl"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

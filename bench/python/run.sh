@@ -6,8 +6,10 @@
 #   - Bytewax 0.21 from PyPI with its FileSource/FileSink, one worker;
 #   - a plain Python loop (json.loads -> functions -> json.dumps).
 # Wire is a release build of the wheel installed in the bench virtualenv beside Bytewax.
-# Rounds alternate (ROUNDS, default 2); the best of each is kept. Prints records/s, peak RSS
-# and the ratios against the targets.
+# Every contender's output is checked against the expected records (bench/check_output.py;
+# the run fails if one differs), each starts after a `sync`, and the table says what each
+# makes durable. Rounds alternate (ROUNDS, default 2); the best of each is kept. Prints
+# records/s, peak RSS and the ratios against the targets.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-2}
@@ -24,16 +26,22 @@ fi
 "$venv/bin/maturin" build --release --quiet --out "$work/wheel" >/dev/null
 "$venv/bin/pip" install -q --force-reinstall --no-deps "$work"/wheel/wire-*.whl
 
-"$venv/bin/python" - "$work/in.jsonl" "$LINES" <<'PY'
+"$venv/bin/python" - "$work/in.jsonl" "$LINES" "$work/expected" <<'PY'
 import json, random, sys
 path, n = sys.argv[1], int(sys.argv[2])
 random.seed(7)
 users = [f"user-{i}" for i in range(1000)]
+count = total = 0
 with open(path, "w") as f:
     for i in range(n):
-        f.write(json.dumps({"id": i, "user": random.choice(users),
-                            "amount": round(random.random() * 10, 2),
+        amount = round(random.random() * 10, 2)
+        f.write(json.dumps({"id": i, "user": random.choice(users), "amount": amount,
                             "tags": ["a", "b"], "note": "x" * 20}) + "\n")
+        if amount > 5:
+            count += 1
+            total += i
+with open(sys.argv[3], "w") as f:
+    f.write(f"{count} {total}\n")
 PY
 
 parse() { sed -nE 's/.*seconds=([0-9.]+) peak_rss_kib=([0-9]+).*/\1 \2/p'; }
@@ -42,8 +50,10 @@ run() { # kind -> "seconds rss"
   if [ "$1" = bytewax ]; then
     (cd bench/python && BENCH_INPUT="$work/in.jsonl" BENCH_OUT="$out.jsonl" \
       "$venv/bin/python" -m bytewax.run bytewax_flow:flow 2>&1 >/dev/null) | parse
+    python3 bench/check_output.py "$work/expected" "$1" "$out.jsonl" >&2
   else
     (cd bench/python && "$venv/bin/python" contenders.py "$1" "$work/in.jsonl" "$out" 2>&1 >/dev/null) | parse
+    python3 bench/check_output.py "$work/expected" "$1" "$out" >&2
   fi
   rm -rf "$out" "$out.jsonl"
 }
@@ -58,14 +68,21 @@ keep() { # name "seconds rss"
 }
 kinds="wire-record wire-batch bytewax plain"
 for round in $(seq "$ROUNDS"); do
-  for k in $kinds; do keep "$k" "$(run "$k")"; done
+  for k in $kinds; do sync; keep "$k" "$(run "$k")"; done
   echo "round $round: $(for k in $kinds; do printf '%s %ss  ' "$k" "${best_s[$k]}"; done)" >&2
 done
 
+declare -A durability=(
+  [wire-record]="fsync per checkpoint (5 s) and at the end"
+  [wire-batch]="fsync per checkpoint (5 s) and at the end"
+  [bytewax]="fsync per batch (FileSink)"
+  [plain]="none (page cache)"
+)
 rate() { echo "$LINES / $1" | bc -l; }
-printf '%-12s %12s %14s\n' name records/s peak_rss_MiB
+echo "every contender's output checked: $(cut -d' ' -f1 "$work/expected") records, ids and amount_cents as expected"
+printf '%-12s %12s %14s  %s\n' name records/s peak_rss_MiB durability
 for k in $kinds; do
-  printf '%-12s %12.0f %14.1f\n' "$k" "$(rate "${best_s[$k]}")" "$(echo "${best_rss[$k]} / 1024" | bc -l)"
+  printf '%-12s %12.0f %14.1f  %s\n' "$k" "$(rate "${best_s[$k]}")" "$(echo "${best_rss[$k]} / 1024" | bc -l)" "${durability[$k]}"
 done
 ratio() { echo "${best_s[$2]} / ${best_s[$1]}" | bc -l; }
 printf 'ratio wire per-record / bytewax = %.2fx (target 5x)\n' "$(ratio wire-record bytewax)"
