@@ -5,6 +5,8 @@
 //!   kafka_tool produce BOOTSTRAP TOPIC PARTITIONS N   creates TOPIC and writes N JSON records
 //!   kafka_tool consume BOOTSTRAP TOPIC N              reads N records into nothing (the raw
 //!                                                     consumer rate), prints seconds=S
+//!   kafka_tool count BOOTSTRAP TOPIC                  prints how many messages a consumer
+//!                                                     can read now (sum of high watermarks)
 
 use std::time::{Duration, Instant};
 
@@ -39,11 +41,34 @@ fn main() -> Result<(), String> {
         ["consume", bootstrap, topic, n] => {
             consume(bootstrap, topic, n.parse().map_err(|e| format!("n: {e}"))?)
         }
+        ["count", bootstrap, topic] => count(bootstrap, topic),
         _ => Err(
-            "usage: kafka_tool produce BOOTSTRAP TOPIC PARTITIONS N | consume BOOTSTRAP TOPIC N"
+            "usage: kafka_tool produce BOOTSTRAP TOPIC PARTITIONS N | consume BOOTSTRAP TOPIC N | count BOOTSTRAP TOPIC"
                 .into(),
         ),
     }
+}
+
+/// Messages a consumer can read now: the sum over partitions of high - low watermark.
+fn count(bootstrap: &str, topic: &str) -> Result<(), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let mut total = 0i64;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            total += high - low;
+        }
+    }
+    println!("{total}");
+    Ok(())
 }
 
 fn produce(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> Result<(), String> {
