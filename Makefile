@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover
+.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench
 
 verify: fmt-check clippy test
 
@@ -82,6 +82,10 @@ bench-connectors:
 
 # Leader failover, Wire beside etcd (Debian's etcd-server, installed when missing) under the
 # same leader kills and pauses: recovery times, ratios, and every acknowledged write read back.
+# Every benchmark, side by side and checked, written to bench/RESULTS.md.
+bench:
+	bash bench/all.sh
+
 bench-failover:
 	bash bench/failover/run.sh
 
