@@ -47,7 +47,8 @@ for s in tests/services/*.sh; do [ "$s" = tests/services/lib.sh ] || bash "$s" s
   echo "| machine | $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r) |"
   echo "| wire | $(git rev-parse --short HEAD) ($(version rustc --version)) |"
   echo "| etcd | $(version etcd --version) |"
-  echo "| bytewax | $(version "$HOME/.cache/wire-bench/bytewax-venv/bin/python" -c 'import bytewax; print(bytewax.__version__)') |"
+  echo "| bytewax | $("$HOME/.cache/wire-bench/bytewax-venv/bin/pip" show bytewax 2>/dev/null | sed -n 's/^Version: //p') (PyPI, bench virtualenvs) |"
+  echo "| servers | Kafka and OpenSearch of tests/services (see their scripts for versions) |"
   echo "| python | $(version python3 --version) |"
   for name in kv pipeline python connectors failover pipeline-failover; do
     echo
