@@ -4,6 +4,8 @@
 #   - by a raw rdkafka consumer into nothing (the native limit of reading the topic);
 #   - by Wire, Kafka -> jq -> Kafka (parallelism 2);
 #   - by Wire, Kafka -> jq -> Elasticsearch (OpenSearch 2.19 of tests/services/opensearch.sh);
+#   - and beside it the search server's own rate: the same documents bulk-indexed straight
+#     into it by two clients (bench/connectors/bulk_direct.py);
 # each timed until every record is visible to an independent reader (Wire: from the
 # pipeline's creation, a release `wire node`, until the output topic's high watermarks sum
 # to N / OpenSearch's `_count` after a refresh is N); the count is asserted (exactly N: no
@@ -72,11 +74,14 @@ k2k=$(run_wire "{\"type\":\"kafka\",\"config\":{\"bootstrap_servers\":\"$kafka\"
 index="$topic"
 k2es=$(run_wire "{\"type\":\"elasticsearch\",\"config\":{\"url\":\"$search\",\"index\":\"$index\",\"max_docs\":5000}}" es_visible)
 indexed=$(es_visible)
+direct=$(python3 bench/connectors/bulk_direct.py "$search" "$index-direct" "$N")
 
 rate() { echo "$N / $1" | bc -l; }
 printf '%-26s %12s\n' name records/s
 printf '%-26s %12.0f\n' "raw rdkafka consumer" "$(rate "$raw")"
 printf '%-26s %12.0f\n' "wire kafka -> jq -> kafka" "$(rate "$k2k")"
 printf '%-26s %12.0f   (%s documents indexed)\n' "wire kafka -> jq -> es" "$(rate "$k2es")" "$indexed"
+printf '%-26s %12.0f   (the server alone: 2 clients bulk-indexing the same documents)\n' "opensearch bulk, direct" "$(rate "$direct")"
 printf 'ratio wire kafka->kafka / raw consumer = %.2fx\n' "$(echo "$raw / $k2k" | bc -l)"
 printf 'ratio wire kafka->es / raw consumer = %.2fx\n' "$(echo "$raw / $k2es" | bc -l)"
+printf 'ratio wire kafka->es / the server alone = %.2fx\n' "$(echo "$direct / $k2es" | bc -l)"
