@@ -72,8 +72,8 @@ pub struct SinkContext<'a> {
     pub incarnation: u64,
     /// The node that runs this partition now.
     pub node: u64,
-    /// The node whose checkpoint `committed_epoch` is (0: none yet).
-    pub committed_by: u64,
+    /// Which node committed which epochs: `(node, first, last)` (see `Checkpoint::tenures`).
+    pub tenures: &'a [(u64, u64, u64)],
 }
 
 /// Why a connector failed. The job that runs it fails with the message; `kind` says whether

@@ -760,6 +760,7 @@ mod tests {
             node: 1,
             positions: Default::default(),
             taken_at_ms,
+            tenures: Vec::new(),
         };
         let save = |c: Checkpoint| Command::Checkpoint {
             name: "p".into(),
@@ -791,7 +792,13 @@ mod tests {
             "{:?}",
             responses[4]
         );
-        assert_eq!(sm.checkpoints("p").unwrap()[&0], checkpoint(10));
+        let stored = &sm.checkpoints("p").unwrap()[&0];
+        assert_eq!(stored.as_proposed(), checkpoint(10));
+        assert_eq!(
+            stored.tenures,
+            [(1, 1, 1)],
+            "the catalog keeps who committed which epochs"
+        );
     }
 
     /// Reads see one state whether a change is still in memory or already in the database.

@@ -245,7 +245,10 @@ pub(crate) fn checkpoint<S: CatalogState>(
     }
     let owners = state.assignments(name)?;
     let current = state.checkpoints(name)?;
-    if checkpoints.iter().all(|(p, c)| current.get(p) == Some(c)) {
+    if checkpoints
+        .iter()
+        .all(|(p, c)| current.get(p).map(Checkpoint::as_proposed) == Some(c.as_proposed()))
+    {
         return Ok(CommandResponse::CheckpointSaved);
     }
     for (part, checkpoint) in checkpoints {
@@ -270,7 +273,8 @@ pub(crate) fn checkpoint<S: CatalogState>(
         }
     }
     for (part, checkpoint) in checkpoints {
-        state.set_checkpoint(name, *part, Some(checkpoint))?;
+        let stored = checkpoint.after(current.get(part));
+        state.set_checkpoint(name, *part, Some(&stored))?;
     }
     Ok(CommandResponse::CheckpointSaved)
 }
@@ -370,6 +374,7 @@ mod tests {
             node,
             positions: Default::default(),
             taken_at_ms: epoch * 10,
+            tenures: Vec::new(),
         }
     }
 
@@ -504,6 +509,11 @@ mod tests {
         assert_eq!(
             ok(checkpoint(&mut t, "p", 2, &[(1, cp(2, 2))])),
             CommandResponse::CheckpointSaved
+        );
+        assert_eq!(
+            t.checkpoints[&("p".into(), 1)].tenures,
+            [(1, 1, 1), (2, 2, 2)],
+            "who committed which epochs"
         );
         // A later assignment drops pending moves it does not list, keeps the history.
         ok(assign(

@@ -75,6 +75,50 @@ pub struct Checkpoint {
     pub positions: Positions,
     /// Milliseconds since the Unix epoch when it was taken.
     pub taken_at_ms: u64,
+    /// Which node committed which epochs of the partition: `(node, first, last)`, oldest
+    /// first, the last 32 tenures. Kept by the catalog (what a job proposes is ignored), so
+    /// that a sink reopening the partition can tell a node's committed output from what a
+    /// fenced node left behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenures: Vec<(NodeId, u64, u64)>,
+}
+
+/// How many tenures a checkpoint remembers.
+pub const TENURES: usize = 32;
+
+impl Checkpoint {
+    /// Whether `node` committed `epoch` of this partition (as far as the remembered tenures
+    /// go).
+    pub fn committed(&self, node: NodeId, epoch: u64) -> bool {
+        self.tenures
+            .iter()
+            .any(|(n, first, last)| *n == node && *first <= epoch && epoch <= *last)
+    }
+
+    /// The same checkpoint without the catalog's bookkeeping (what a job proposed).
+    pub fn as_proposed(&self) -> Checkpoint {
+        Checkpoint {
+            tenures: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// This checkpoint as the catalog stores it after `previous`: the tenures carried over,
+    /// with this node's extended or a new one begun.
+    pub fn after(&self, previous: Option<&Checkpoint>) -> Checkpoint {
+        let mut tenures = previous.map(|p| p.tenures.clone()).unwrap_or_default();
+        match tenures.last_mut() {
+            Some((n, _, last)) if *n == self.node => *last = self.epoch,
+            _ => tenures.push((self.node, self.epoch, self.epoch)),
+        }
+        if tenures.len() > TENURES {
+            tenures.drain(..tenures.len() - TENURES);
+        }
+        Checkpoint {
+            tenures,
+            ..self.as_proposed()
+        }
+    }
 }
 
 /// The positions of all `checkpoints`, merged: a split that moved between partitions (the
@@ -124,6 +168,7 @@ mod tests {
             node: 1,
             positions,
             taken_at_ms: ms,
+            tenures: Vec::new(),
         }
     }
 

@@ -12,11 +12,12 @@
 //!    to `e` to `part-{p}-{incarnation}-{e}-{seq}.{jsonl,csv}`, the visible output (one node
 //!    commits an epoch of a partition: the catalog refuses the checkpoints of any other).
 //!
-//! On open (after a crash, a restart or a failover) the writer is given the last committed
-//! checkpoint's epoch and node: that node's pending files up to the epoch are published
-//! (their checkpoint made it), every other pending and in-progress file of the partition is
-//! deleted (the source replays their records from the checkpoint; a fenced node's files
-//! never commit).
+//! On open (after a crash, a restart or a failover) the writer is given which node committed
+//! which epochs (the checkpoint's tenures): a pending file is published when its node
+//! committed its epoch (the checkpoint made it, the publish did not), every other pending
+//! and in-progress file of the partition is deleted (the source replays their records from
+//! the checkpoint; a fenced node's files never commit). This holds whether the directory
+//! is shared by the nodes or each node's own.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -184,19 +185,27 @@ impl PartWriter {
     /// Opens partition `partition` of the sink in `dir` (created if missing), writing JSON
     /// lines, rotating at the default size.
     pub fn open(dir: &Path, partition: u32, committed_epoch: u64) -> std::io::Result<PartWriter> {
-        Self::open_with(dir, partition, (committed_epoch, 0), PartFormat::default())
+        let tenures = [(0, 1, committed_epoch)];
+        let tenures: &[(u64, u64, u64)] = if committed_epoch == 0 { &[] } else { &tenures };
+        Self::open_with(
+            dir,
+            partition,
+            committed_epoch,
+            tenures,
+            PartFormat::default(),
+        )
     }
 
-    /// Opens partition `partition` of the sink in `dir`, recovering: the pending files of
-    /// the last committed checkpoint `(epoch, node)` up to its epoch are published, every
-    /// other unpublished file of the partition is removed.
+    /// Opens partition `partition` of the sink in `dir`, recovering: a pending file is
+    /// published when `tenures` say its node committed its epoch; every other unpublished
+    /// file of the partition is removed.
     pub fn open_with(
         dir: &Path,
         partition: u32,
-        committed: (u64, u64),
+        committed_epoch: u64,
+        tenures: &[(u64, u64, u64)],
         part: PartFormat,
     ) -> std::io::Result<PartWriter> {
-        let (committed_epoch, committed_by) = committed;
         fs::create_dir_all(dir)?;
         let writer = PartWriter {
             dir: dir.to_path_buf(),
@@ -209,7 +218,7 @@ impl PartWriter {
             epoch: committed_epoch + 1,
             sealed: 0,
         };
-        writer.publish(committed_by, committed_epoch)?;
+        writer.publish_committed(tenures)?;
         for file in unpublished(dir, partition)? {
             match file {
                 Unpublished::Pending(node, epoch, seq) => {
@@ -343,12 +352,25 @@ impl PartWriter {
         self.publish(self.part.writer, epoch)
     }
 
+    /// Publishes the pending files whose node committed their epoch.
+    fn publish_committed(&self, tenures: &[(u64, u64, u64)]) -> std::io::Result<()> {
+        for &(node, first, last) in tenures {
+            self.publish_range(node, first, last)?;
+        }
+        Ok(())
+    }
+
     /// Publishes `node`'s pending files up to `epoch`.
     fn publish(&self, node: u64, epoch: u64) -> std::io::Result<()> {
+        self.publish_range(node, 0, epoch)
+    }
+
+    /// Publishes `node`'s pending files of epochs `first..=last`.
+    fn publish_range(&self, node: u64, first: u64, last: u64) -> std::io::Result<()> {
         let mut renamed = false;
         for file in unpublished(&self.dir, self.partition)? {
             if let Unpublished::Pending(n, e, seq) = file {
-                if n == node && e <= epoch {
+                if n == node && first <= e && e <= last {
                     let from = pending(&self.dir, self.partition, n, e, seq);
                     renamed |= rename_if_there(&from, &self.committed(e, seq))?;
                 }
@@ -398,7 +420,8 @@ pub fn open(
     let writer = PartWriter::open_with(
         Path::new(&config.path),
         ctx.partition,
-        (ctx.committed_epoch, ctx.committed_by),
+        ctx.committed_epoch,
+        ctx.tenures,
         part,
     )
     .map_err(|e| format!("opening {}: {e}", config.path))?;
@@ -456,12 +479,38 @@ mod tests {
         assert_eq!(visible(&out), ["1", "2"]);
     }
 
-    fn writer(dir: &Path, node: u64, committed: (u64, u64)) -> PartWriter {
+    fn writer(dir: &Path, node: u64, tenures: &[(u64, u64, u64)]) -> PartWriter {
         let part = PartFormat {
             writer: node,
             ..PartFormat::default()
         };
-        PartWriter::open_with(dir, 0, committed, part).unwrap()
+        let epoch = tenures.last().map_or(0, |t| t.2);
+        PartWriter::open_with(dir, 0, epoch, tenures, part).unwrap()
+    }
+
+    #[test]
+    fn a_node_s_own_directory_keeps_its_committed_but_unpublished_epoch_across_a_failover() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out-of-node-1");
+        // Node 1 commits epochs 1 and 2 but dies before publishing 2; its stale job had
+        // also sealed an epoch 3 that was never committed.
+        let mut a = writer(&out, 1, &[]);
+        a.write(&records(&["1"])).unwrap();
+        a.pre_commit(1).unwrap();
+        a.commit(1).unwrap();
+        a.write(&records(&["2"])).unwrap();
+        a.pre_commit(2).unwrap();
+        a.write(&records(&["30"])).unwrap();
+        a.pre_commit(3).unwrap();
+        drop(a);
+        // Node 2 ran the partition meanwhile (epochs 3 and 4, in its own directory); the
+        // partition comes back to node 1.
+        let _a = writer(&out, 1, &[(1, 1, 2), (2, 3, 4)]);
+        assert_eq!(
+            visible(&out),
+            ["1", "2"],
+            "epoch 2 published, the stale 3 dropped"
+        );
     }
 
     #[test]
@@ -470,7 +519,7 @@ mod tests {
         let out = dir.path().join("out");
         // Node 1 owns the partition: epoch 1 published, epoch 2 committed but not yet
         // published when it is paused, more in progress.
-        let mut a = writer(&out, 1, (0, 0));
+        let mut a = writer(&out, 1, &[]);
         a.write(&records(&["1"])).unwrap();
         a.pre_commit(1).unwrap();
         a.commit(1).unwrap();
@@ -479,7 +528,7 @@ mod tests {
         a.write(&records(&["31"])).unwrap();
 
         // Node 2 takes over from the checkpoint (epoch 2, by node 1).
-        let mut b = writer(&out, 2, (2, 1));
+        let mut b = writer(&out, 2, &[(1, 1, 2)]);
         assert_eq!(visible(&out), ["1", "2"]);
         b.write(&records(&["3"])).unwrap();
         b.pre_commit(3).unwrap();
@@ -492,7 +541,7 @@ mod tests {
         assert_eq!(visible(&out), ["1", "2", "3"], "only the owner's epoch 3");
 
         // A third owner cleans up whatever node 1 left.
-        let _c = writer(&out, 3, (3, 2));
+        let _c = writer(&out, 3, &[(1, 1, 2), (2, 3, 3)]);
         assert_eq!(visible(&out), ["1", "2", "3"]);
         let leftovers: Vec<_> = fs::read_dir(&out)
             .unwrap()

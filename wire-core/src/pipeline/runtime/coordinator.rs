@@ -289,6 +289,7 @@ impl Coordinator {
                     node: self.me.node,
                     positions,
                     taken_at_ms,
+                    tenures: Vec::new(),
                 };
                 (p, c)
             })

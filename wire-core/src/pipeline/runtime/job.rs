@@ -298,7 +298,10 @@ fn open_sink(
         committed_epoch,
         incarnation: cfg.incarnation,
         node: cfg.node,
-        committed_by: cfg.checkpoints.get(&partition).map_or(0, |c| c.node),
+        tenures: cfg
+            .checkpoints
+            .get(&partition)
+            .map_or(&[][..], |c| c.tenures.as_slice()),
     };
     open(config, &ctx).map_err(|e| format!("sink '{step}': {e}"))
 }
