@@ -26,6 +26,9 @@ impl Node {
         } = Node::open(config).await?;
         let raft_app = network::raft_routes(endpoint)
             .merge(crate::cluster::rpc::routes(node.clone()))
+            .merge(crate::pipeline::runtime::exchange::routes(
+                node.runtime().exchange.clone(),
+            ))
             .layer(axum::middleware::from_fn(same_protocol))
             .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
         node.serve(raft_listener, raft_app);

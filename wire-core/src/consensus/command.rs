@@ -57,8 +57,17 @@ pub enum Command {
     /// fenced off), or an epoch does not advance.
     Checkpoint {
         name: String,
-        node: NodeId,
+        /// The job's session (see `PipelineSession`).
+        session: u64,
         checkpoints: Vec<(u32, Checkpoint)>,
+    },
+    /// A job starting: makes `session` the one whose checkpoints the partitions of `owners`
+    /// accept; refused unless each is assigned to the node named. Answered with their
+    /// checkpoints.
+    PipelineSession {
+        name: String,
+        session: u64,
+        owners: Vec<(u32, NodeId)>,
     },
     /// Several independent commands proposed as one entry (group commit); each is applied in
     /// order and answered on its own.
@@ -132,6 +141,7 @@ impl Command {
                 name, partitions, ..
             } => name.len() + partitions.len() * 4 + 16,
             Command::SetDraining { .. } => 16,
+            Command::PipelineSession { name, owners, .. } => name.len() + owners.len() * 12 + 8,
             Command::Checkpoint {
                 name, checkpoints, ..
             } => {
@@ -183,6 +193,8 @@ pub enum CommandResponse {
     Assigned,
     /// Checkpoints were stored.
     CheckpointSaved,
+    /// A session was opened; the checkpoints of its partitions at that point.
+    SessionOpened { checkpoints: Vec<(u32, Checkpoint)> },
     /// A member's draining mark: whether it changed.
     Draining { changed: bool },
     /// An assignment or checkpoint was refused, and why.

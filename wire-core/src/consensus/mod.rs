@@ -57,7 +57,7 @@ pub fn open_stores_with(
 /// the node-level calls. Bump it when any of them changes in a way a node of the previous
 /// version would misread: nodes refuse messages and joins from another version with an error
 /// that names both, instead of misreading them during a rolling upgrade.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The header that carries [`PROTOCOL_VERSION`] on every node-to-node call.
 pub const PROTOCOL_HEADER: &str = "wire-protocol";

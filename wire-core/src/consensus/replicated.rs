@@ -263,31 +263,44 @@ bytes_table!(
 pub(crate) struct Draining;
 bytes_table!(Draining, u64, u64, "draining", |k| *k, |k| k);
 
+/// A table keyed by (pipeline, partition) with a number for each.
+macro_rules! partition_number_table {
+    ($t:ident, $name:literal) => {
+        impl Table for $t {
+            type Key = (String, u32);
+            type Value = u64;
+            type K = (&'static str, u32);
+            type V = u64;
+            const DEF: TableDefinition<'static, (&'static str, u32), u64> =
+                TableDefinition::new($name);
+            fn borrow_key(k: &(String, u32)) -> (&str, u32) {
+                (k.0.as_str(), k.1)
+            }
+            fn borrow_value(v: &u64) -> u64 {
+                *v
+            }
+            fn owned(k: (&str, u32), v: u64) -> ((String, u32), u64) {
+                ((k.0.to_string(), k.1), v)
+            }
+            fn changes(all: &TableChanges) -> &Changes<Self> {
+                Self::of(all)
+            }
+            fn changes_mut(all: &mut TableChanges) -> &mut Changes<Self> {
+                Self::of_mut(all)
+            }
+        }
+    };
+}
+
 /// (pipeline, partition) -> the node it is assigned to.
 pub(crate) struct Assignments;
-impl Table for Assignments {
-    type Key = (String, u32);
-    type Value = u64;
-    type K = (&'static str, u32);
-    type V = u64;
-    const DEF: TableDefinition<'static, (&'static str, u32), u64> =
-        TableDefinition::new("assignments");
-    fn borrow_key(k: &(String, u32)) -> (&str, u32) {
-        (k.0.as_str(), k.1)
-    }
-    fn borrow_value(v: &u64) -> u64 {
-        *v
-    }
-    fn owned(k: (&str, u32), v: u64) -> ((String, u32), u64) {
-        ((k.0.to_string(), k.1), v)
-    }
-    fn changes(all: &TableChanges) -> &Changes<Self> {
-        Self::of(all)
-    }
-    fn changes_mut(all: &mut TableChanges) -> &mut Changes<Self> {
-        Self::of_mut(all)
-    }
-}
+partition_number_table!(Assignments, "assignments");
+
+/// (pipeline, partition) -> the session of the job that may commit its checkpoints (a
+/// fencing token: a job opens a session before it reads where to resume, and a checkpoint
+/// of an older session is refused).
+pub(crate) struct Sessions;
+partition_number_table!(Sessions, "sessions");
 
 replicated_tables! {
     members: Members,
@@ -297,6 +310,7 @@ replicated_tables! {
     checkpoints: Checkpoints,
     moves: Moves,
     draining: Draining,
+    sessions: Sessions,
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::replicated::{
-    self, Assignments, Checkpoints, Draining, Kv, Members, Moves, Pipelines, SnapshotBody, Table,
+    self, Assignments, Checkpoints, Draining, Kv, Members, Moves, Pipelines, Sessions,
+    SnapshotBody, Table,
 };
 use super::sm_overlay::{Found, SmOverlay};
 use super::sm_tables::{SnapshotMetaOf, StoredSnapshot, CURRENT};
@@ -437,6 +438,15 @@ impl CatalogState for ApplyView<'_> {
             .set::<Checkpoints>((name.to_string(), partition), bytes);
         Ok(())
     }
+
+    fn sessions(&self, name: &str) -> Result<BTreeMap<u32, u64>, StoreError> {
+        partition_rows::<Sessions>(self.read, self.changes, name)
+    }
+
+    fn set_session(&mut self, name: &str, partition: u32, session: Option<u64>) {
+        self.changes
+            .set::<Sessions>((name.to_string(), partition), session);
+    }
 }
 
 /// Applies a batch of committed entries to the overlay, recording the last applied id and
@@ -537,9 +547,14 @@ fn apply_command(
         }
         Command::Checkpoint {
             name,
-            node,
+            session,
             checkpoints,
-        } => catalog::checkpoint(view, name, *node, checkpoints)?,
+        } => catalog::checkpoint(view, name, *session, checkpoints)?,
+        Command::PipelineSession {
+            name,
+            session,
+            owners,
+        } => catalog::open_session(view, name, *session, owners)?,
     })
 }
 
@@ -764,7 +779,7 @@ mod tests {
         };
         let save = |c: Checkpoint| Command::Checkpoint {
             name: "p".into(),
-            node: 1,
+            session: 5,
             checkpoints: vec![(0, c)],
         };
         let responses = sm
@@ -779,18 +794,32 @@ mod tests {
                         moves: Vec::new(),
                     },
                 ),
-                entry(3, save(checkpoint(10))),
+                entry(
+                    3,
+                    Command::PipelineSession {
+                        name: "p".into(),
+                        session: 5,
+                        owners: vec![(0, 1)],
+                    },
+                ),
                 entry(4, save(checkpoint(10))),
-                entry(5, save(checkpoint(11))),
+                entry(5, save(checkpoint(10))),
+                entry(6, save(checkpoint(11))),
             ])
             .await
             .unwrap();
-        assert_eq!(responses[2], CommandResponse::CheckpointSaved);
-        assert_eq!(responses[3], CommandResponse::CheckpointSaved, "a replay");
+        assert_eq!(
+            responses[2],
+            CommandResponse::SessionOpened {
+                checkpoints: Vec::new()
+            }
+        );
+        assert_eq!(responses[3], CommandResponse::CheckpointSaved);
+        assert_eq!(responses[4], CommandResponse::CheckpointSaved, "a replay");
         assert!(
-            matches!(&responses[4], CommandResponse::Refused { reason } if reason.contains("epoch")),
+            matches!(&responses[5], CommandResponse::Refused { reason } if reason.contains("epoch")),
             "{:?}",
-            responses[4]
+            responses[5]
         );
         let stored = &sm.checkpoints("p").unwrap()[&0];
         assert_eq!(stored.as_proposed(), checkpoint(10));

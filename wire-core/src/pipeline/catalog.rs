@@ -13,7 +13,12 @@
 //!   another node; its owner takes a final checkpoint, stops it, and hands it off, which
 //!   assigns it to the target. The old owner stops before the new one starts: no gap in the
 //!   checkpoints, no overlap in the output.
-//! - A delete removes the pipeline with its assignments, checkpoints and moves.
+//! - A job opens a session before it reads where to resume: refused unless every partition
+//!   it names is assigned to the node it names, it makes the job's session the only one
+//!   whose checkpoints those partitions accept, and it answers with their checkpoints as of
+//!   that point in the log. A commit that was still in flight from an older job of the same
+//!   partitions is then refused rather than landing behind the new job's back.
+//! - A delete removes the pipeline with its assignments, checkpoints, moves and sessions.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +60,8 @@ pub(crate) trait CatalogState {
         partition: u32,
         m: Option<&PartitionMove>,
     ) -> Result<(), Self::Error>;
+    fn sessions(&self, name: &str) -> Result<BTreeMap<u32, u64>, Self::Error>;
+    fn set_session(&mut self, name: &str, partition: u32, session: Option<u64>);
 }
 
 fn written(version: u64, created: bool, changed: bool) -> CommandResponse {
@@ -149,6 +156,9 @@ pub(crate) fn delete<S: CatalogState>(
     for part in state.moves(name)?.into_keys() {
         state.set_move(name, part, None)?;
     }
+    for part in state.sessions(name)?.into_keys() {
+        state.set_session(name, part, None);
+    }
     Ok(CommandResponse::PipelineDeleted { existed })
 }
 
@@ -233,17 +243,50 @@ pub(crate) fn hand_off<S: CatalogState>(
     Ok(CommandResponse::Assigned)
 }
 
-/// Saves checkpoints of partitions `node` runs, all or none (see the module doc).
+/// Opens `session` for a job that runs `owners` (partition -> node), answering with the
+/// pipeline's checkpoints (see the module doc).
+pub(crate) fn open_session<S: CatalogState>(
+    state: &mut S,
+    name: &str,
+    session: u64,
+    owners: &[(u32, NodeId)],
+) -> Result<CommandResponse, S::Error> {
+    if state.pipeline(name)?.is_none() {
+        return Ok(CommandResponse::PipelineMissing);
+    }
+    let assigned = state.assignments(name)?;
+    for (part, node) in owners {
+        if assigned.get(part) != Some(node) {
+            return Ok(CommandResponse::Refused {
+                reason: format!(
+                    "partition {part} of '{name}' is assigned to {:?}, not node {node}",
+                    assigned.get(part)
+                ),
+            });
+        }
+    }
+    for (part, _) in owners {
+        state.set_session(name, *part, Some(session));
+    }
+    // All of them: a split that moved between partitions resumes from wherever any got.
+    Ok(CommandResponse::SessionOpened {
+        checkpoints: state.checkpoints(name)?.into_iter().collect(),
+    })
+}
+
+/// Saves checkpoints of a job's partitions, all or none (see the module doc): each names the
+/// node that ran its partition, which must own it, and `session` must be the partitions'.
 pub(crate) fn checkpoint<S: CatalogState>(
     state: &mut S,
     name: &str,
-    node: NodeId,
+    session: u64,
     checkpoints: &[(u32, Checkpoint)],
 ) -> Result<CommandResponse, S::Error> {
     if state.pipeline(name)?.is_none() {
         return Ok(CommandResponse::PipelineMissing);
     }
     let owners = state.assignments(name)?;
+    let sessions = state.sessions(name)?;
     let current = state.checkpoints(name)?;
     if checkpoints
         .iter()
@@ -252,11 +295,20 @@ pub(crate) fn checkpoint<S: CatalogState>(
         return Ok(CommandResponse::CheckpointSaved);
     }
     for (part, checkpoint) in checkpoints {
+        let node = checkpoint.node;
         if owners.get(part) != Some(&node) {
             return Ok(CommandResponse::Refused {
                 reason: format!(
                     "partition {part} of '{name}' is assigned to {:?}, not node {node}",
                     owners.get(part)
+                ),
+            });
+        }
+        if sessions.get(part) != Some(&session) {
+            return Ok(CommandResponse::Refused {
+                reason: format!(
+                    "partition {part} of '{name}' is run by a newer job (session {:?}, not {session})",
+                    sessions.get(part)
                 ),
             });
         }
@@ -292,6 +344,7 @@ mod tests {
         assignments: BTreeMap<(String, u32), NodeId>,
         checkpoints: BTreeMap<(String, u32), Checkpoint>,
         moves: BTreeMap<(String, u32), PartitionMove>,
+        sessions: BTreeMap<(String, u32), u64>,
     }
 
     fn rows<V: Clone>(map: &BTreeMap<(String, u32), V>, name: &str) -> BTreeMap<u32, V> {
@@ -356,6 +409,16 @@ mod tests {
             };
             Ok(())
         }
+        fn sessions(&self, name: &str) -> Result<BTreeMap<u32, u64>, Infallible> {
+            Ok(rows(&self.sessions, name))
+        }
+        fn set_session(&mut self, name: &str, partition: u32, session: Option<u64>) {
+            let key = (name.to_string(), partition);
+            match session {
+                Some(s) => self.sessions.insert(key, s),
+                None => self.sessions.remove(&key),
+            };
+        }
     }
 
     fn spec(parallelism: u32) -> PipelineSpec {
@@ -385,11 +448,12 @@ mod tests {
         }
     }
 
-    /// A pipeline with partitions 0 and 1 on node 1.
+    /// A pipeline with partitions 0 and 1 on node 1, whose job runs as session 1.
     fn running() -> Tables {
         let mut t = Tables::default();
         ok(create(&mut t, &spec(2), 1));
         ok(assign(&mut t, "p", 1, &[(0, 1), (1, 1)], &[]));
+        ok(open_session(&mut t, "p", 1, &[(0, 1), (1, 1)]));
         t
     }
 
@@ -448,18 +512,54 @@ mod tests {
             CommandResponse::CheckpointSaved
         );
         // Not advancing: refused, nothing written.
-        let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1)), (1, cp(1, 9))]));
+        let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1)), (1, cp(1, 1))]));
         assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("epoch")));
         assert_eq!(t.checkpoints[&("p".into(), 0)].epoch, 1, "all or none");
         // The partition moved to node 2: node 1 is fenced off, node 2 goes on.
         ok(assign(&mut t, "p", 1, &[(0, 2), (1, 1)], &[]));
         let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1))]));
         assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("assigned")));
+        let r = ok(open_session(&mut t, "p", 2, &[(0, 1)]));
+        assert!(
+            matches!(&r, CommandResponse::Refused { reason } if reason.contains("assigned")),
+            "a session only for the owner"
+        );
+        assert_eq!(
+            ok(open_session(&mut t, "p", 2, &[(0, 2)])),
+            CommandResponse::SessionOpened {
+                checkpoints: vec![(0, cp(1, 1).after(None)), (1, cp(1, 1).after(None))]
+            }
+        );
         assert_eq!(
             ok(checkpoint(&mut t, "p", 2, &[(0, cp(2, 2))])),
             CommandResponse::CheckpointSaved
         );
         assert_eq!(t.checkpoints[&("p".into(), 0)].node, 2);
+    }
+
+    #[test]
+    fn a_commit_of_an_older_session_is_refused_and_one_job_commits_for_several_nodes() {
+        let mut t = running();
+        ok(assign(&mut t, "p", 1, &[(0, 1), (1, 2)], &[]));
+        // One keyed job spans both nodes: its session covers both partitions, each
+        // checkpoint names the node that ran it.
+        ok(open_session(&mut t, "p", 7, &[(0, 1), (1, 2)]));
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 7, &[(0, cp(1, 1)), (1, cp(1, 2))])),
+            CommandResponse::CheckpointSaved
+        );
+        // A newer job opens a session: a commit the old one had in flight is refused.
+        ok(open_session(&mut t, "p", 8, &[(0, 1), (1, 2)]));
+        let r = ok(checkpoint(&mut t, "p", 7, &[(0, cp(2, 1)), (1, cp(2, 2))]));
+        assert!(
+            matches!(&r, CommandResponse::Refused { reason } if reason.contains("newer job")),
+            "{r:?}"
+        );
+        assert_eq!(t.checkpoints[&("p".into(), 0)].epoch, 1);
+        assert_eq!(
+            ok(checkpoint(&mut t, "p", 8, &[(0, cp(2, 1)), (1, cp(2, 2))])),
+            CommandResponse::CheckpointSaved
+        );
     }
 
     fn pending(to: NodeId) -> PartitionMove {
@@ -506,6 +606,7 @@ mod tests {
         // The old owner is fenced; the new one goes on from the final checkpoint.
         let r = ok(checkpoint(&mut t, "p", 1, &[(1, cp(2, 1))]));
         assert!(matches!(r, CommandResponse::Refused { .. }));
+        ok(open_session(&mut t, "p", 2, &[(1, 2)]));
         assert_eq!(
             ok(checkpoint(&mut t, "p", 2, &[(1, cp(2, 2))])),
             CommandResponse::CheckpointSaved
@@ -537,6 +638,7 @@ mod tests {
             CommandResponse::PipelineDeleted { existed: true }
         );
         assert!(t.pipelines.is_empty() && t.assignments.is_empty() && t.checkpoints.is_empty());
+        assert!(t.sessions.is_empty());
         assert_eq!(
             ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1))])),
             CommandResponse::PipelineMissing

@@ -2,14 +2,16 @@
 //! parallelism 6 (two partitions each) into part files in a directory they all share; a node
 //! that owns partitions is killed (`kill -9`), paused past `--failover-after-ms` (SIGSTOP,
 //! then SIGCONT), or is the Raft leader. Its partitions move to the live nodes and resume
-//! from their checkpoints; the output holds every record exactly once.
+//! from their checkpoints; the output holds every record exactly once. The keyed variants
+//! run one job over all three nodes, records crossing between them by key: each key's
+//! records land on the one partition that owns it, through the kill.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::pipelines_run::committed_lines;
+use crate::pipelines_run::{committed_lines, lines_by_partition};
 use crate::support::{create_pipeline, eventually, get_json, try_json, Cluster};
 
 const FAILOVER_AFTER_MS: &str = "1500";
@@ -64,16 +66,24 @@ fn shared_files(cluster: &Cluster) -> Value {
     json!({"type": "file", "config": {"path": out.display().to_string(), "rotate_bytes": 4096}})
 }
 
+/// Keys of the keyed variants: the id modulo this.
+const KEYS: u64 = 24;
+
 /// Starts "moving" on `cluster`: RECORDS generated at `rate`, parallelism 6, checkpoints
-/// every 300 ms, into `sink`; returns once every partition has committed two checkpoints.
-async fn start_moving(cluster: &Cluster, rate: u64, sink: Value) {
+/// every 300 ms, into `sink` (after a `key_by` of the id modulo [`KEYS`] when `keyed`);
+/// returns once every partition has committed two checkpoints.
+async fn start_moving(cluster: &Cluster, rate: u64, sink: Value, keyed: bool) {
+    let mut transforms = vec![json!({"type": "jq", "config": {"filter": ".id |= tonumber"}})];
+    if keyed {
+        transforms.push(json!({"type": "key_by", "config": {"key": format!(".id % {KEYS}")}}));
+    }
     let spec = json!({
         "name": "moving",
         "parallelism": 6,
         "checkpoint_interval": "300ms",
         "sources": [{"id": "gen", "type": "generator",
                      "config": {"count": RECORDS, "rate": rate, "template": {"id": "{{seq}}"}}}],
-        "transforms": [{"type": "jq", "config": {"filter": ".id |= tonumber"}}],
+        "transforms": transforms,
         "sinks": [sink]
     });
     create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
@@ -88,10 +98,10 @@ async fn start_moving(cluster: &Cluster, rate: u64, sink: Value) {
     .await;
 }
 
-async fn survive(fault: Fault) {
+async fn survive(fault: Fault, keyed: bool) {
     let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
     let out = cluster.root.path().join("shared-out");
-    start_moving(&cluster, 3000, shared_files(&cluster)).await;
+    start_moving(&cluster, 3000, shared_files(&cluster), keyed).await;
     let placed = assignments(&cluster, 0).await.expect("assignments");
     let nodes: BTreeSet<u64> = placed.values().copied().collect();
     assert_eq!((placed.len(), nodes.len()), (6, 3), "{placed:?}");
@@ -131,6 +141,9 @@ async fn survive(fault: Fault) {
         "{fault:?}: partitions {moved:?} of node {victim} processing again after {} ms",
         stopped.as_millis()
     );
+    if std::env::var("WIRE_DEBUG_LOGS").is_ok() {
+        panic!("show logs");
+    }
 
     if fault == Fault::Pause {
         // It wakes after its partitions moved: its stale jobs must commit nothing.
@@ -182,6 +195,21 @@ async fn survive(fault: Fault) {
         &twice[..twice.len().min(5)]
     );
     assert_eq!(seen.len() as u64, RECORDS, "every record once");
+    if keyed {
+        // Each key on exactly one partition, the one its hash names, on whichever node.
+        let mut homes: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+        for (partition, values) in lines_by_partition(&out) {
+            for v in values {
+                let key = v["id"].as_u64().expect("an id") % KEYS;
+                homes.entry(key).or_default().insert(partition);
+            }
+        }
+        assert_eq!(homes.len() as u64, KEYS);
+        let split: Vec<_> = homes.iter().filter(|(_, h)| h.len() > 1).collect();
+        assert!(split.is_empty(), "keys on several partitions: {split:?}");
+        let used: BTreeSet<u32> = homes.values().flatten().copied().collect();
+        assert!(used.len() > 3, "keys spread over the partitions: {used:?}");
+    }
     if fault == Fault::Pause {
         // The woken node takes work again: a new pipeline is spread over all three.
         let more = json!({
@@ -210,17 +238,27 @@ async fn survive(fault: Fault) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_its_partitions_and_the_output_is_exactly_once() {
-    survive(Fault::KillFollower).await;
+    survive(Fault::KillFollower, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_pipeline_across_nodes_survives_a_kill_with_each_key_on_one_partition() {
+    survive(Fault::KillFollower, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_pipeline_across_nodes_fences_a_paused_node() {
+    survive(Fault::Pause, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_go_on_when_the_leader_is_killed() {
-    survive(Fault::KillLeader).await;
+    survive(Fault::KillLeader, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_is_fenced_when_it_wakes_and_takes_work_again() {
-    survive(Fault::Pause).await;
+    survive(Fault::Pause, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,9 +319,18 @@ async fn placement(url: &str) -> Option<Vec<(u64, Option<u64>, Value)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_gets_its_share_and_a_drained_node_leaves_without_a_failover() {
+    join_and_drain(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_pipeline_takes_a_joining_node_and_leaves_a_drained_one() {
+    join_and_drain(true).await;
+}
+
+async fn join_and_drain(keyed: bool) {
     let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
     let out = cluster.root.path().join("shared-out");
-    start_moving(&cluster, 2000, shared_files(&cluster)).await;
+    start_moving(&cluster, 2000, shared_files(&cluster), keyed).await;
     let url = cluster.node(1).url("/pipelines/moving");
 
     // A fourth node joins: partitions are handed to it, each after a final checkpoint.
@@ -415,6 +462,17 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<Value> {
 #[cfg(feature = "kafka")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_sink_through_a_kill_is_at_least_once_with_duplicates_from_one_interval() {
+    kafka_through_a_kill(false).await;
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_pipeline_into_kafka_through_a_kill_is_at_least_once() {
+    kafka_through_a_kill(true).await;
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_through_a_kill(keyed: bool) {
     use crate::kafka::{broker, create_topic, topic};
     const RATE: u64 = 3000;
     const INTERVAL_MS: u64 = 300; // start_moving's checkpoint interval
@@ -422,7 +480,7 @@ async fn a_kafka_sink_through_a_kill_is_at_least_once_with_duplicates_from_one_i
     create_topic(&name, 3).await;
     let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
     let sink = json!({"type": "kafka", "config": {"bootstrap_servers": broker(), "topic": name}});
-    start_moving(&cluster, RATE, sink).await;
+    start_moving(&cluster, RATE, sink, keyed).await;
     let leader = leader_of(&cluster).await;
     let victim = (1..=3).find(|n| *n != leader).unwrap_or(2);
     let moved = assignments(&cluster, 0)
@@ -431,6 +489,9 @@ async fn a_kafka_sink_through_a_kill_is_at_least_once_with_duplicates_from_one_i
         .values()
         .filter(|n| **n == victim)
         .count() as u64;
+    // A keyed job is one job over every node: all its partitions go back to the last
+    // checkpoint, not only the killed node's.
+    let moved = if keyed { 6 } else { moved };
     cluster.node_mut(victim).kill9();
     let any = cluster.node(leader).url("/pipelines/moving");
     eventually(Duration::from_secs(90), "the pipeline finished", || async {

@@ -37,7 +37,7 @@ pub fn committed_lines(dir: &Path) -> Vec<String> {
 }
 
 /// Committed lines per partition (from the part file names).
-fn lines_by_partition(dir: &Path) -> BTreeMap<u32, Vec<Value>> {
+pub fn lines_by_partition(dir: &Path) -> BTreeMap<u32, Vec<Value>> {
     let mut out: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

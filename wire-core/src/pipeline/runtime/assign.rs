@@ -9,8 +9,8 @@
 //!   checkpoint, stops it and hands it off (see `pipeline::catalog`). Balancing moves one
 //!   partition per node pair at a time and only at a difference of two, so it settles and
 //!   does not flap.
-//! - A keyed pipeline (records move between its partitions by key) keeps all its partitions
-//!   on one node; a pinned pipeline (`node:` in its spec) runs only on that node.
+//! - A pinned pipeline (`node:` in its spec) runs only on that node. A keyed pipeline is
+//!   placed like any other: its records cross nodes over the exchange (`super::exchange`).
 
 use std::collections::BTreeMap;
 
@@ -21,8 +21,6 @@ use crate::pipeline::catalog::PartitionMove;
 #[derive(Debug, Clone)]
 pub struct Want {
     pub parallelism: u32,
-    /// All partitions on one node.
-    pub together: bool,
     /// Only on this node.
     pub pin: Option<NodeId>,
 }
@@ -115,44 +113,6 @@ pub fn place(
         return out;
     }
 
-    if want.together {
-        // Keep the node most of its partitions are on while it is alive.
-        let mut counts: BTreeMap<NodeId, usize> = BTreeMap::new();
-        for n in current.values() {
-            *counts.entry(*n).or_default() += 1;
-        }
-        let kept = counts
-            .iter()
-            .filter(|(n, _)| live(n))
-            .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
-            .map(|(n, _)| *n);
-        let Some(target) = kept
-            .filter(|n| eligible(n) || members.eligible.is_empty())
-            .or_else(|| least_loaded(&members.eligible, load))
-        else {
-            return out;
-        };
-        for p in 0..want.parallelism {
-            let cur = current.get(&p).copied();
-            match (kept, cur) {
-                // On a live node being drained: handed off from there.
-                (Some(k), _) if k != target => {
-                    out.assignments.insert(p, k);
-                    out.moves
-                        .insert(p, note(Some(k), target, members.why(Some(k)), false));
-                }
-                (_, c) => {
-                    out.assignments.insert(p, target);
-                    if c != Some(target) {
-                        out.moves.insert(p, note(c, target, members.why(c), true));
-                    }
-                }
-            }
-            *load.entry(target).or_default() += 1;
-        }
-        return out;
-    }
-
     // Where each partition will run: kept, reassigned now, or (later) moved. Kept ones
     // first, so that reassignments see the load they make.
     let mut dest: BTreeMap<u32, NodeId> = BTreeMap::new();
@@ -238,7 +198,6 @@ mod tests {
     fn want(parallelism: u32) -> Want {
         Want {
             parallelism,
-            together: false,
             pin: None,
         }
     }
@@ -342,47 +301,9 @@ mod tests {
     }
 
     #[test]
-    fn keyed_pipelines_stay_together_and_pins_are_obeyed() {
-        let keyed = Want {
-            parallelism: 3,
-            together: true,
-            pin: None,
-        };
-        let mut load = BTreeMap::from([(1, 5)]);
-        let a = place(&keyed, &Members::all(&[1, 2]), &BTreeMap::new(), &mut load);
-        assert_eq!(nodes(&a.assignments), [2, 2, 2]);
-        let b = place(
-            &keyed,
-            &Members::all(&[1, 2, 3]),
-            &a.assignments,
-            &mut BTreeMap::new(),
-        );
-        assert_eq!(
-            a.assignments, b.assignments,
-            "a keyed pipeline does not move while its node lives"
-        );
-        assert!(b.moves.is_empty());
-        // Its node dies: all move at once, together.
-        let dead = Members {
-            live: vec![1, 3],
-            eligible: vec![1, 3],
-            why_not: BTreeMap::new(),
-        };
-        let c = place(&keyed, &dead, &a.assignments, &mut BTreeMap::from([(1, 4)]));
-        assert_eq!(nodes(&c.assignments), [3, 3, 3]);
-        // Its node drains: handed off together.
-        let draining = Members {
-            live: vec![1, 2, 3],
-            eligible: vec![1, 3],
-            why_not: BTreeMap::new(),
-        };
-        let d = place(&keyed, &draining, &a.assignments, &mut BTreeMap::new());
-        assert_eq!(d.assignments, a.assignments);
-        assert_eq!(d.pending().len(), 3);
-
+    fn pins_are_obeyed() {
         let pinned = Want {
             parallelism: 2,
-            together: false,
             pin: Some(3),
         };
         let p = place(

@@ -4,7 +4,12 @@
 //! commit a checkpoint, publish the sinks' output, release the sources, end). Every ordering
 //! of barriers, failures, fencing, stops and finishes is thus testable without threads.
 //!
-//! One checkpoint goes: `Barrier` → every local source reports its positions and every sink
+//! A job is one node's partitions of a pipeline, or — for a keyed pipeline, whose records
+//! cross between partitions — every partition on every node that runs one: the coordinator
+//! then runs on one of them and the others join it ([`Input::Joined`]) before any
+//! checkpoint begins.
+//!
+//! One checkpoint goes: `Barrier` → every source reports its positions and every sink
 //! says its output up to the barrier is durable (pre-committed) → `Commit` → the log answers
 //! committed (→ `Publish`, `Record`, `Release`), fenced (→ the job ends stopped: another
 //! owner or a newer version holds the partitions), or unknown (→ retried: the commit is
@@ -24,14 +29,26 @@ pub const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wait before a commit whose outcome is unknown is tried again.
 pub const COMMIT_RETRY: Duration = Duration::from_millis(500);
 
+/// A future a [`CheckpointLog`] answers with.
+pub type LogFuture<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'static>>;
+
 /// Where a job's checkpoints are committed (the node's Raft log in production).
 pub trait CheckpointLog: Send + Sync {
+    /// Opens `session` for a job running the partitions of `owners` (partition -> node):
+    /// from then on only its checkpoints are accepted for them. Answers with their committed
+    /// checkpoints at that point, or fenced (a partition is not assigned as named). `Err`
+    /// means the outcome is unknown; opening again is safe.
+    fn open(&self, session: u64, owners: Vec<(u32, NodeId)>) -> LogFuture<Opened>;
     /// Commits the checkpoints of the given partitions, all or none. `Err` means the outcome
     /// is unknown (no leader, a lost answer): committing the same checkpoints again is safe.
-    fn commit(
-        &self,
-        checkpoints: Vec<(u32, Checkpoint)>,
-    ) -> Pin<Box<dyn Future<Output = Result<Committed, String>> + Send + 'static>>;
+    fn commit(&self, session: u64, checkpoints: Vec<(u32, Checkpoint)>) -> LogFuture<Committed>;
+}
+
+/// A checkpoint log's answer to opening a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    Yes(BTreeMap<u32, Checkpoint>),
+    Fenced(String),
 }
 
 /// A checkpoint log's answer.
@@ -49,6 +66,10 @@ pub enum Input {
     Tick { progress: u64 },
     /// Stop (pause, update, move, shutdown) after a final checkpoint.
     Stop { reason: String, progress: u64 },
+    /// Stop now, without a final checkpoint.
+    Abort { reason: String },
+    /// A node that runs some of the job's partitions joined the coordinator.
+    Joined { node: NodeId },
     /// A source passed barrier `epoch`: it sent the barrier downstream, reports where it is
     /// and how much it has read in all, and waits to be released.
     Positions {
@@ -121,9 +142,16 @@ enum Phase {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub version: u64,
+    /// The job's partitions and the node that runs each.
+    pub owners: BTreeMap<u32, NodeId>,
+    /// The node the coordinator runs on (every other node of `owners` must join it).
     pub node: NodeId,
-    /// The partitions this job runs.
-    pub partitions: Vec<u32>,
+}
+
+impl Identity {
+    fn partitions(&self) -> impl Iterator<Item = &u32> {
+        self.owners.keys()
+    }
 }
 
 /// The checkpoint protocol of one job (see the module doc).
@@ -138,13 +166,22 @@ pub struct Coordinator {
     checkpointed: u64,
     finished: BTreeMap<u32, u64>,
     ending: Option<Ending>,
+    /// Nodes of the job yet to join.
+    waiting: BTreeSet<NodeId>,
 }
 
 impl Coordinator {
     /// A coordinator whose next checkpoint is `epoch`; `clock` gives the time (ms since the
     /// epoch) stamped on checkpoints.
     pub fn new(me: Identity, epoch: u64, clock: fn() -> u64) -> Coordinator {
+        let waiting = me
+            .owners
+            .values()
+            .copied()
+            .filter(|n| *n != me.node)
+            .collect();
         Coordinator {
+            waiting,
             me,
             clock,
             epoch,
@@ -166,10 +203,21 @@ impl Coordinator {
         }
         match input {
             Input::Tick { progress } => match self.phase {
-                Phase::Idle if progress != self.checkpointed => self.begin(),
+                Phase::Idle if progress != self.checkpointed && self.waiting.is_empty() => {
+                    self.begin()
+                }
                 _ => Vec::new(),
             },
+            // Until every node joined, nothing can be checkpointed: stop at once.
+            Input::Stop { reason, .. } if !self.waiting.is_empty() => {
+                self.end(JobState::Stopped { reason })
+            }
             Input::Stop { reason, progress } => self.stop(reason, progress),
+            Input::Abort { reason } => self.end(JobState::Stopped { reason }),
+            Input::Joined { node } => {
+                self.waiting.remove(&node);
+                Vec::new()
+            }
             Input::Positions {
                 partition,
                 epoch,
@@ -274,7 +322,7 @@ impl Coordinator {
         else {
             return Vec::new();
         };
-        let all = |set: &dyn Fn(u32) -> bool| self.me.partitions.iter().all(|p| set(*p));
+        let all = |set: &dyn Fn(u32) -> bool| self.me.partitions().all(|p| set(*p));
         if !all(&|p| positions.contains_key(&p)) || !all(&|p| ready.contains(&p)) {
             return Vec::new();
         }
@@ -286,7 +334,7 @@ impl Coordinator {
                 let c = Checkpoint {
                     epoch: *epoch,
                     version: self.me.version,
-                    node: self.me.node,
+                    node: self.me.owners.get(&p).copied().unwrap_or(self.me.node),
                     positions,
                     taken_at_ms,
                     tenures: Vec::new(),
@@ -337,11 +385,7 @@ impl Coordinator {
     /// Back in `Idle` (after a commit, or a finish seen while idle): end if the job is
     /// stopping or every partition finished and all it read is checkpointed, else go on.
     fn after_checkpoint(&mut self, mut out: Vec<Action>) -> Vec<Action> {
-        let all_finished = self
-            .me
-            .partitions
-            .iter()
-            .all(|p| self.finished.contains_key(p));
+        let all_finished = self.me.partitions().all(|p| self.finished.contains_key(p));
         if all_finished && self.ending.is_none() {
             self.ending = Some(Ending::Finish);
         }
@@ -383,7 +427,7 @@ mod tests {
         let me = Identity {
             version: 3,
             node: 7,
-            partitions: partitions.to_vec(),
+            owners: partitions.iter().map(|p| (*p, 7)).collect(),
         };
         Coordinator::new(me, 5, || 1_000)
     }

@@ -1,25 +1,32 @@
-//! A job: the partitions of one pipeline that one node runs. Each partition has a source
+//! A job: the partitions of one pipeline that run together. Each partition has a source
 //! worker thread (read, run the whole DAG on the batch, route: [`super::source_worker`]) and
 //! a sink worker thread (write every sink and the dead-letter sink: [`super::sink_worker`]),
-//! joined by a bounded channel: a slow sink blocks its sources, so memory stays bounded. With
-//! `key_by`, sources route each record to the sink worker of the partition that owns its key
-//! ([`super::routing`]; a keyed pipeline runs all its partitions on one node).
+//! joined by a bounded channel: a slow sink blocks its sources, so memory stays bounded.
+//!
+//! A pipeline without `key_by` runs one job per node, over that node's partitions. A keyed
+//! pipeline runs one job over all its partitions, wherever they are: sources route each
+//! record to the sink worker of the partition that owns its key — through the exchange when
+//! that partition runs on another node ([`super::exchange`]) — and the job's coordinator
+//! runs on the node of its first partition, which the others join.
 //!
 //! Checkpoints are aligned barriers, decided by the job's [`Coordinator`] (a state machine
-//! without I/O) and carried out by the driver here:
+//! without I/O) and carried out by the driver here (and, on the nodes that joined, by the
+//! driver there on the coordinator's word):
 //!
 //! 1. every source worker is asked for a barrier: it finishes its batch, sends the barrier
-//!    down every channel it writes to, reports its positions, and pauses;
+//!    down every way it writes to, reports its positions, and pauses;
 //! 2. a sink worker that has the barrier from each of its upstreams pre-commits every sink
 //!    (durable as pending output of the epoch) and says so;
-//! 3. the coordinator commits the checkpoint (all local partitions at once) through the
-//!    [`CheckpointLog`]; once committed the sinks publish the epoch's output and the sources
-//!    go on.
+//! 3. the coordinator commits the checkpoint (all the job's partitions at once) through the
+//!    [`CheckpointLog`], in the session it opened there when it started; once committed the
+//!    sinks publish the epoch's output and the sources go on.
 //!
 //! A record is thus in a checkpoint's output exactly when it was read before the checkpoint's
-//! positions. Graceful stop takes a final checkpoint first.
+//! positions. Graceful stop takes a final checkpoint first. Any failure — a worker's, a lost
+//! link, a node that leaves — ends the whole job, and every partition starts again from the
+//! last checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +34,20 @@ use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use super::coordinator::{Action, CheckpointLog, Committed, Coordinator, Identity, Input};
+use super::coordinator::{
+    Action, CheckpointLog, Committed, Coordinator, Identity, Input, Opened, COMMIT_RETRY,
+    FINAL_CHECKPOINT_TIMEOUT,
+};
+use super::exchange::{
+    self, attempt_id, read_frame, write_frame, Ended, Exchange, Joiner, Peers, Registered,
+    ToCoordinator, ToParticipant,
+};
 pub use super::live::{JobState, JobStatus, PartitionLive};
 use super::plan::Plan;
-use super::routing::Router;
+use super::routing::{Route, Router};
 use super::sink_worker::{SinkCtl, SinkMsg, SinkPartition};
 use super::source_worker::{SourceCtl, SourceWorker, BATCH};
 use crate::connectors::read_ahead::{self, ReadAhead};
@@ -42,6 +57,8 @@ use crate::pipeline::checkpoint::{merged_positions, now_ms, Checkpoint, Position
 
 /// Batches that may wait in each partition's channel.
 const CHANNEL_BATCHES: usize = 4;
+/// How often a node that joined a job tells the coordinator how much it read.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Everything a job needs to start.
 pub struct JobConfig {
@@ -50,24 +67,61 @@ pub struct JobConfig {
     /// The pipeline's creation index (names its file output).
     pub incarnation: u64,
     pub node: NodeId,
-    /// The partitions this node runs.
-    pub partitions: Vec<u32>,
+    /// The job's partitions and the node each runs on: this node's own for a pipeline whose
+    /// partitions are independent, every partition for a keyed one.
+    pub owners: BTreeMap<u32, NodeId>,
     pub plan: Arc<Plan>,
-    /// The committed checkpoints of every partition of the pipeline.
-    pub checkpoints: BTreeMap<u32, Checkpoint>,
     pub metrics: Arc<super::metrics::JobMetrics>,
+    pub exchange: Arc<Exchange>,
+    pub peers: Peers,
 }
 
-/// A running job. Stop it with [`Job::stop`].
+impl JobConfig {
+    /// The partitions this node runs.
+    fn local(&self) -> Vec<u32> {
+        self.owners
+            .iter()
+            .filter(|(_, n)| **n == self.node)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The node the job's coordinator runs on: that of its first partition.
+    fn coordinator(&self) -> NodeId {
+        self.owners.values().next().copied().unwrap_or(self.node)
+    }
+
+    /// The other nodes of the job.
+    fn others(&self) -> BTreeSet<NodeId> {
+        self.owners
+            .values()
+            .copied()
+            .filter(|n| *n != self.node)
+            .collect()
+    }
+
+    fn attempt(&self) -> u64 {
+        attempt_id(&self.pipeline, self.version, self.incarnation, &self.owners)
+    }
+}
+
+/// A request to stop a job.
+struct StopAsk {
+    reason: String,
+    /// Take a final checkpoint first (else stop at once: the job goes back to its last).
+    checkpoint: bool,
+}
+
+/// A running job. Stop it with [`Job::stop`] or [`Job::abort`].
 pub struct Job {
     pub status: Arc<JobStatus>,
-    stop: oneshot::Sender<String>,
+    stop: oneshot::Sender<StopAsk>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Job {
-    /// Starts the job's threads and coordinator. Errors opening connectors make the job fail
-    /// (visible in its state) rather than this call.
+    /// Starts the job's coordinator (or joins it). Errors opening connectors make the job
+    /// fail (visible in its state) rather than this call.
     pub fn start(cfg: JobConfig, log: Arc<dyn CheckpointLog>) -> Job {
         let status = Arc::new(JobStatus {
             pipeline: cfg.pipeline.clone(),
@@ -76,13 +130,8 @@ impl Job {
             partitions: Mutex::new(BTreeMap::new()),
             metrics: cfg.metrics.clone(),
         });
-        for p in &cfg.partitions {
-            let c = cfg.checkpoints.get(p);
-            status.update(*p, |live| {
-                live.epoch = c.map(|c| c.epoch).unwrap_or(0);
-                live.positions = c.map(|c| c.positions.clone()).unwrap_or_default();
-                live.last_checkpoint_ms = c.map(|c| c.taken_at_ms);
-            });
+        for p in cfg.local() {
+            status.update(p, |_| {});
         }
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(drive(cfg, log, status.clone(), stop_rx));
@@ -96,7 +145,21 @@ impl Job {
     /// Stops the job: a final checkpoint (if anything moved since the last), then every
     /// thread ends. Returns once it has.
     pub async fn stop(self, reason: &str) {
-        let _ = self.stop.send(reason.to_string());
+        self.end(reason, true).await
+    }
+
+    /// Stops the job without a final checkpoint: what it did since the last is done again
+    /// by the next job. For a keyed job whose nodes changed, whose final checkpoint could
+    /// not complete without the node that left.
+    pub async fn abort(self, reason: &str) {
+        self.end(reason, false).await
+    }
+
+    async fn end(self, reason: &str, checkpoint: bool) {
+        let _ = self.stop.send(StopAsk {
+            reason: reason.to_string(),
+            checkpoint,
+        });
         let _ = self.task.await;
     }
 }
@@ -106,20 +169,48 @@ struct Threads {
     sinks: Vec<(u32, Sender<SinkCtl>)>,
     handles: Vec<std::thread::JoinHandle<()>>,
     progress: Arc<AtomicU64>,
+    /// The tasks sending to other nodes.
+    links: Vec<tokio::task::JoinHandle<()>>,
+    /// Takes this node's incoming links while the job runs.
+    inbound: Option<Registered>,
 }
 
 impl Threads {
-    fn stop(&self) {
+    fn stop(&mut self) {
+        // No more incoming links: the sink workers' channels close with their sources.
+        self.inbound = None;
         for (_, s) in &self.sources {
             let _ = s.send(SourceCtl::Stop);
         }
         for (_, s) in &self.sinks {
             let _ = s.send(SinkCtl::Abort);
         }
+        // A source blocked on a full link to another node gets an error and ends.
+        for l in &self.links {
+            l.abort();
+        }
     }
 
     fn progress(&self) -> u64 {
         self.progress.load(Ordering::Relaxed)
+    }
+
+    fn barrier(&self, epoch: u64) {
+        for (_, ctl) in &self.sources {
+            let _ = ctl.send(SourceCtl::Barrier { epoch });
+        }
+    }
+
+    fn publish(&self, epoch: u64) {
+        for (_, ctl) in &self.sinks {
+            let _ = ctl.send(SinkCtl::Commit(epoch));
+        }
+    }
+
+    fn release(&self) {
+        for (_, ctl) in &self.sources {
+            let _ = ctl.send(SourceCtl::Release);
+        }
     }
 
     /// Waits (off the async threads) for every thread to end, for at most `limit`; a thread
@@ -137,25 +228,32 @@ impl Threads {
     }
 }
 
-/// Opens every source and sink and starts the threads.
+/// Opens every source and sink of this node's partitions and starts the threads, resuming
+/// from `checkpoints`.
 fn spawn_threads(
     cfg: &JobConfig,
     status: &Arc<JobStatus>,
+    checkpoints: &BTreeMap<u32, Checkpoint>,
+    session: u64,
     events: tmpsc::UnboundedSender<Input>,
 ) -> Result<Threads, String> {
     let plan = &cfg.plan;
     let graph = &plan.graph;
     let parallelism = graph.parallelism;
-    let local: Vec<u32> = cfg.partitions.clone();
+    let local = cfg.local();
     let progress = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     let mut sink_ctls = Vec::new();
     let mut data_senders: BTreeMap<u32, SyncSender<SinkMsg>> = BTreeMap::new();
-    let upstreams = if plan.keyed { local.len() } else { 1 };
-    let others: Positions = merged_positions(cfg.checkpoints.values());
+    // Every source partition of a keyed job sends each sink partition a barrier.
+    let upstreams = if plan.keyed { cfg.owners.len() } else { 1 };
+    let others: Positions = merged_positions(checkpoints.values());
 
     for &p in &local {
-        let committed_epoch = cfg.checkpoints.get(&p).map(|c| c.epoch).unwrap_or(0);
+        let committed_epoch = checkpoints.get(&p).map(|c| c.epoch).unwrap_or(0);
+        let tenures = checkpoints
+            .get(&p)
+            .map_or(&[][..], |c| c.tenures.as_slice());
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         for step in &graph.sinks {
             sinks.push(open_sink(
@@ -165,6 +263,7 @@ fn spawn_threads(
                 cfg,
                 p,
                 committed_epoch,
+                tenures,
             )?);
         }
         let dead = match &graph.dead_letter {
@@ -175,6 +274,7 @@ fn spawn_threads(
                 cfg,
                 p,
                 committed_epoch,
+                tenures,
             )?),
             None => None,
         };
@@ -208,12 +308,47 @@ fn spawn_threads(
         handles.push(handle);
     }
 
+    // The ways to every partition: channels to the local ones, links to the others' nodes.
+    let mut routes: BTreeMap<u32, Route> = data_senders
+        .iter()
+        .map(|(p, s)| (*p, Route::Local(s.clone())))
+        .collect();
+    let mut links = Vec::new();
+    let mut inbound = None;
+    if plan.keyed {
+        let remote = cfg.others();
+        if !remote.is_empty() {
+            inbound = Some(cfg.exchange.receive(
+                &cfg.pipeline,
+                session,
+                data_senders.clone(),
+                events.clone(),
+            ));
+        }
+        for node in remote {
+            let parts = cfg.owners.values().filter(|n| **n == node).count();
+            let (tx, rx) = tmpsc::channel(CHANNEL_BATCHES * parts.max(1));
+            for (p, _) in cfg.owners.iter().filter(|(_, n)| **n == node) {
+                routes.insert(*p, Route::Remote(tx.clone()));
+            }
+            links.push(tokio::spawn(exchange::send_data(
+                cfg.peers.clone(),
+                node,
+                cfg.pipeline.clone(),
+                session,
+                cfg.node,
+                rx,
+                events.clone(),
+            )));
+        }
+    }
+    drop(data_senders);
+
     let mut source_ctls = Vec::new();
     for &p in &local {
         // Resume from this partition's checkpoint; splits it has none for (they moved here
         // from another partition) from wherever any partition got.
-        let own = cfg
-            .checkpoints
+        let own = checkpoints
             .get(&p)
             .map(|c| c.positions.clone())
             .unwrap_or_default();
@@ -241,10 +376,10 @@ fn spawn_threads(
                 },
             );
         }
-        let routes: BTreeMap<u32, SyncSender<SinkMsg>> = if plan.keyed {
-            data_senders.clone()
+        let my_routes: BTreeMap<u32, Route> = if plan.keyed {
+            routes.clone()
         } else {
-            data_senders
+            routes
                 .get(&p)
                 .map(|s| BTreeMap::from([(p, s.clone())]))
                 .unwrap_or_default()
@@ -256,7 +391,7 @@ fn spawn_threads(
             plan: cfg.plan.clone(),
             pipeline: cfg.pipeline.clone(),
             sources,
-            router: Router::new(p, parallelism, plan.keyed, routes),
+            router: Router::new(p, parallelism, plan.keyed, my_routes),
             events: events.clone(),
             status: status.clone(),
             progress: progress.clone(),
@@ -277,6 +412,8 @@ fn spawn_threads(
         sinks: sink_ctls,
         handles,
         progress,
+        links,
+        inbound,
     })
 }
 
@@ -287,6 +424,7 @@ fn open_sink(
     cfg: &JobConfig,
     partition: u32,
     committed_epoch: u64,
+    tenures: &[(NodeId, u64, u64)],
 ) -> Result<Box<dyn Sink>, String> {
     let open = connector(kind)
         .and_then(|c| c.open_sink)
@@ -298,28 +436,9 @@ fn open_sink(
         committed_epoch,
         incarnation: cfg.incarnation,
         node: cfg.node,
-        tenures: cfg
-            .checkpoints
-            .get(&partition)
-            .map_or(&[][..], |c| c.tenures.as_slice()),
+        tenures,
     };
     open(config, &ctx).map_err(|e| format!("sink '{step}': {e}"))
-}
-
-/// A job's checkpoints committed through a function (the node's write path, a test's log).
-pub struct LogFn<F>(pub F);
-
-impl<F, Fut> CheckpointLog for LogFn<F>
-where
-    F: Fn(Vec<(u32, Checkpoint)>) -> Fut + Send + Sync,
-    Fut: Future<Output = Result<Committed, String>> + Send + 'static,
-{
-    fn commit(
-        &self,
-        checkpoints: Vec<(u32, Checkpoint)>,
-    ) -> Pin<Box<dyn Future<Output = Result<Committed, String>> + Send + 'static>> {
-        Box::pin((self.0)(checkpoints))
-    }
 }
 
 type Pending<T> = Option<Pin<Box<dyn Future<Output = T> + Send>>>;
@@ -332,56 +451,265 @@ async fn wait<T>(slot: &mut Pending<T>) -> T {
     }
 }
 
-/// Runs a job: starts its workers, feeds the coordinator and carries out its actions.
+/// Waits for a stop request, or forever once it was taken.
+async fn stop_asked(stop: &mut Option<oneshot::Receiver<StopAsk>>) -> StopAsk {
+    let ask = match stop.as_mut() {
+        Some(rx) => rx.await.ok(),
+        None => std::future::pending().await,
+    };
+    *stop = None;
+    ask.unwrap_or_else(|| StopAsk {
+        reason: "stopped".into(),
+        checkpoint: true,
+    })
+}
+
+/// A number no other job of the pipeline will draw.
+fn new_session() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish().max(1)
+}
+
+/// Shows the checkpoints a job resumes from (or just committed) on this node's partitions.
+fn show(status: &JobStatus, local: &[u32], checkpoints: &[(u32, Checkpoint)]) {
+    for (p, c) in checkpoints {
+        if local.contains(p) {
+            status.update(*p, |live| {
+                live.epoch = c.epoch;
+                live.positions = c.positions.clone();
+                live.last_checkpoint_ms = Some(c.taken_at_ms);
+            });
+        }
+    }
+}
+
+/// Runs a job: coordinates it here, or joins the node that does.
 async fn drive(
     cfg: JobConfig,
     log: Arc<dyn CheckpointLog>,
     status: Arc<JobStatus>,
-    stop: oneshot::Receiver<String>,
+    stop: oneshot::Receiver<StopAsk>,
 ) {
-    let (events_tx, mut events) = tmpsc::unbounded_channel();
-    let threads = match spawn_threads(&cfg, &status, events_tx) {
-        Ok(t) => t,
-        Err(error) => {
-            tracing::error!(pipeline = %cfg.pipeline, error = %error, "pipeline could not start");
-            status.set_state(JobState::Failed { error, retry: true });
-            return;
-        }
+    let (events_tx, events) = tmpsc::unbounded_channel();
+    let mut stop = Some(stop);
+    let end = if cfg.coordinator() == cfg.node {
+        coordinate(&cfg, log, &status, &mut stop, events_tx, events).await
+    } else {
+        join(&cfg, &status, &mut stop, events_tx, events).await
     };
-    let epoch = cfg.checkpoints.values().map(|c| c.epoch).max().unwrap_or(0) + 1;
-    let pipeline = cfg.pipeline.clone();
+    match &end {
+        JobState::Failed { error, .. } => {
+            tracing::error!(pipeline = %cfg.pipeline, error = %error, "pipeline job failed")
+        }
+        other => tracing::info!(pipeline = %cfg.pipeline, state = ?other, "pipeline job ended"),
+    }
+    status.set_state(end);
+}
+
+/// Opens the job's session in the checkpoint log, trying again while the outcome is
+/// unknown; `Err` is the state to end in.
+async fn open_session(
+    cfg: &JobConfig,
+    log: &dyn CheckpointLog,
+    session: u64,
+    stop: &mut Option<oneshot::Receiver<StopAsk>>,
+) -> Result<BTreeMap<u32, Checkpoint>, JobState> {
+    let owners: Vec<(u32, NodeId)> = cfg.owners.iter().map(|(p, n)| (*p, *n)).collect();
+    loop {
+        tokio::select! {
+            answer = log.open(session, owners.clone()) => match answer {
+                Ok(Opened::Yes(c)) => return Ok(c),
+                Ok(Opened::Fenced(why)) => {
+                    return Err(JobState::Stopped { reason: format!("cannot start: {why}") })
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %cfg.pipeline, error = %e, "opening a job session; retrying");
+                }
+            },
+            ask = stop_asked(stop) => return Err(JobState::Stopped { reason: ask.reason }),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(COMMIT_RETRY) => {}
+            ask = stop_asked(stop) => return Err(JobState::Stopped { reason: ask.reason }),
+        }
+    }
+}
+
+/// A node that joined the coordinator: where to send it word.
+struct Joined {
+    tx: tmpsc::UnboundedSender<ToParticipant>,
+    progress: u64,
+}
+
+/// What the coordinator hears from the nodes that joined it.
+enum FromNode {
+    Said(NodeId, ToCoordinator),
+    Lost(NodeId, String),
+}
+
+/// Takes a node that connected: welcomes it into the session and starts the tasks that
+/// carry its link.
+fn admit(
+    joiner: Joiner,
+    session: u64,
+    checkpoints: &BTreeMap<u32, Checkpoint>,
+    heard: &tmpsc::UnboundedSender<FromNode>,
+) -> Joined {
+    let node = joiner.from;
+    let (mut rd, mut wr) = tokio::io::split(joiner.stream);
+    let (tx, mut rx) = tmpsc::unbounded_channel::<ToParticipant>();
+    let _ = tx.send(ToParticipant::Welcome {
+        session,
+        checkpoints: checkpoints.clone(),
+    });
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let end = matches!(msg, ToParticipant::End(_));
+            if write_frame(&mut wr, &msg).await.is_err() || end {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let heard = heard.clone();
+    tokio::spawn(async move {
+        loop {
+            match read_frame::<_, ToCoordinator>(&mut rd).await {
+                Ok(Some(msg)) => {
+                    if heard.send(FromNode::Said(node, msg)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = heard.send(FromNode::Lost(node, "its link ended".into()));
+                    return;
+                }
+                Err(e) => {
+                    let _ = heard.send(FromNode::Lost(node, e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    Joined { tx, progress: 0 }
+}
+
+/// Runs the job's coordinator on this node; returns the state it ended in.
+async fn coordinate(
+    cfg: &JobConfig,
+    log: Arc<dyn CheckpointLog>,
+    status: &Arc<JobStatus>,
+    stop: &mut Option<oneshot::Receiver<StopAsk>>,
+    events_tx: tmpsc::UnboundedSender<Input>,
+    mut events: tmpsc::UnboundedReceiver<Input>,
+) -> JobState {
+    let expected = cfg.others();
+    // Take the others' links before the session opens: an early one waits in the queue.
+    let (_door, mut door) = if expected.is_empty() {
+        (None, None)
+    } else {
+        let (reg, rx) = cfg.exchange.coordinate(&cfg.pipeline, cfg.attempt());
+        (Some(reg), Some(rx))
+    };
+    let session = new_session();
+    let checkpoints = match open_session(cfg, log.as_ref(), session, stop).await {
+        Ok(c) => c,
+        Err(state) => return state,
+    };
+    let local = cfg.local();
+    let all: Vec<(u32, Checkpoint)> = checkpoints.clone().into_iter().collect();
+    show(status, &local, &all);
+    let threads = match spawn_threads(cfg, status, &checkpoints, session, events_tx) {
+        Ok(t) => t,
+        Err(error) => return JobState::Failed { error, retry: true },
+    };
+    let epoch = checkpoints.values().map(|c| c.epoch).max().unwrap_or(0) + 1;
     let me = Identity {
         version: cfg.version,
+        owners: cfg.owners.clone(),
         node: cfg.node,
-        partitions: cfg.partitions.clone(),
     };
     let mut co = Coordinator::new(me, epoch, now_ms);
     status.set_state(JobState::Running);
-    tracing::info!(pipeline = %pipeline, partitions = cfg.partitions.len(), "pipeline job running");
-    let mut stop = Some(stop);
+    tracing::info!(pipeline = %cfg.pipeline, partitions = local.len(), nodes = expected.len() + 1, "pipeline job running");
     let mut ticker = tokio::time::interval(cfg.plan.graph.checkpoint_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    let mut joined: BTreeMap<NodeId, Joined> = BTreeMap::new();
+    let (heard_tx, mut heard) = tmpsc::unbounded_channel::<FromNode>();
     let mut commit: Pending<Result<Committed, String>> = None;
     let mut retry: Pending<()> = None;
     let mut deadline: Pending<()> = None;
+    let progress = |threads: &Threads, joined: &BTreeMap<NodeId, Joined>| {
+        threads.progress() + joined.values().map(|j| j.progress).sum::<u64>()
+    };
     let end = loop {
-        let stop_rx = async {
-            match stop.as_mut() {
-                Some(rx) => rx.await.ok(),
+        let next_joiner = async {
+            match door.as_mut() {
+                Some(d) => d.recv().await,
                 None => std::future::pending().await,
             }
         };
         let input = tokio::select! {
-            _ = ticker.tick() => Input::Tick { progress: threads.progress() },
+            _ = ticker.tick() => Input::Tick { progress: progress(&threads, &joined) },
             Some(ev) = events.recv() => ev,
-            reason = stop_rx => {
-                stop = None;
-                Input::Stop {
-                    reason: reason.unwrap_or_else(|| "stopped".into()),
-                    progress: threads.progress(),
+            ask = stop_asked(stop) => if ask.checkpoint {
+                Input::Stop { reason: ask.reason, progress: progress(&threads, &joined) }
+            } else {
+                Input::Abort { reason: ask.reason }
+            },
+            Some(joiner) = next_joiner => {
+                let node = joiner.from;
+                if !expected.contains(&node) {
+                    tracing::warn!(pipeline = %cfg.pipeline, node, "a node outside the job tried to join it");
+                    continue;
+                }
+                match joined.entry(node) {
+                    // Its part of the job started over: this one cannot go on with it.
+                    std::collections::btree_map::Entry::Occupied(_) => Input::Failed {
+                        error: format!("node {node} joined the job twice (its part restarted)"),
+                        retry: true,
+                    },
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(admit(joiner, session, &checkpoints, &heard_tx));
+                        Input::Joined { node }
+                    }
                 }
             }
+            Some(said) = heard.recv() => match said {
+                FromNode::Lost(node, why) => Input::Failed {
+                    error: format!("lost node {node} of the job: {why}"),
+                    retry: true,
+                },
+                FromNode::Said(node, msg) => match msg {
+                    ToCoordinator::Positions { partition, epoch, positions, read } => {
+                        Input::Positions { partition, epoch, positions, read }
+                    }
+                    ToCoordinator::SinkReady { partition, epoch } => Input::SinkReady { partition, epoch },
+                    ToCoordinator::Finished { partition, read } => Input::Finished { partition, read },
+                    ToCoordinator::Failed { error, retry } => Input::Failed {
+                        error: format!("on node {node}: {error}"),
+                        retry,
+                    },
+                    ToCoordinator::Progress(n) => {
+                        if let Some(j) = joined.get_mut(&node) {
+                            j.progress = n;
+                        }
+                        continue;
+                    }
+                    ToCoordinator::Stop { reason } => Input::Stop {
+                        reason: format!("{reason} (on node {node})"),
+                        progress: progress(&threads, &joined),
+                    },
+                },
+            },
             answer = wait(&mut commit) => {
                 commit = None;
                 Input::CommitDone(answer)
@@ -395,58 +723,197 @@ async fn drive(
                 Input::DeadlinePassed
             }
         };
+        let tell = |msg: &dyn Fn() -> ToParticipant| {
+            for j in joined.values() {
+                let _ = j.tx.send(msg());
+            }
+        };
         let mut ended = None;
         for action in co.step(input) {
             match action {
                 Action::Barrier { epoch } => {
-                    for (_, ctl) in &threads.sources {
-                        let _ = ctl.send(SourceCtl::Barrier { epoch });
-                    }
+                    threads.barrier(epoch);
+                    tell(&|| ToParticipant::Barrier(epoch));
                 }
-                Action::Commit(checkpoints) => commit = Some(log.commit(checkpoints)),
+                Action::Commit(checkpoints) => commit = Some(log.commit(session, checkpoints)),
                 Action::RetryCommitAfter { wait, error } => {
-                    tracing::warn!(pipeline = %pipeline, error = %error, "checkpoint not committed yet; retrying");
+                    tracing::warn!(pipeline = %cfg.pipeline, error = %error, "checkpoint not committed yet; retrying");
                     retry = Some(Box::pin(tokio::time::sleep(wait)));
                 }
                 Action::FinalDeadline(after) => {
                     deadline = Some(Box::pin(tokio::time::sleep(after)));
                 }
                 Action::Publish { epoch } => {
-                    for (_, ctl) in &threads.sinks {
-                        let _ = ctl.send(SinkCtl::Commit(epoch));
-                    }
-                    tracing::debug!(pipeline = %pipeline, epoch, "checkpoint committed");
+                    threads.publish(epoch);
+                    tell(&|| ToParticipant::Publish(epoch));
+                    tracing::debug!(pipeline = %cfg.pipeline, epoch, "checkpoint committed");
                 }
                 Action::Record(checkpoints) => {
-                    for (p, c) in checkpoints {
-                        status.update(p, |live| {
-                            live.epoch = c.epoch;
-                            live.positions = c.positions;
-                            live.last_checkpoint_ms = Some(c.taken_at_ms);
-                        });
-                    }
+                    show(status, &local, &checkpoints);
+                    tell(&|| ToParticipant::Committed(checkpoints.clone()));
                 }
                 Action::Release => {
-                    for (_, ctl) in &threads.sources {
-                        let _ = ctl.send(SourceCtl::Release);
-                    }
+                    threads.release();
+                    tell(&|| ToParticipant::Release);
                 }
-                Action::End(state) => ended = Some(state),
+                Action::End(state) => {
+                    tell(&|| ToParticipant::End(Ended::of(&state)));
+                    ended = Some(state);
+                }
             }
         }
         if let Some(state) = ended {
             break state;
         }
     };
-    match &end {
-        JobState::Failed { error, .. } => {
-            tracing::error!(pipeline = %pipeline, error = %error, "pipeline job failed")
-        }
-        other => tracing::info!(pipeline = %pipeline, state = ?other, "pipeline job ended"),
-    }
     // The workers end first: a sink publishes the last committed epoch before it sees the
     // stop, so `finished` is shown only once all output is visible.
+    let mut threads = threads;
     threads.stop();
     threads.join(Duration::from_secs(5)).await;
-    status.set_state(end);
+    end
+}
+
+/// Joins the job's coordinator on another node and runs this node's partitions on its
+/// word; returns the state the job ended in.
+async fn join(
+    cfg: &JobConfig,
+    status: &Arc<JobStatus>,
+    stop: &mut Option<oneshot::Receiver<StopAsk>>,
+    events_tx: tmpsc::UnboundedSender<Input>,
+    mut events: tmpsc::UnboundedReceiver<Input>,
+) -> JobState {
+    let coordinator = cfg.coordinator();
+    let connect = cfg.peers.connect_when_there(
+        coordinator,
+        exchange::CONTROL,
+        &cfg.pipeline,
+        cfg.attempt(),
+        cfg.node,
+        || false,
+    );
+    let stream = tokio::select! {
+        s = connect => match s {
+            Ok(Some(s)) => s,
+            Ok(None) => return JobState::Stopped { reason: "gave up joining".into() },
+            Err(error) => return JobState::Failed { error, retry: true },
+        },
+        ask = stop_asked(stop) => return JobState::Stopped { reason: ask.reason },
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let lost = |why: String| JobState::Failed {
+        error: format!("lost the job's coordinator on node {coordinator}: {why}"),
+        retry: true,
+    };
+    let welcome = tokio::select! {
+        w = tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, read_frame::<_, ToParticipant>(&mut rd)) => w,
+        ask = stop_asked(stop) => return JobState::Stopped { reason: ask.reason },
+    };
+    let (session, checkpoints) = match welcome {
+        Ok(Ok(Some(ToParticipant::Welcome {
+            session,
+            checkpoints,
+        }))) => (session, checkpoints),
+        Ok(Ok(Some(ToParticipant::Refused(why)))) => return lost(format!("refused: {why}")),
+        Ok(Ok(Some(other))) => return lost(format!("said {other:?} first")),
+        Ok(Ok(None)) => return lost("it closed the link".into()),
+        Ok(Err(e)) => return lost(e.to_string()),
+        Err(_) => return lost("no welcome in time".into()),
+    };
+    let local = cfg.local();
+    let all: Vec<(u32, Checkpoint)> = checkpoints.clone().into_iter().collect();
+    show(status, &local, &all);
+    let threads = match spawn_threads(cfg, status, &checkpoints, session, events_tx) {
+        Ok(t) => t,
+        Err(error) => {
+            let _ = write_frame(
+                &mut wr,
+                &ToCoordinator::Failed {
+                    error: error.clone(),
+                    retry: true,
+                },
+            )
+            .await;
+            return JobState::Failed { error, retry: true };
+        }
+    };
+    status.set_state(JobState::Running);
+    tracing::info!(pipeline = %cfg.pipeline, partitions = local.len(), coordinator, "pipeline job joined");
+    let (say, mut said) = tmpsc::unbounded_channel::<ToCoordinator>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = said.recv().await {
+            if write_frame(&mut wr, &msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let (word_tx, mut word) = tmpsc::unbounded_channel::<Result<ToParticipant, String>>();
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = match read_frame::<_, ToParticipant>(&mut rd).await {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => Err("it closed the link".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let stop = msg.is_err();
+            if word_tx.send(msg).is_err() || stop {
+                return;
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    let mut told = 0;
+    let mut deadline: Pending<()> = None;
+    let mut stop_reason = String::new();
+    let end = loop {
+        tokio::select! {
+            w = word.recv() => match w {
+                Some(Ok(ToParticipant::Barrier(epoch))) => threads.barrier(epoch),
+                Some(Ok(ToParticipant::Publish(epoch))) => threads.publish(epoch),
+                Some(Ok(ToParticipant::Release)) => threads.release(),
+                Some(Ok(ToParticipant::Committed(c))) => show(status, &local, &c),
+                Some(Ok(ToParticipant::End(ended))) => break ended.state(),
+                Some(Ok(other)) => tracing::debug!(message = ?other, "unexpected word from the coordinator"),
+                Some(Err(why)) => break lost(why),
+                None => break lost("its link ended".into()),
+            },
+            Some(ev) = events.recv() => {
+                if let Some(msg) = ToCoordinator::from_input(ev) {
+                    let _ = say.send(msg);
+                }
+            }
+            _ = ticker.tick() => {
+                let now = threads.progress();
+                if now != told {
+                    told = now;
+                    let _ = say.send(ToCoordinator::Progress(now));
+                }
+            }
+            ask = stop_asked(stop) => {
+                if !ask.checkpoint {
+                    let error = format!("{} (on node {})", ask.reason, cfg.node);
+                    let _ = say.send(ToCoordinator::Failed { error, retry: true });
+                    break JobState::Stopped { reason: ask.reason };
+                }
+                // The coordinator takes the final checkpoint and ends the job everywhere.
+                let _ = say.send(ToCoordinator::Progress(threads.progress()));
+                let _ = say.send(ToCoordinator::Stop { reason: ask.reason.clone() });
+                stop_reason = ask.reason;
+                deadline = Some(Box::pin(tokio::time::sleep(FINAL_CHECKPOINT_TIMEOUT + Duration::from_secs(2))));
+            }
+            _ = wait(&mut deadline) => {
+                break JobState::Stopped {
+                    reason: format!("{stop_reason} (the coordinator did not end the job in time)"),
+                };
+            }
+        }
+    };
+    drop(say);
+    let mut threads = threads;
+    threads.stop();
+    threads.join(Duration::from_secs(5)).await;
+    reader.abort();
+    let _ = writer.await;
+    end
 }

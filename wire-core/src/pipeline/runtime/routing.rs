@@ -1,6 +1,8 @@
 //! Key routing: which partition a record goes to after the DAG ran on it. In a keyed
-//! pipeline a record goes to the partition that owns its key's hash; otherwise (and for
-//! dead letters) it stays in the partition that read it.
+//! pipeline a record goes to the partition that owns its key's hash — through a channel to
+//! its sink worker when it runs on this node, through the exchange when it runs on another
+//! ([`super::exchange`]); otherwise (and for dead letters) it stays in the partition that
+//! read it.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::SyncSender;
@@ -14,23 +16,38 @@ pub fn partition_of(key: &[u8], parallelism: u32) -> u32 {
     (stable_hash(key) % u64::from(parallelism.max(1))) as u32
 }
 
+/// The way to one partition's sink worker.
+#[derive(Clone)]
+pub enum Route {
+    /// On this node: its channel.
+    Local(SyncSender<SinkMsg>),
+    /// On another node: the queue of the exchange link to that node.
+    Remote(tokio::sync::mpsc::Sender<(u32, SinkMsg)>),
+}
+
+impl Route {
+    /// Sends to partition `to`, blocking while the way is full (the backpressure). Call
+    /// from a worker thread, never from async code.
+    fn send(&self, to: u32, msg: SinkMsg) -> Result<(), ()> {
+        match self {
+            Route::Local(s) => s.send(msg).map_err(drop),
+            Route::Remote(s) => s.blocking_send((to, msg)).map_err(drop),
+        }
+    }
+}
+
 /// A source worker's way to the sink workers it feeds.
 pub struct Router {
     own: u32,
     parallelism: u32,
     keyed: bool,
-    routes: BTreeMap<u32, SyncSender<SinkMsg>>,
+    routes: BTreeMap<u32, Route>,
 }
 
 impl Router {
     /// `routes` holds the sink workers this source may send to: every partition of a keyed
     /// pipeline, else only its own.
-    pub fn new(
-        own: u32,
-        parallelism: u32,
-        keyed: bool,
-        routes: BTreeMap<u32, SyncSender<SinkMsg>>,
-    ) -> Router {
+    pub fn new(own: u32, parallelism: u32, keyed: bool, routes: BTreeMap<u32, Route>) -> Router {
         Router {
             own,
             parallelism,
@@ -85,8 +102,8 @@ impl Router {
         for (target, (per_sink, dead)) in self.split(per_sink, dead) {
             if let Some(route) = self.routes.get(&target) {
                 route
-                    .send(SinkMsg::Data { per_sink, dead })
-                    .map_err(|_| "the sink thread ended".to_string())?;
+                    .send(target, SinkMsg::Data { per_sink, dead })
+                    .map_err(|_| format!("the way to partition {target} closed"))?;
             }
         }
         Ok(())
@@ -94,10 +111,10 @@ impl Router {
 
     /// Sends barrier `epoch` to every sink worker this source feeds.
     pub fn barrier(&self, epoch: u64) -> Result<(), String> {
-        for route in self.routes.values() {
+        for (target, route) in &self.routes {
             route
-                .send(SinkMsg::Barrier(epoch))
-                .map_err(|_| "a sink thread ended".to_string())?;
+                .send(*target, SinkMsg::Barrier(epoch))
+                .map_err(|_| format!("the way to partition {target} closed"))?;
         }
         Ok(())
     }
@@ -117,7 +134,7 @@ mod tests {
     fn router(own: u32, keyed: bool, local: &[u32]) -> Router {
         let routes = local
             .iter()
-            .map(|p| (*p, std::sync::mpsc::sync_channel(1).0))
+            .map(|p| (*p, Route::Local(std::sync::mpsc::sync_channel(1).0)))
             .collect();
         Router::new(own, 4, keyed, routes)
     }

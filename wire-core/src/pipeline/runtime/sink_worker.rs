@@ -131,7 +131,17 @@ pub fn run(
             error: e.message,
         });
     };
-    while let Ok(msg) = data.recv() {
+    loop {
+        // Waiting for data, it still hears an abort: its upstreams may be on other nodes
+        // (a link's receiver holds the channel open) and never hang up.
+        let msg = match data.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(m) => m,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => match ctl.try_recv() {
+                Ok(SinkCtl::Abort) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                _ => continue,
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         match msg {
             SinkMsg::Data {
                 per_sink,

@@ -15,14 +15,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::assign::{place, Members, Want};
-use super::coordinator::{CheckpointLog, Committed};
-use super::job::{Job, JobConfig, LogFn};
+use super::coordinator::{CheckpointLog, Committed, LogFuture, Opened};
+use super::exchange::{Exchange, Peers};
+use super::job::{Job, JobConfig};
 use super::live::{JobState, JobStatus};
 use super::metrics::JobMetrics;
 use super::plan::{Plan, Registry};
 use crate::consensus::client::{ConsensusClient, Consistency};
 use crate::consensus::{Command, CommandResponse, NodeId};
 use crate::ops::cluster::ClusterOps;
+use crate::pipeline::checkpoint::Checkpoint;
 use crate::pipeline::transform::Transform;
 use crate::pipeline::{self, DesiredState, PipelineGraph, PipelineRecord, PipelineSpec};
 use crate::{Error, Result};
@@ -34,6 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Runtime {
     pub registry: Registry,
+    /// The links between the parts of keyed jobs on different nodes.
+    pub exchange: Arc<Exchange>,
     jobs: Mutex<BTreeMap<String, Arc<JobStatus>>>,
     stop: Mutex<Option<watch::Sender<bool>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -156,9 +160,14 @@ async fn next_round(
 fn want(record: &PipelineRecord) -> Want {
     Want {
         parallelism: record.spec.parallelism.max(1),
-        together: record.spec.transforms.iter().any(|t| t.kind == "key_by"),
         pin: record.spec.node,
     }
+}
+
+/// Whether a pipeline's records cross between its partitions (one job spans every node
+/// that runs one of them).
+fn keyed(record: &PipelineRecord) -> bool {
+    record.spec.transforms.iter().any(|t| t.kind == "key_by")
 }
 
 async fn assigner(node: ConsensusClient, cluster: ClusterOps, mut stop: watch::Receiver<bool>) {
@@ -235,7 +244,8 @@ async fn assign_round(node: &ConsensusClient, cluster: &ClusterOps) -> Result<()
 /// A pipeline this node runs (or ran) partitions of.
 struct Slot {
     version: u64,
-    partitions: Vec<u32>,
+    /// The job's partitions and where each runs.
+    owners: BTreeMap<u32, NodeId>,
     updated_index: u64,
     job: Option<Job>,
     status: Arc<JobStatus>,
@@ -245,34 +255,61 @@ struct Slot {
     registrations: u64,
 }
 
-/// Commits a job's checkpoints through Raft, as `node`; the catalog's rules fence off a job
-/// whose partitions moved or whose pipeline changed.
-fn checkpoint_log(node: &ConsensusClient, pipeline: &str) -> Arc<dyn CheckpointLog> {
-    let node = node.clone();
-    let pipeline = pipeline.to_string();
-    Arc::new(LogFn(move |checkpoints| {
-        let node = node.clone();
-        let command = Command::Checkpoint {
-            name: pipeline.clone(),
-            node: node.id(),
-            checkpoints,
+/// A job's checkpoint log: Raft. The catalog's rules fence off a job whose partitions
+/// moved, whose pipeline changed, or whose session a newer job replaced.
+struct RaftLog {
+    node: ConsensusClient,
+    pipeline: String,
+}
+
+impl CheckpointLog for RaftLog {
+    fn open(&self, session: u64, owners: Vec<(u32, NodeId)>) -> LogFuture<Opened> {
+        let node = self.node.clone();
+        let command = Command::PipelineSession {
+            name: self.pipeline.clone(),
+            session,
+            owners,
         };
-        async move {
+        Box::pin(async move {
             match node.write(command).await {
-                Ok(o) => match o.response {
-                    CommandResponse::CheckpointSaved => Ok(Committed::Yes),
-                    CommandResponse::Refused { reason } => Ok(Committed::Fenced(reason)),
-                    CommandResponse::PipelineMissing => {
-                        Ok(Committed::Fenced("the pipeline was deleted".into()))
+                Ok(o) => Ok(match o.response {
+                    CommandResponse::SessionOpened { checkpoints } => {
+                        Opened::Yes(checkpoints.into_iter().collect())
                     }
-                    other => Ok(Committed::Fenced(format!(
-                        "unexpected answer to a checkpoint: {other:?}"
-                    ))),
-                },
+                    CommandResponse::Refused { reason } => Opened::Fenced(reason),
+                    CommandResponse::PipelineMissing => {
+                        Opened::Fenced("the pipeline was deleted".into())
+                    }
+                    other => Opened::Fenced(format!("unexpected answer to a session: {other:?}")),
+                }),
                 Err(e) => Err(e.to_string()),
             }
-        }
-    }))
+        })
+    }
+
+    fn commit(&self, session: u64, checkpoints: Vec<(u32, Checkpoint)>) -> LogFuture<Committed> {
+        let node = self.node.clone();
+        let command = Command::Checkpoint {
+            name: self.pipeline.clone(),
+            session,
+            checkpoints,
+        };
+        Box::pin(async move {
+            match node.write(command).await {
+                Ok(o) => Ok(match o.response {
+                    CommandResponse::CheckpointSaved => Committed::Yes,
+                    CommandResponse::Refused { reason } => Committed::Fenced(reason),
+                    CommandResponse::PipelineMissing => {
+                        Committed::Fenced("the pipeline was deleted".into())
+                    }
+                    other => {
+                        Committed::Fenced(format!("unexpected answer to a checkpoint: {other:?}"))
+                    }
+                }),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
 }
 
 fn failed_status(record: &PipelineRecord, error: String) -> Arc<JobStatus> {
@@ -289,7 +326,7 @@ fn start_job(
     runtime: &Runtime,
     node: &ConsensusClient,
     record: &PipelineRecord,
-    partitions: &[u32],
+    owners: &BTreeMap<u32, NodeId>,
 ) -> (Option<Job>, Arc<JobStatus>) {
     let metrics = Arc::new(JobMetrics::default());
     let registry = runtime.registry.clone();
@@ -304,8 +341,11 @@ fn start_job(
             return (None, failed_status(record, error));
         }
     };
-    let checkpoints = match node.state().checkpoints(&record.spec.name) {
-        Ok(c) => c,
+    let addrs = match node.state().members() {
+        Ok(m) => m
+            .into_iter()
+            .map(|(id, m)| (id, m.node.raft_addr))
+            .collect(),
         Err(e) => return (None, failed_status(record, e.to_string())),
     };
     let job = Job::start(
@@ -314,12 +354,19 @@ fn start_job(
             version: record.version,
             incarnation: record.created_index,
             node: node.id(),
-            partitions: partitions.to_vec(),
+            owners: owners.clone(),
             plan,
-            checkpoints,
             metrics,
+            exchange: runtime.exchange.clone(),
+            peers: Peers {
+                http: node.peers().http().clone(),
+                addrs,
+            },
         },
-        checkpoint_log(node, &record.spec.name),
+        Arc::new(RaftLog {
+            node: node.clone(),
+            pipeline: record.spec.name.clone(),
+        }),
     );
     let status = job.status.clone();
     (Some(job), status)
@@ -355,40 +402,62 @@ async fn supervise_round(
 ) -> Result<()> {
     let state = node.state();
     let me = node.id();
-    let mut wanted: BTreeMap<String, (PipelineRecord, Vec<u32>)> = BTreeMap::new();
+    let mut wanted: BTreeMap<String, (PipelineRecord, BTreeMap<u32, NodeId>)> = BTreeMap::new();
     // Partitions of mine with a pending move elsewhere: stopped (with a final checkpoint)
     // and then handed off.
     let mut leaving: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for record in state.pipelines()? {
         let name = &record.spec.name;
         let moves = state.moves(name)?;
-        let (going, mine): (Vec<u32>, Vec<u32>) = state
-            .assignments(name)?
-            .into_iter()
-            .filter(|(_, n)| *n == me)
-            .map(|(p, _)| p)
+        let assigned = state.assignments(name)?;
+        let (going, mine): (Vec<u32>, Vec<u32>) = assigned
+            .iter()
+            .filter(|(_, n)| **n == me)
+            .map(|(p, _)| *p)
             .partition(|p| moves.get(p).is_some_and(|m| !m.done && m.to != me));
+        let owners: BTreeMap<u32, NodeId> = if keyed(&record) {
+            // One job over every partition: run once all are placed, and not while one
+            // of mine is being handed off (the job stops for it, then starts again).
+            let placed = assigned.len() as u32 >= record.spec.parallelism.max(1);
+            if placed && going.is_empty() {
+                assigned
+            } else {
+                BTreeMap::new()
+            }
+        } else {
+            mine.iter().map(|p| (*p, me)).collect()
+        };
         if !going.is_empty() {
             leaving.insert(name.clone(), going);
         }
-        if record.desired == DesiredState::Running && !mine.is_empty() {
-            wanted.insert(name.clone(), (record, mine));
+        if record.desired == DesiredState::Running && !mine.is_empty() && !owners.is_empty() {
+            wanted.insert(name.clone(), (record, owners));
         }
     }
     // Stop what is no longer wanted here, or wanted differently.
     let names: Vec<String> = slots.keys().cloned().collect();
     for name in names {
         let keep = match (slots.get(&name), wanted.get(&name)) {
-            (Some(slot), Some((record, parts))) => {
-                slot.version == record.version && slot.partitions == *parts
+            (Some(slot), Some((record, owners))) => {
+                slot.version == record.version && slot.owners == *owners
             }
             _ => false,
         };
         if !keep {
             if let Some(slot) = slots.remove(&name) {
                 if let Some(job) = slot.job {
-                    job.stop("the pipeline was paused, updated, deleted or moved")
-                        .await;
+                    // A keyed job whose nodes changed under it (a node died or handed its
+                    // partitions off, whose part of the job already ended) cannot take a
+                    // final checkpoint without them: it goes back to its last one.
+                    let regrouped = wanted.get(&name).is_some_and(|(record, owners)| {
+                        slot.version == record.version && keyed(record) && slot.owners != *owners
+                    });
+                    if regrouped {
+                        job.abort("the nodes of the job changed").await;
+                    } else {
+                        job.stop("the pipeline was paused, updated, deleted or moved")
+                            .await;
+                    }
                 }
                 lock(&runtime.jobs).remove(&name);
             }
@@ -409,7 +478,7 @@ async fn supervise_round(
             tracing::debug!(pipeline = %name, reason = %reason, "hand-off refused");
         }
     }
-    for (name, (record, parts)) in wanted {
+    for (name, (record, owners)) in wanted {
         let now = Instant::now();
         let restart = match slots.get_mut(&name) {
             None => true,
@@ -449,15 +518,15 @@ async fn supervise_round(
             }
             None => 0,
         };
-        let (job, status) = start_job(runtime, node, &record, &parts);
+        let (job, status) = start_job(runtime, node, &record, &owners);
         let backoff =
-            Duration::from_millis(500 * 2u64.saturating_pow(failures.min(8))).min(MAX_BACKOFF);
+            Duration::from_millis(250 * 2u64.saturating_pow(failures.min(8))).min(MAX_BACKOFF);
         lock(&runtime.jobs).insert(name.clone(), status.clone());
         slots.insert(
             name,
             Slot {
                 version: record.version,
-                partitions: parts,
+                owners,
                 updated_index: record.updated_index,
                 job,
                 status,
