@@ -163,6 +163,16 @@ class Pipeline:
             raise TypeError(f"key: a field path, a jq expression or a function, not {type(key).__name__}")
         return self._transform("key_by", config, id, on_error)
 
+    def redistribute(self, *, id: Optional[str] = None) -> "Pipeline":
+        """Spreads records round-robin over the pipeline's partitions, so the steps after it
+        use every partition even when the source has fewer splits (one file, a one-partition
+        topic); on a cluster the records cross nodes.
+
+        >>> [t["type"] for t in Pipeline("p").redistribute().jq(".").spec()["transforms"]]
+        ['redistribute', 'jq']
+        """
+        return self._transform("redistribute", {}, id, None)
+
     def jq(self, filter: str, *, id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
         """Runs the built-in jq program ``filter`` on each record (each output is a record)."""
         return self._transform("jq", {"filter": filter}, id, on_error)

@@ -66,6 +66,22 @@ def test_python_map_filter_key_by_to_files(node: wire.Node, tmp_path: pathlib.Pa
     assert (again.changed, again.version) == (False, 1)
 
 
+def test_redistribute_spreads_one_file_over_the_partitions(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    src = write_lines(tmp_path / "n.jsonl", [{"n": i} for i in range(2000)])
+    flow = (
+        wire.Pipeline("spread", parallelism=2, checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .redistribute()
+        .map(lambda v: {"n": v["n"] + 1})
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("spread", timeout=60)
+    partitions = {f.name.split("-")[1] for f in (tmp_path / "out").glob("part-*")}
+    assert partitions == {"0", "1"}, "one file, yet both partitions ran the map"
+    assert sorted(r["n"] for r in read_output(tmp_path / "out")) == list(range(1, 2001))
+
+
 def test_batch_transforms_and_their_contract(node: wire.Node, tmp_path: pathlib.Path) -> None:
     src = write_lines(tmp_path / "n.jsonl", [{"n": i} for i in range(3000)])
     calls = Counter()

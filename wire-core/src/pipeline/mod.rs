@@ -14,4 +14,4 @@ pub mod validate;
 
 pub use record::{DesiredState, PipelineRecord};
 pub use spec::{ErrorPolicy, PipelineSpec, SpecError};
-pub use validate::{validate, PipelineGraph, Step, BUILTIN_TRANSFORMS};
+pub use validate::{validate, PipelineGraph, Step, BUILTIN_TRANSFORMS, EXCHANGE_TRANSFORMS};

@@ -18,7 +18,17 @@ pub const MAX_PARALLELISM: u32 = 1024;
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Transform types built into every node; other types name transforms registered on the
 /// node (from Rust, Python or C).
-pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by"];
+pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by", "redistribute"];
+/// Transform types after which records cross to other partitions (over the exchange when
+/// those run on other nodes): the steps that read their output run where the records land.
+pub const EXCHANGE_TRANSFORMS: &[&str] = &["key_by", "redistribute"];
+
+/// `type: redistribute`: spreads records round-robin over the pipeline's partitions (after
+/// a source with fewer splits than partitions, so the steps after it use every partition).
+/// No settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedistributeConfig {}
 
 /// `type: jq`: runs a jq filter on each JSON record; each output is a record (so one filter
 /// maps, filters — `select(...)` — and flat-maps).
@@ -282,6 +292,13 @@ pub fn validate(
                 )),
                 Err(e) => errors.push(e),
             },
+            "redistribute" => {
+                if !t.config.is_null() {
+                    if let Err(e) = check_config::<RedistributeConfig>(&t.config, &config_path) {
+                        errors.push(e);
+                    }
+                }
+            }
             other if registered(other) => {
                 if !t.config.is_object() {
                     errors.push(SpecError::new(config_path, "must be an object"));
@@ -400,6 +417,7 @@ pub fn validate(
                 ));
             }
         }
+        check_exchanges(spec, &order, &transform_ids, &transform_inputs, &mut errors);
         let used: BTreeSet<&str> = transform_inputs
             .iter()
             .chain(&sink_inputs)
@@ -521,6 +539,51 @@ pub fn validate(
             )
         }),
     })
+}
+
+/// Where records go across partitions: a transform that reads both records that crossed
+/// (after a `key_by` or `redistribute`) and records that did not would run in two places
+/// at once, and a second exchange after one is not supported yet; both are refused.
+fn check_exchanges(
+    spec: &PipelineSpec,
+    order: &[usize],
+    ids: &[String],
+    inputs: &[Vec<String>],
+    errors: &mut Vec<SpecError>,
+) {
+    // Transforms whose output has crossed: an exchange step, and all that read one.
+    let mut crossed: BTreeSet<&str> = BTreeSet::new();
+    for &t in order {
+        let kind = spec.transforms[t].kind.as_str();
+        let from: Vec<bool> = inputs[t]
+            .iter()
+            .map(|i| crossed.contains(i.as_str()))
+            .collect();
+        let path = format!("transforms[{t}]");
+        if EXCHANGE_TRANSFORMS.contains(&kind) {
+            if let Some(j) = from.iter().position(|c| *c) {
+                errors.push(SpecError::new(
+                    format!("{path}.inputs[{j}]"),
+                    format!(
+                        "'{}' reads '{}', which comes after a key_by or redistribute: a second one on a path is not supported yet",
+                        ids[t], inputs[t][j]
+                    ),
+                ));
+            }
+            crossed.insert(&ids[t]);
+        } else if from.iter().any(|c| *c) {
+            if let Some(j) = from.iter().position(|c| !*c) {
+                errors.push(SpecError::new(
+                    format!("{path}.inputs[{j}]"),
+                    format!(
+                        "'{}' reads both records that crossed partitions (after a key_by or redistribute) and '{}', whose records did not; put the key_by or redistribute after the fan-in",
+                        ids[t], inputs[t][j]
+                    ),
+                ));
+            }
+            crossed.insert(&ids[t]);
+        }
+    }
 }
 
 /// Orders transforms so each comes after the transforms it reads; on a cycle, returns the
@@ -823,5 +886,43 @@ sinks:
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("10 seconds").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn an_exchange_may_not_mix_with_records_that_did_not_cross_nor_follow_another() {
+        let check = |transforms: &str| {
+            let spec = PipelineSpec::parse(&format!(
+                r#"{{"name": "x", "sources": [{{"id": "in", "type": "generator"}}],
+                    "transforms": {transforms},
+                    "sinks": [{{"type": "stdout"}}]}}"#
+            ))
+            .expect("spec");
+            validate(&spec, &|_| false)
+        };
+        assert!(
+            check(r#"[{"type": "redistribute"}, {"type": "jq", "config": {"filter": "."}}]"#)
+                .is_ok()
+        );
+        assert!(check(r#"[{"type": "redistribute", "config": {}}]"#).is_ok());
+        let errors =
+            check(r#"[{"type": "redistribute", "config": {"n": 1}}]"#).expect_err("bad config");
+        assert_eq!(errors[0].path, "transforms[0].config.n");
+        let errors = check(
+            r#"[{"id": "k", "type": "key_by", "config": {"key": ".a"}},
+                {"id": "both", "type": "jq", "inputs": ["k", "in"], "config": {"filter": "."}}]"#,
+        )
+        .expect_err("mixed fan-in");
+        assert_eq!(errors[0].path, "transforms[1].inputs[1]");
+        assert!(
+            errors[0].message.contains("crossed"),
+            "{}",
+            errors[0].message
+        );
+        let errors = check(
+            r#"[{"id": "k", "type": "key_by", "config": {"key": ".a"}},
+                {"id": "k2", "type": "key_by", "config": {"key": ".b"}}]"#,
+        )
+        .expect_err("two exchanges");
+        assert_eq!(errors[0].path, "transforms[1].inputs[0]");
     }
 }

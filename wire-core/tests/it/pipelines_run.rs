@@ -197,6 +197,44 @@ async fn key_by_sends_equal_keys_to_one_partition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redistribute_spreads_one_file_over_every_partition_and_later_steps_run_there() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("one.json");
+    let lines: String = (0..3000).map(|i| format!("{{\"n\": {i}}}\n")).collect();
+    std::fs::write(&input, lines).unwrap();
+    // One small file is one split: only partition 0 reads; the jq after the redistribute
+    // runs on all three, and a record it rejects there reaches the dead-letter sink.
+    let spec = json!({
+        "name": "spread",
+        "parallelism": 3,
+        "checkpoint_interval": "200ms",
+        "sources": [{"type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"type": "redistribute"},
+            {"type": "jq", "config": {"filter": "if .n == 7 then error(\"seven\") else .n * 2 end"}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}],
+        "dead_letter": {"type": "file", "config": {"path": root.join("dead")}}
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/spread"), "finished").await;
+    let by_partition = lines_by_partition(&root.join("out"));
+    assert_eq!(by_partition.len(), 3, "every partition wrote some");
+    let mut got: Vec<u64> = by_partition
+        .values()
+        .flatten()
+        .map(|v| v.as_u64().expect("a number"))
+        .collect();
+    got.sort_unstable();
+    let want: Vec<u64> = (0..3000).filter(|i| *i != 7).map(|i| i * 2).collect();
+    assert_eq!(got, want);
+    let dead = committed_lines(&root.join("dead"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("seven"), "{}", dead[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fail_policy_stops_the_pipeline_with_the_reason() {
     let n = Embedded::start().await;
     let root = n.dir.path();

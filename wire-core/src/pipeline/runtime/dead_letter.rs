@@ -2,7 +2,7 @@
 //! reason, as the dead-letter sink receives it.
 
 use crate::pipeline::checkpoint::now_ms;
-use crate::pipeline::transform::{Position, Record};
+use crate::pipeline::transform::{Position, Record, Rejected};
 
 /// A dead letter as the dead-letter sink receives it.
 pub fn letter(
@@ -39,4 +39,31 @@ pub fn letter(
         out.key = r.key.clone();
     }
     out
+}
+
+/// The dead letters of records steps rejected.
+pub fn of_rejected(pipeline: &str, partition: u32, rejected: &[Rejected]) -> Vec<Record> {
+    rejected
+        .iter()
+        .map(|r| {
+            let raw = r.record.value.to_string();
+            letter(
+                pipeline,
+                partition,
+                &r.step,
+                Some(&r.record),
+                raw.as_bytes(),
+                &r.record.position,
+                &r.reason,
+            )
+        })
+        .collect()
+}
+
+/// Why a pipeline stops when a step whose policy is `fail` rejected a record.
+pub fn failure(f: &Rejected) -> String {
+    format!(
+        "step '{}' failed on the record at {}:{} and its policy is fail: {}",
+        f.step, f.record.position.split, f.record.position.offset, f.reason
+    )
 }

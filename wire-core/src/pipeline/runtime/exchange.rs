@@ -167,6 +167,12 @@ pub enum DataFrame {
         per_sink: Vec<Vec<WireRecord>>,
         dead: Vec<WireRecord>,
     },
+    /// What exchange steps put out: (step, records), run through the steps after them
+    /// where they land.
+    Exchanged {
+        to: u32,
+        batches: Vec<(u32, Vec<WireRecord>)>,
+    },
     Barrier {
         to: u32,
         epoch: u64,
@@ -182,6 +188,13 @@ impl DataFrame {
                 to,
                 per_sink: per_sink.iter().map(|r| wire(r)).collect(),
                 dead: wire(dead),
+            },
+            SinkMsg::Exchanged(batches) => DataFrame::Exchanged {
+                to,
+                batches: batches
+                    .iter()
+                    .map(|(step, records)| (*step as u32, wire(records)))
+                    .collect(),
             },
             SinkMsg::Barrier(epoch) => DataFrame::Barrier { to, epoch: *epoch },
         }
@@ -550,6 +563,16 @@ fn receive_data(mut stream: Stream, inbound: Arc<Inbound>, from: NodeId) {
             let (to, msg) = match frame {
                 DataFrame::Close => return,
                 DataFrame::Barrier { to, epoch } => (to, SinkMsg::Barrier(epoch)),
+                DataFrame::Exchanged { to, batches } => {
+                    let batches: io::Result<Vec<(usize, Vec<Record>)>> = batches
+                        .into_iter()
+                        .map(|(step, records)| Ok((step as usize, unwire(records)?)))
+                        .collect();
+                    match batches {
+                        Ok(b) => (to, SinkMsg::Exchanged(b)),
+                        Err(e) => return fail(format!("a bad batch from node {from}: {e}")),
+                    }
+                }
                 DataFrame::Batch { to, per_sink, dead } => {
                     let per_sink: io::Result<Vec<Vec<Record>>> =
                         per_sink.into_iter().map(unwire).collect();

@@ -286,6 +286,7 @@ fn spawn_threads(
         let metrics = cfg.metrics.clone();
         let sink_ids: Vec<String> = graph.sinks.iter().map(|s| s.id.clone()).collect();
         let pipeline = cfg.pipeline.clone();
+        let plan = cfg.plan.clone();
         let handle = std::thread::Builder::new()
             .name(format!("wire-sink-{}-{p}", cfg.pipeline))
             .spawn(move || {
@@ -293,6 +294,7 @@ fn spawn_threads(
                     SinkPartition {
                         pipeline,
                         partition: p,
+                        plan,
                         sink_ids,
                         sinks,
                         dead,
@@ -391,7 +393,7 @@ fn spawn_threads(
             plan: cfg.plan.clone(),
             pipeline: cfg.pipeline.clone(),
             sources,
-            router: Router::new(p, parallelism, plan.keyed, my_routes),
+            router: Router::new(p, parallelism, plan.exchanges(), my_routes),
             events: events.clone(),
             status: status.clone(),
             progress: progress.clone(),

@@ -1,6 +1,12 @@
 //! A validated pipeline made runnable: each transform step bound to its implementation and
-//! its inputs resolved to indices, so a batch from one source goes through the whole DAG —
+//! its inputs resolved to indices, so a batch from one source goes through the DAG —
 //! fan-out, fan-in, every consecutive stateless step — in one call on one thread.
+//!
+//! A `key_by` or `redistribute` step splits the DAG in two: the source's partition runs
+//! everything up to and including it ([`Plan::run`]) and hands its output over to the
+//! partitions the records go to, which run the steps after it ([`Plan::run_exchanged`]) —
+//! so a keyed step sees every record of its keys, and the work after a `redistribute` is
+//! spread over every partition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,6 +16,29 @@ use crate::pipeline::jq::Jq;
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
 use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
+
+/// How an exchange step sends its records on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// To the partition that owns the record's key.
+    ByKey,
+    /// Round-robin over every partition.
+    Spread,
+}
+
+/// `type: redistribute`: records pass unchanged (the exchange after it spreads them).
+struct Redistribute;
+
+impl Transform for Redistribute {
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        _rejected: &mut Vec<(Record, String)>,
+    ) {
+        out.extend(batch);
+    }
+}
 
 /// Transforms registered on a node by name (from Rust, Python or C).
 pub type Registry = Arc<std::sync::RwLock<HashMap<String, Arc<dyn Transform>>>>;
@@ -35,6 +64,10 @@ struct PlanStep {
     inputs: Vec<Input>,
     on_error: ErrorPolicy,
     counters: Arc<StepCounters>,
+    /// Set on a `key_by` or `redistribute` step.
+    exchange: Option<Exchange>,
+    /// Whether it runs after an exchange (where the records landed).
+    after: bool,
 }
 
 /// The DAG of a pipeline, ready to run batches.
@@ -45,8 +78,17 @@ pub struct Plan {
     sinks: Vec<Vec<Input>>,
     /// How many consumers (steps and sinks) read each transform's output.
     uses: Vec<usize>,
-    /// Whether a `key_by` step routes records between partitions.
+    /// Whether a `key_by` or `redistribute` step sends records between partitions.
     pub keyed: bool,
+}
+
+/// Which steps a run covers.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// From a source: the steps before an exchange and the exchange steps.
+    Source,
+    /// From an exchange step's output: the steps after it.
+    Landed,
 }
 
 /// What a batch turned into.
@@ -58,6 +100,9 @@ pub struct Outputs {
     pub rejected: Vec<Rejected>,
     /// A record a step with the `fail` policy rejected: the pipeline must stop.
     pub failure: Option<Rejected>,
+    /// What each exchange step put out, to be sent to the partitions it names: (step,
+    /// records).
+    pub exchanged: Vec<(usize, Vec<Record>)>,
 }
 
 impl Plan {
@@ -100,8 +145,8 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
+                "redistribute" => Arc::new(Redistribute),
                 "key_by" => {
-                    keyed = true;
                     let c: KeyByConfig =
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     match (c.key, c.transform) {
@@ -112,12 +157,29 @@ impl Plan {
                 }
                 name => registered(registry, name)?,
             };
+            let inputs = resolve(&step.inputs)?;
+            let exchange = match step.kind.as_str() {
+                "key_by" => Some(Exchange::ByKey),
+                "redistribute" => Some(Exchange::Spread),
+                _ => None,
+            };
+            keyed |= exchange.is_some();
+            // Validation refused mixing: one crossed input means all did.
+            let after = inputs.iter().any(|i| match i {
+                Input::Transform(t) => {
+                    let s: &PlanStep = &steps[*t];
+                    s.after || s.exchange.is_some()
+                }
+                Input::Source(_) => false,
+            });
             steps.push(PlanStep {
                 id: step.id.clone(),
                 transform,
-                inputs: resolve(&step.inputs)?,
+                inputs,
                 on_error: step.on_error,
                 counters: metrics.step(&step.id),
+                exchange,
+                after,
             });
         }
         let sinks = graph
@@ -142,7 +204,8 @@ impl Plan {
         })
     }
 
-    /// Runs a batch read by source `source` through every step it reaches.
+    /// Runs a batch read by source `source` through every step it reaches before an
+    /// exchange; what exchange steps put out is in `exchanged`.
     pub fn run(&self, source: usize, batch: Vec<Record>) -> Outputs {
         let source_uses = self
             .steps
@@ -151,18 +214,48 @@ impl Plan {
             .chain(&self.sinks)
             .filter(|i| i.contains(&Input::Source(source)))
             .count();
-        let mut flow = Flow {
-            source,
+        let flow = Flow {
+            start: Input::Source(source),
             batch: Some(batch),
-            source_left: source_uses,
+            start_left: source_uses,
             outputs: vec![None; self.steps.len()],
             left: self.uses.clone(),
         };
+        self.flow(flow, Side::Source)
+    }
+
+    /// How each step sends its output on (by step index; `None`: it does not).
+    pub fn exchanges(&self) -> Vec<Option<Exchange>> {
+        self.steps.iter().map(|s| s.exchange).collect()
+    }
+
+    /// Runs what exchange step `step` put out through the steps after it, where the records
+    /// landed. An unknown step (from a peer of another pipeline version) runs nothing.
+    pub fn run_exchanged(&self, step: usize, records: Vec<Record>) -> Outputs {
+        let uses = self.uses.get(step).copied().unwrap_or(0);
+        let flow = Flow {
+            start: Input::Transform(step),
+            batch: Some(records),
+            start_left: uses,
+            outputs: vec![None; self.steps.len()],
+            left: self.uses.clone(),
+        };
+        self.flow(flow, Side::Landed)
+    }
+
+    fn flow(&self, mut flow: Flow, side: Side) -> Outputs {
         let mut result = Outputs {
             per_sink: vec![Vec::new(); self.sinks.len()],
             ..Default::default()
         };
         for (t, step) in self.steps.iter().enumerate() {
+            let runs_here = match side {
+                Side::Source => !step.after,
+                Side::Landed => step.after,
+            };
+            if !runs_here {
+                continue;
+            }
             let Some(input) = flow.gather(&step.inputs) else {
                 continue;
             };
@@ -191,7 +284,14 @@ impl Plan {
                     }
                 }
             }
-            flow.outputs[t] = Some(out);
+            if step.exchange.is_some() && side == Side::Source {
+                // Its consumers run where the records land.
+                if !out.is_empty() {
+                    result.exchanged.push((t, out));
+                }
+            } else {
+                flow.outputs[t] = Some(out);
+            }
         }
         for (k, inputs) in self.sinks.iter().enumerate() {
             if let Some(records) = flow.gather(inputs) {
@@ -205,9 +305,10 @@ impl Plan {
 /// One batch on its way through the DAG: what each transform produced, and how many of its
 /// consumers have yet to take it (the last one takes it, the others get a copy).
 struct Flow {
-    source: usize,
+    /// Where the batch enters: a source, or an exchange step whose output landed here.
+    start: Input,
     batch: Option<Vec<Record>>,
-    source_left: usize,
+    start_left: usize,
     outputs: Vec<Option<Vec<Record>>>,
     left: Vec<usize>,
 }
@@ -219,9 +320,9 @@ impl Flow {
         let mut gathered: Option<Vec<Record>> = None;
         for input in inputs {
             let part = match *input {
-                Input::Source(s) if s == self.source => {
-                    self.source_left = self.source_left.saturating_sub(1);
-                    if self.source_left == 0 {
+                i if i == self.start => {
+                    self.start_left = self.start_left.saturating_sub(1);
+                    if self.start_left == 0 {
                         self.batch.take()
                     } else {
                         self.batch.clone()
@@ -316,5 +417,38 @@ dead_letter: {type: stdout}
         let failure = out.failure.expect("the strict step fails the batch");
         assert_eq!(failure.step, "strict");
         assert!(failure.reason.contains("too big"), "{}", failure.reason);
+    }
+
+    #[test]
+    fn steps_after_an_exchange_run_where_the_records_land() {
+        let p = plan(
+            r#"
+name: split
+sources: [{id: a, type: generator}]
+transforms:
+  - {id: up, type: jq, config: {filter: ". + 1"}}
+  - {id: keyed, type: key_by, config: {key: "."}}
+  - {id: down, type: jq, config: {filter: ". * 10"}}
+sinks:
+  - {id: early, type: stdout, inputs: [up]}
+  - {id: late, type: stdout, inputs: [down]}
+"#,
+        );
+        assert!(p.keyed);
+        let out = p.run(0, batch(&["1", "2"]));
+        assert_eq!(
+            texts(&out.per_sink[0]),
+            ["2", "3"],
+            "before the exchange: here"
+        );
+        assert!(out.per_sink[1].is_empty(), "after it: where they land");
+        assert_eq!(out.exchanged.len(), 1);
+        let (step, records) = out.exchanged.into_iter().next().expect("exchanged");
+        assert_eq!(step, 1);
+        assert!(records.iter().all(|r| r.key.is_some()));
+        let landed = p.run_exchanged(step, records);
+        assert!(landed.per_sink[0].is_empty());
+        assert_eq!(texts(&landed.per_sink[1]), ["20", "30"]);
+        assert_eq!(p.exchanges(), [None, Some(Exchange::ByKey), None]);
     }
 }

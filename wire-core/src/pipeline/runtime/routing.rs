@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::SyncSender;
 
+use super::plan::Exchange;
 use super::sink_worker::SinkMsg;
 use crate::hash::stable_hash;
 use crate::pipeline::transform::Record;
@@ -40,70 +41,93 @@ impl Route {
 pub struct Router {
     own: u32,
     parallelism: u32,
-    keyed: bool,
+    /// How each step sends its output on (by step index; `None`: it does not).
+    exchanges: Vec<Option<Exchange>>,
     routes: BTreeMap<u32, Route>,
+    /// The next partition a spread record goes to.
+    next: std::cell::Cell<u32>,
 }
 
+/// Records for the steps after exchange steps: (step, records).
+pub type Exchanged = Vec<(usize, Vec<Record>)>;
+
 impl Router {
-    /// `routes` holds the sink workers this source may send to: every partition of a keyed
-    /// pipeline, else only its own.
-    pub fn new(own: u32, parallelism: u32, keyed: bool, routes: BTreeMap<u32, Route>) -> Router {
+    /// `routes` holds the sink workers this source may send to: every partition of a
+    /// pipeline with an exchange step, else only its own.
+    pub fn new(
+        own: u32,
+        parallelism: u32,
+        exchanges: Vec<Option<Exchange>>,
+        routes: BTreeMap<u32, Route>,
+    ) -> Router {
         Router {
             own,
             parallelism,
-            keyed,
+            exchanges,
             routes,
+            next: std::cell::Cell::new(own),
         }
     }
 
-    /// The partition a record goes to.
-    pub fn target(&self, record: &Record) -> u32 {
-        match (&record.key, self.keyed) {
-            (Some(key), true) => {
-                let t = partition_of(key, self.parallelism);
-                if self.routes.contains_key(&t) {
-                    t
-                } else {
-                    self.own
-                }
+    /// The partition a record put out by exchange step `step` goes to.
+    pub fn target(&self, step: usize, record: &Record) -> u32 {
+        let t = match (self.exchanges.get(step).copied().flatten(), &record.key) {
+            (Some(Exchange::ByKey), Some(key)) => partition_of(key, self.parallelism),
+            (Some(Exchange::Spread), _) => {
+                let n = self.next.get();
+                self.next.set((n + 1) % self.parallelism.max(1));
+                n
             }
             _ => self.own,
+        };
+        if self.routes.contains_key(&t) {
+            t
+        } else {
+            self.own
         }
     }
 
-    /// Groups one batch's output (records per sink, and dead letters) by target partition.
-    pub fn split(
-        &self,
-        per_sink: Vec<Vec<Record>>,
-        dead: Vec<Record>,
-    ) -> BTreeMap<u32, (Vec<Vec<Record>>, Vec<Record>)> {
-        let sinks = per_sink.len();
-        let mut out: BTreeMap<u32, (Vec<Vec<Record>>, Vec<Record>)> = BTreeMap::new();
-        for (k, records) in per_sink.into_iter().enumerate() {
+    /// Groups what exchange steps put out by the partition each record goes to.
+    pub fn split(&self, exchanged: Exchanged) -> BTreeMap<u32, Exchanged> {
+        let mut out: BTreeMap<u32, Exchanged> = BTreeMap::new();
+        for (step, records) in exchanged {
+            let mut by_target: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
             for record in records {
-                let target = self.target(&record);
-                out.entry(target)
-                    .or_insert_with(|| (vec![Vec::new(); sinks], Vec::new()))
-                    .0[k]
+                by_target
+                    .entry(self.target(step, &record))
+                    .or_default()
                     .push(record);
             }
-        }
-        if !dead.is_empty() {
-            out.entry(self.own)
-                .or_insert_with(|| (vec![Vec::new(); sinks], Vec::new()))
-                .1 = dead;
+            for (target, records) in by_target {
+                out.entry(target).or_default().push((step, records));
+            }
         }
         out
     }
 
-    /// Sends one batch's output on; blocks while a sink worker's channel is full (this is
-    /// the backpressure). Errs when a sink worker ended.
-    pub fn send(&self, per_sink: Vec<Vec<Record>>, dead: Vec<Record>) -> Result<(), String> {
-        for (target, (per_sink, dead)) in self.split(per_sink, dead) {
+    /// Sends one batch's output on: what stays in this partition (records for the sinks,
+    /// dead letters) to its own sink worker, what exchange steps put out to the partitions
+    /// it goes to. Blocks while a way is full (this is the backpressure). Errs when a way
+    /// closed.
+    pub fn send(
+        &self,
+        per_sink: Vec<Vec<Record>>,
+        dead: Vec<Record>,
+        exchanged: Exchanged,
+    ) -> Result<(), String> {
+        let closed = |target: u32| format!("the way to partition {target} closed");
+        if per_sink.iter().any(|r| !r.is_empty()) || !dead.is_empty() {
+            if let Some(route) = self.routes.get(&self.own) {
+                route
+                    .send(self.own, SinkMsg::Data { per_sink, dead })
+                    .map_err(|_| closed(self.own))?;
+            }
+        }
+        for (target, batches) in self.split(exchanged) {
             if let Some(route) = self.routes.get(&target) {
                 route
-                    .send(target, SinkMsg::Data { per_sink, dead })
-                    .map_err(|_| format!("the way to partition {target} closed"))?;
+                    .send(target, SinkMsg::Exchanged(batches))
+                    .map_err(|_| closed(target))?;
             }
         }
         Ok(())
@@ -131,41 +155,43 @@ mod tests {
         r
     }
 
-    fn router(own: u32, keyed: bool, local: &[u32]) -> Router {
+    fn router(own: u32, exchange: Option<Exchange>, local: &[u32]) -> Router {
         let routes = local
             .iter()
             .map(|p| (*p, Route::Local(std::sync::mpsc::sync_channel(1).0)))
             .collect();
-        Router::new(own, 4, keyed, routes)
+        Router::new(own, 4, vec![None, exchange], routes)
     }
 
     #[test]
-    fn keyed_records_go_to_the_partition_owning_their_key_and_dead_letters_stay() {
-        let r = router(1, true, &[0, 1, 2, 3]);
+    fn keyed_records_go_to_the_partition_owning_their_key() {
+        let r = router(1, Some(Exchange::ByKey), &[0, 1, 2, 3]);
         let keys = ["a", "b", "c", "d", "e", "f", "g"];
-        let per_sink = vec![keys.iter().map(|k| record(Some(k))).collect::<Vec<_>>()];
-        let split = r.split(per_sink, vec![record(None)]);
+        let records = keys.iter().map(|k| record(Some(k))).collect::<Vec<_>>();
+        let split = r.split(vec![(1, records)]);
         let mut seen = 0;
-        for (target, (per_sink, dead)) in &split {
-            for rec in &per_sink[0] {
+        for (target, batches) in &split {
+            assert_eq!(batches.len(), 1);
+            assert_eq!(batches[0].0, 1, "the step they came from");
+            for rec in &batches[0].1 {
                 let key = rec.key.as_deref().unwrap_or_default();
                 assert_eq!(partition_of(key, 4), *target);
                 seen += 1;
             }
-            assert_eq!(dead.len(), usize::from(*target == 1));
         }
         assert_eq!(seen, keys.len());
         assert!(split.len() > 1, "seven keys over four partitions");
     }
 
     #[test]
-    fn unkeyed_pipelines_and_missing_keys_stay_in_their_partition() {
-        let r = router(2, false, &[2]);
-        assert_eq!(r.target(&record(Some("a"))), 2);
-        let r = router(2, true, &[0, 1, 2, 3]);
-        assert_eq!(r.target(&record(None)), 2);
-        // A key owned by a partition this node does not run stays here.
-        let r = router(2, true, &[2]);
-        assert!((0..50).all(|i| r.target(&record(Some(&i.to_string()))) == 2));
+    fn spread_records_go_round_robin_and_other_steps_stay() {
+        let r = router(2, Some(Exchange::Spread), &[0, 1, 2, 3]);
+        let split = r.split(vec![(1, (0..8).map(|_| record(None)).collect())]);
+        let counts: Vec<usize> = split.values().map(|b| b[0].1.len()).collect();
+        assert_eq!(counts, [2, 2, 2, 2]);
+        // A step that is no exchange, or a partition not reachable: it stays.
+        assert_eq!(r.target(0, &record(Some("a"))), 2);
+        let r = router(2, Some(Exchange::ByKey), &[2]);
+        assert!((0..50).all(|i| r.target(1, &record(Some(&i.to_string()))) == 2));
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::coordinator::Input;
 use super::dead_letter;
 use super::metrics::{JobMetrics, StepCounters};
+use super::plan::Plan;
 use crate::connectors::{ConnectorError, ConnectorResult, Sink};
 use crate::pipeline::transform::Record;
 
@@ -23,6 +24,9 @@ pub enum SinkMsg {
         per_sink: Vec<Vec<Record>>,
         dead: Vec<Record>,
     },
+    /// What exchange steps put out for this partition: (step, records), to run through the
+    /// steps after them here.
+    Exchanged(Vec<(usize, Vec<Record>)>),
     Barrier(u64),
 }
 
@@ -37,6 +41,8 @@ pub enum SinkCtl {
 pub struct SinkPartition {
     pub pipeline: String,
     pub partition: u32,
+    /// Runs the steps after an exchange on the records that land here.
+    pub plan: Arc<Plan>,
     pub sink_ids: Vec<String>,
     pub sinks: Vec<Box<dyn Sink>>,
     pub dead: Option<Box<dyn Sink>>,
@@ -101,6 +107,61 @@ impl SinkPartition {
         Ok(())
     }
 
+    /// Writes a batch's records to the sinks and its dead letters.
+    fn write(
+        &mut self,
+        per_sink: &[Vec<Record>],
+        letters: &[Record],
+        counters: &[Arc<StepCounters>],
+        dead_counter: &StepCounters,
+    ) -> ConnectorResult<()> {
+        for (k, records) in per_sink.iter().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            self.sinks[k]
+                .write(records)
+                .map_err(|e| e.context(format!("sink '{}'", self.sink_ids[k])))?;
+            counters[k].add_in(records.len());
+            counters[k].add_time(started.elapsed());
+            self.divert(k, counters)?;
+        }
+        if !letters.is_empty() {
+            match self.write_dead(letters) {
+                Ok(()) => dead_counter.add_in(letters.len()),
+                Err(e) => {
+                    return Err(e.unwrap_or_else(|| {
+                        ConnectorError::invalid(
+                            "a record was rejected and there is no dead-letter sink",
+                        )
+                    }))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs records that landed here through the steps after their exchange step, then
+    /// writes them; `Err((error, retry))`.
+    fn land(
+        &mut self,
+        batches: Vec<(usize, Vec<Record>)>,
+        counters: &[Arc<StepCounters>],
+        dead_counter: &StepCounters,
+    ) -> Result<(), (String, bool)> {
+        for (step, records) in batches {
+            let out = self.plan.run_exchanged(step, records);
+            if let Some(f) = &out.failure {
+                return Err((dead_letter::failure(f), false));
+            }
+            let letters = dead_letter::of_rejected(&self.pipeline, self.partition, &out.rejected);
+            self.write(&out.per_sink, &letters, counters, dead_counter)
+                .map_err(|e| (e.message.clone(), e.retryable()))?;
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, epoch: u64) -> ConnectorResult<()> {
         for (k, sink) in self.sinks.iter_mut().enumerate() {
             sink.commit(epoch)
@@ -147,34 +208,15 @@ pub fn run(
                 per_sink,
                 dead: letters,
             } => {
-                for (k, records) in per_sink.iter().enumerate() {
-                    if records.is_empty() {
-                        continue;
-                    }
-                    let started = std::time::Instant::now();
-                    if let Err(e) = out.sinks[k].write(records) {
-                        fail(e.context(format!("sink '{}'", out.sink_ids[k])));
-                        return;
-                    }
-                    counters[k].add_in(records.len());
-                    counters[k].add_time(started.elapsed());
-                    if let Err(e) = out.divert(k, &counters) {
-                        fail(e);
-                        return;
-                    }
+                if let Err(e) = out.write(&per_sink, &letters, &counters, &dead_counter) {
+                    fail(e);
+                    return;
                 }
-                if !letters.is_empty() {
-                    match out.write_dead(&letters) {
-                        Ok(()) => dead_counter.add_in(letters.len()),
-                        Err(e) => {
-                            fail(e.unwrap_or_else(|| {
-                                ConnectorError::invalid(
-                                    "a record was rejected and there is no dead-letter sink",
-                                )
-                            }));
-                            return;
-                        }
-                    }
+            }
+            SinkMsg::Exchanged(batches) => {
+                if let Err((error, retry)) = out.land(batches, &counters, &dead_counter) {
+                    let _ = events.send(Input::Failed { error, retry });
+                    return;
                 }
             }
             SinkMsg::Barrier(epoch) => {

@@ -19,7 +19,7 @@ use super::routing::Router;
 use crate::connectors::{BadInput, ReadState, Source};
 use crate::pipeline::checkpoint::Positions;
 use crate::pipeline::spec::ErrorPolicy;
-use crate::pipeline::transform::{Record, Rejected};
+use crate::pipeline::transform::Record;
 
 /// Records read per batch.
 pub const BATCH: usize = 1024;
@@ -192,34 +192,16 @@ impl SourceWorker {
             ));
         }
         let outputs = self.plan.run(source, records);
-        if let Some(Rejected {
-            record,
-            step,
-            reason,
-        }) = outputs.failure
-        {
-            return Err((
-                format!(
-                    "step '{step}' failed on the record at {}:{} and its policy is fail: {reason}",
-                    record.position.split, record.position.offset
-                ),
-                false,
-            ));
+        if let Some(f) = &outputs.failure {
+            return Err((dead_letter::failure(f), false));
         }
-        for r in &outputs.rejected {
-            let raw = r.record.value.to_string();
-            dead.push(dead_letter::letter(
-                &self.pipeline,
-                self.partition,
-                &r.step,
-                Some(&r.record),
-                raw.as_bytes(),
-                &r.record.position,
-                &r.reason,
-            ));
-        }
+        dead.extend(dead_letter::of_rejected(
+            &self.pipeline,
+            self.partition,
+            &outputs.rejected,
+        ));
         self.router
-            .send(outputs.per_sink, dead)
+            .send(outputs.per_sink, dead, outputs.exchanged)
             .map_err(|e| (e, true))
     }
 }

@@ -167,7 +167,11 @@ fn want(record: &PipelineRecord) -> Want {
 /// Whether a pipeline's records cross between its partitions (one job spans every node
 /// that runs one of them).
 fn keyed(record: &PipelineRecord) -> bool {
-    record.spec.transforms.iter().any(|t| t.kind == "key_by")
+    record
+        .spec
+        .transforms
+        .iter()
+        .any(|t| pipeline::EXCHANGE_TRANSFORMS.contains(&t.kind.as_str()))
 }
 
 async fn assigner(node: ConsensusClient, cluster: ClusterOps, mut stop: watch::Receiver<bool>) {
