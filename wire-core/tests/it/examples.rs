@@ -124,7 +124,7 @@ async fn the_file_and_generator_examples_run_to_the_end() {
         ran.push((name, pipeline));
     }
     let names: Vec<&str> = ran.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["orders.yaml", "per-user.json"]);
+    assert_eq!(names, ["orders.yaml", "per-user.json", "spread.yaml"]);
 
     // orders.yaml: exactly the big orders, each once with its total; the rest dead letters.
     let (want, bad) = expected_orders(&root.path().join("data/orders.jsonl"));
@@ -170,6 +170,23 @@ async fn the_file_and_generator_examples_run_to_the_end() {
         owner.values().all(|p| p.len() == 1),
         "a user's clicks in several partitions: {owner:?}"
     );
+
+    // spread.yaml: every order with a total once (the rest dead letters), written by all
+    // three partitions though one read the file.
+    let out = root.path().join("out/spread");
+    let by_partition = crate::pipelines_run::lines_by_partition(&out);
+    assert_eq!(by_partition.len(), 3, "every partition ran the totals");
+    let mut ids = BTreeSet::new();
+    for v in by_partition.values().flatten() {
+        assert!(v["total"].is_number(), "{v}");
+        assert!(ids.insert(v["id"].to_string()), "an order twice: {v}");
+    }
+    let spread_dead = committed_lines(&root.path().join("out/spread-dead"));
+    let lines = std::fs::read_to_string(root.path().join("data/orders.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(ids.len() + spread_dead.len(), lines, "every line once, out or dead");
 }
 
 #[cfg(feature = "kafka")]
