@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench
+.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench-keyed bench
 
 verify: fmt-check clippy test
 
@@ -93,3 +93,8 @@ bench-failover:
 bench-pipeline-failover:
 	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} cargo build -q --release -p wire-core --bin wire
 	python3 bench/failover/pipelines.py
+
+# A keyed pipeline on 1 node and on 3 nodes, each beside the same pipeline without key_by.
+bench-keyed:
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} cargo build -q --release -p wire-core --bin wire
+	python3 bench/keyed/cluster.py

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every benchmark in one run (`make bench`): kv (Wire vs etcd), pipeline (Wire vs the ideal
 # Rust loop vs Bytewax), Python (Wire vs Bytewax vs a plain loop), connectors (Wire vs a raw
-# consumer, clocks at visibility), failover (Wire vs etcd leader kills) and pipeline
-# failover. Each runs its contenders side by side in alternating rounds and checks their
-# output; this script writes what each printed, with the machine, the date and the
-# versions, to bench/RESULTS.md. A benchmark that fails is recorded as failed and the run
-# goes on; the exit status says whether all passed.
+# consumer, clocks at visibility), failover (Wire vs etcd leader kills), pipeline failover,
+# and keyed pipelines on 1 vs 3 nodes. Each runs its contenders side by side in alternating
+# rounds and checks their output; this script writes what each printed, with the machine,
+# the date and the versions, to bench/RESULTS.md. A benchmark that fails is recorded as
+# failed and the run goes on; the exit status says whether all passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
@@ -34,6 +34,7 @@ run python bash bench/python/run.sh
 run connectors bash bench/connectors/run.sh
 run failover bash bench/failover/run.sh
 run pipeline-failover bash -c 'cargo build -q --release -p wire-core --bin wire && python3 bench/failover/pipelines.py'
+run keyed bash -c 'cargo build -q --release -p wire-core --bin wire && python3 bench/keyed/cluster.py'
 for s in tests/services/*.sh; do [ "$s" = tests/services/lib.sh ] || bash "$s" stop >/dev/null 2>&1; done
 
 {
@@ -50,7 +51,7 @@ for s in tests/services/*.sh; do [ "$s" = tests/services/lib.sh ] || bash "$s" s
   echo "| bytewax | $("$HOME/.cache/wire-bench/bytewax-venv/bin/pip" show bytewax 2>/dev/null | sed -n 's/^Version: //p') (PyPI, bench virtualenvs) |"
   echo "| servers | Kafka and OpenSearch of tests/services (see their scripts for versions) |"
   echo "| python | $(version python3 --version) |"
-  for name in kv pipeline python connectors failover pipeline-failover; do
+  for name in kv pipeline python connectors failover pipeline-failover keyed; do
     echo
     echo "## $name — $(cat "$logs/$name.status"), $(cat "$logs/$name.time")"
     echo

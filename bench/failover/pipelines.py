@@ -21,81 +21,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from typing import Any, Dict, List, Optional
 
-WIRE = os.environ.get("WIRE", "target/release/wire")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from wire_cluster import Node, get, send, start_cluster, stop_cluster, until  # noqa: E402
+
 KILLS = int(os.environ.get("KILLS", "5"))
 RATE = 6000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str) -> Optional[Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return json.load(r)
-    except Exception:
-        return None
-
-
-def send(method: str, url: str, body: Optional[Dict[str, Any]] = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
-
-
-def until(what: str, timeout: float, check: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-class Node:
-    def __init__(self, root: str, id: int, join: Optional[str]) -> None:
-        self.id = id
-        self.http = f"127.0.0.1:{free_port()}"
-        self.raft = f"127.0.0.1:{free_port()}"
-        self.dir = os.path.join(root, f"node{id}")
-        self.log = open(os.path.join(root, f"node{id}.log"), "ab")
-        self.join = join
-        self.proc: Optional[subprocess.Popen[bytes]] = None
-        self.start(first=True)
-
-    def start(self, first: bool = False) -> None:
-        args = [WIRE, "node", "--node-id", str(self.id), "--http-addr", self.http,
-                "--raft-addr", self.raft, "--data-dir", self.dir]
-        if first and self.join is None:
-            args.append("--bootstrap")
-        if first and self.join is not None:
-            args += ["--join", self.join]
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-
-    def url(self, path: str) -> str:
-        return f"http://{self.http}{path}"
 
 
 def main() -> int:
@@ -103,11 +39,7 @@ def main() -> int:
     out_dir = os.path.join(root, "out")
     nodes: List[Node] = []
     try:
-        nodes.append(Node(root, 1, None))
-        until("node 1", 20, lambda: (get(nodes[0].url("/status")) or {}).get("leader"))
-        for i in (2, 3):
-            nodes.append(Node(root, i, nodes[0].http))
-            until(f"node {i}", 30, lambda: len((get(nodes[0].url("/status")) or {}).get("members", [])) >= i)
+        nodes = start_cluster(root, 3)
         total = RATE * (20 + 15 * KILLS)
         send("POST", nodes[0].url("/pipelines"), {
             "name": "bench",
@@ -178,9 +110,7 @@ def main() -> int:
               "Kafka Streams after 45 s (session.timeout.ms).")
         return 0 if ok else 1
     finally:
-        for n in nodes:
-            if n.proc is not None:
-                n.kill9()
+        stop_cluster(nodes)
         shutil.rmtree(root, ignore_errors=True)
 
 
