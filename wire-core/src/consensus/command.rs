@@ -62,11 +62,13 @@ pub enum Command {
         checkpoints: Vec<(u32, Checkpoint)>,
     },
     /// A job starting: makes `session` the one whose checkpoints the partitions of `owners`
-    /// accept; refused unless each is assigned to the node named. Answered with their
-    /// checkpoints.
+    /// accept; refused unless each is assigned to the node named and the pipeline is at
+    /// `version`. Answered with the pipeline's checkpoints.
     PipelineSession {
         name: String,
         session: u64,
+        /// The pipeline version the job runs (refused when the pipeline is at another).
+        version: u64,
         owners: Vec<(u32, NodeId)>,
     },
     /// Several independent commands proposed as one entry (group commit); each is applied in

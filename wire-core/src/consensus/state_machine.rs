@@ -553,8 +553,9 @@ fn apply_command(
         Command::PipelineSession {
             name,
             session,
+            version,
             owners,
-        } => catalog::open_session(view, name, *session, owners)?,
+        } => catalog::open_session(view, name, *session, *version, owners)?,
     })
 }
 
@@ -799,6 +800,7 @@ mod tests {
                     Command::PipelineSession {
                         name: "p".into(),
                         session: 5,
+                        version: 1,
                         owners: vec![(0, 1)],
                     },
                 ),

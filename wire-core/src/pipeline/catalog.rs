@@ -187,6 +187,11 @@ pub(crate) fn assign<S: CatalogState>(
                     state.set_assignment(name, part, None);
                 }
             }
+            for part in state.sessions(name)?.into_keys() {
+                if !wanted.contains_key(&part) {
+                    state.set_session(name, part, None);
+                }
+            }
             for (part, node) in wanted {
                 state.set_assignment(name, part, Some(node));
             }
@@ -243,16 +248,27 @@ pub(crate) fn hand_off<S: CatalogState>(
     Ok(CommandResponse::Assigned)
 }
 
-/// Opens `session` for a job that runs `owners` (partition -> node), answering with the
-/// pipeline's checkpoints (see the module doc).
+/// Opens `session` for a job of pipeline version `version` that runs `owners` (partition ->
+/// node), answering with the pipeline's checkpoints (see the module doc).
 pub(crate) fn open_session<S: CatalogState>(
     state: &mut S,
     name: &str,
     session: u64,
+    version: u64,
     owners: &[(u32, NodeId)],
 ) -> Result<CommandResponse, S::Error> {
-    if state.pipeline(name)?.is_none() {
-        return Ok(CommandResponse::PipelineMissing);
+    match state.pipeline(name)? {
+        None => return Ok(CommandResponse::PipelineMissing),
+        // A job of an older version (its open was still in flight): not this one's turn.
+        Some(r) if r.version != version => {
+            return Ok(CommandResponse::Refused {
+                reason: format!(
+                    "pipeline '{name}' is at version {}, not {version}",
+                    r.version
+                ),
+            })
+        }
+        Some(_) => {}
     }
     let assigned = state.assignments(name)?;
     for (part, node) in owners {
@@ -453,7 +469,7 @@ mod tests {
         let mut t = Tables::default();
         ok(create(&mut t, &spec(2), 1));
         ok(assign(&mut t, "p", 1, &[(0, 1), (1, 1)], &[]));
-        ok(open_session(&mut t, "p", 1, &[(0, 1), (1, 1)]));
+        ok(open_session(&mut t, "p", 1, 1, &[(0, 1), (1, 1)]));
         t
     }
 
@@ -519,13 +535,13 @@ mod tests {
         ok(assign(&mut t, "p", 1, &[(0, 2), (1, 1)], &[]));
         let r = ok(checkpoint(&mut t, "p", 1, &[(0, cp(2, 1))]));
         assert!(matches!(&r, CommandResponse::Refused { reason } if reason.contains("assigned")));
-        let r = ok(open_session(&mut t, "p", 2, &[(0, 1)]));
+        let r = ok(open_session(&mut t, "p", 2, 1, &[(0, 1)]));
         assert!(
             matches!(&r, CommandResponse::Refused { reason } if reason.contains("assigned")),
             "a session only for the owner"
         );
         assert_eq!(
-            ok(open_session(&mut t, "p", 2, &[(0, 2)])),
+            ok(open_session(&mut t, "p", 2, 1, &[(0, 2)])),
             CommandResponse::SessionOpened {
                 checkpoints: vec![(0, cp(1, 1).after(None)), (1, cp(1, 1).after(None))]
             }
@@ -543,13 +559,13 @@ mod tests {
         ok(assign(&mut t, "p", 1, &[(0, 1), (1, 2)], &[]));
         // One keyed job spans both nodes: its session covers both partitions, each
         // checkpoint names the node that ran it.
-        ok(open_session(&mut t, "p", 7, &[(0, 1), (1, 2)]));
+        ok(open_session(&mut t, "p", 7, 1, &[(0, 1), (1, 2)]));
         assert_eq!(
             ok(checkpoint(&mut t, "p", 7, &[(0, cp(1, 1)), (1, cp(1, 2))])),
             CommandResponse::CheckpointSaved
         );
         // A newer job opens a session: a commit the old one had in flight is refused.
-        ok(open_session(&mut t, "p", 8, &[(0, 1), (1, 2)]));
+        ok(open_session(&mut t, "p", 8, 1, &[(0, 1), (1, 2)]));
         let r = ok(checkpoint(&mut t, "p", 7, &[(0, cp(2, 1)), (1, cp(2, 2))]));
         assert!(
             matches!(&r, CommandResponse::Refused { reason } if reason.contains("newer job")),
@@ -606,7 +622,7 @@ mod tests {
         // The old owner is fenced; the new one goes on from the final checkpoint.
         let r = ok(checkpoint(&mut t, "p", 1, &[(1, cp(2, 1))]));
         assert!(matches!(r, CommandResponse::Refused { .. }));
-        ok(open_session(&mut t, "p", 2, &[(1, 2)]));
+        ok(open_session(&mut t, "p", 2, 1, &[(1, 2)]));
         assert_eq!(
             ok(checkpoint(&mut t, "p", 2, &[(1, cp(2, 2))])),
             CommandResponse::CheckpointSaved

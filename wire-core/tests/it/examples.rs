@@ -186,7 +186,11 @@ async fn the_file_and_generator_examples_run_to_the_end() {
         .unwrap()
         .lines()
         .count();
-    assert_eq!(ids.len() + spread_dead.len(), lines, "every line once, out or dead");
+    assert_eq!(
+        ids.len() + spread_dead.len(),
+        lines,
+        "every line once, out or dead"
+    );
 }
 
 #[cfg(feature = "kafka")]

@@ -379,9 +379,15 @@ pub struct Cluster {
 }
 
 impl Drop for Cluster {
-    /// On a failing test, shows the tail of every node's log.
+    /// On a failing test, shows the tail of every node's log (and, with `WIRE_KEEP_LOGS=<dir>`,
+    /// copies the logs there).
     fn drop(&mut self) {
         if std::thread::panicking() {
+            if let Ok(dir) = std::env::var("WIRE_KEEP_LOGS") {
+                for p in &self.nodes {
+                    let _ = std::fs::copy(&p.log, format!("{dir}/node{}.log", p.id));
+                }
+            }
             for p in &self.nodes {
                 let text = p.log_text();
                 let lines: Vec<&str> = text.lines().collect();

@@ -168,6 +168,8 @@ pub struct Coordinator {
     ending: Option<Ending>,
     /// Nodes of the job yet to join.
     waiting: BTreeSet<NodeId>,
+    /// End once the commit in flight is answered, whatever the answer.
+    hurry: bool,
 }
 
 impl Coordinator {
@@ -182,6 +184,7 @@ impl Coordinator {
             .collect();
         Coordinator {
             waiting,
+            hurry: false,
             me,
             clock,
             epoch,
@@ -213,7 +216,7 @@ impl Coordinator {
                 self.end(JobState::Stopped { reason })
             }
             Input::Stop { reason, progress } => self.stop(reason, progress),
-            Input::Abort { reason } => self.end(JobState::Stopped { reason }),
+            Input::Abort { reason } => self.end_soon(reason),
             Input::Joined { node } => {
                 self.waiting.remove(&node);
                 Vec::new()
@@ -268,13 +271,28 @@ impl Coordinator {
                 }
                 _ => Vec::new(),
             },
-            Input::DeadlinePassed => match &self.ending {
+            Input::DeadlinePassed => match self.ending.clone() {
                 Some(Ending::Stop(reason)) => {
-                    let reason = format!("{reason} (the final checkpoint timed out)");
-                    self.end(JobState::Stopped { reason })
+                    self.end_soon(format!("{reason} (the final checkpoint timed out)"))
                 }
                 _ => Vec::new(),
             },
+        }
+    }
+
+    /// Ends without a (further) checkpoint — but a commit already sent may still be applied
+    /// after it: its answer is awaited first, so the sinks publish what was committed.
+    fn end_soon(&mut self, reason: String) -> Vec<Action> {
+        match self.phase {
+            Phase::Committing {
+                waiting_retry: false,
+                ..
+            } => {
+                self.ending = Some(Ending::Stop(reason));
+                self.hurry = true;
+                Vec::new()
+            }
+            _ => self.end(JobState::Stopped { reason }),
         }
     }
 
@@ -289,9 +307,15 @@ impl Coordinator {
     }
 
     fn stop(&mut self, reason: String, progress: u64) -> Vec<Action> {
+        if self.ending.is_some() {
+            // Already ending (one deadline, armed once).
+            return Vec::new();
+        }
+        // Another node's count may lag: a job spanning nodes always checkpoints.
+        let alone = self.me.owners.values().all(|n| *n == self.me.node);
         match self.phase {
             Phase::Idle => {
-                if progress == self.checkpointed {
+                if alone && progress == self.checkpointed {
                     return self.end(JobState::Stopped { reason });
                 }
                 self.ending = Some(Ending::Stop(reason));
@@ -372,6 +396,15 @@ impl Coordinator {
             Ok(Committed::Fenced(why)) => self.end(JobState::Stopped {
                 reason: format!("checkpoint refused: {why}"),
             }),
+            Err(error) if self.hurry => {
+                let reason = match &self.ending {
+                    Some(Ending::Stop(r)) => r.clone(),
+                    _ => "stopped".into(),
+                };
+                self.end(JobState::Stopped {
+                    reason: format!("{reason} (the last checkpoint's outcome is unknown: {error})"),
+                })
+            }
             Err(error) => {
                 *waiting_retry = true;
                 vec![Action::RetryCommitAfter {
@@ -719,5 +752,63 @@ mod tests {
             }),
             [Action::End(JobState::Finished)]
         );
+    }
+
+    #[test]
+    fn a_job_over_several_nodes_waits_for_them_and_commits_each_partition_as_its_node() {
+        let me = Identity {
+            version: 3,
+            node: 7,
+            owners: BTreeMap::from([(0, 7), (1, 8)]),
+        };
+        let mut c = Coordinator::new(me, 5, || 1_000);
+        assert!(
+            c.step(Input::Tick { progress: 10 }).is_empty(),
+            "node 8 not joined"
+        );
+        assert!(c.step(Input::Joined { node: 8 }).is_empty());
+        assert_eq!(
+            c.step(Input::Tick { progress: 10 }),
+            [Action::Barrier { epoch: 5 }]
+        );
+        let got = align(&mut c, 5, &[0, 1], 10);
+        let cps = committed(&got);
+        assert_eq!(
+            cps.iter().map(|(p, c)| (*p, c.node)).collect::<Vec<_>>(),
+            [(0, 7), (1, 8)]
+        );
+    }
+
+    #[test]
+    fn an_abort_during_a_commit_waits_for_its_answer_and_a_stop_arms_one_deadline() {
+        let mut c = co(&[0]);
+        c.step(Input::Tick { progress: 1 });
+        let got = align(&mut c, 5, &[0], 1);
+        assert_eq!(committed(&got).len(), 1);
+        assert!(
+            c.step(Input::Abort {
+                reason: "moved".into()
+            })
+            .is_empty(),
+            "the commit in flight is awaited"
+        );
+        let end = c.step(Input::CommitDone(Ok(Committed::Yes)));
+        assert!(end.contains(&Action::Publish { epoch: 5 }), "{end:?}");
+        assert!(matches!(
+            end.last(),
+            Some(Action::End(JobState::Stopped { .. }))
+        ));
+
+        let mut c = co(&[0]);
+        let first = c.step(Input::Stop {
+            reason: "a".into(),
+            progress: 4,
+        });
+        assert!(first.contains(&Action::FinalDeadline(FINAL_CHECKPOINT_TIMEOUT)));
+        let again = c.step(Input::Stop {
+            reason: "b".into(),
+            progress: 4,
+        });
+        assert!(again.is_empty(), "{again:?}");
     }
 }

@@ -45,12 +45,19 @@ use super::sink_worker::SinkMsg;
 use crate::consensus::NodeId;
 use crate::pipeline::checkpoint::{Checkpoint, Offset, Positions};
 use crate::pipeline::transform::{Position, Record};
+use jaq_json::{Num, Val};
 
 /// The path of the upgrade request on the node-to-node listener.
 pub const PATH: &str = "/internal/exchange";
 const UPGRADE: &str = "wire-exchange";
-/// Largest frame accepted (a batch of large records).
-const MAX_FRAME: usize = 256 * 1024 * 1024;
+/// Largest frame accepted (a frame holds at most [`FRAME_RECORDS`] records).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Records per data frame at most.
+const FRAME_RECORDS: usize = 128;
+/// How often an idle link says it is alive.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// Silence after which a link counts as lost (a peer that died without closing it).
+pub const SILENCE: Duration = Duration::from_secs(10);
 /// Wait between attempts to reach a job that is not there yet.
 pub const RETRY: Duration = Duration::from_millis(100);
 
@@ -76,7 +83,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
 }
 
 /// Reads one frame; `None` at a clean end of the stream.
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+pub async fn read_frame<R: AsyncRead + Unpin + ?Sized, T: DeserializeOwned>(
     r: &mut R,
 ) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
@@ -91,19 +98,94 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
             "a frame of {len} bytes is too large"
         )));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grown as the bytes arrive, not allocated from the header up front.
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "a frame cut short",
+        ));
+    }
     rmp_serde::from_slice(&body)
         .map(Some)
         .map_err(|e| io::Error::other(format!("a malformed frame: {e}")))
+}
+
+/// A value as it crosses the network: every kind of value as it is (byte strings stay
+/// bytes, floats stay floats, decimals and big integers keep their digits).
+#[derive(Debug, Serialize, Deserialize)]
+enum WireVal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A decimal or big integer, as its text.
+    Digits(String),
+    Text(ByteBuf),
+    Bytes(ByteBuf),
+    Arr(Vec<WireVal>),
+    Obj(Vec<(WireVal, WireVal)>),
+}
+
+impl WireVal {
+    fn of(v: &Val) -> WireVal {
+        match v {
+            Val::Null => WireVal::Null,
+            Val::Bool(b) => WireVal::Bool(*b),
+            Val::Num(Num::Int(i)) => WireVal::Int(*i as i64),
+            Val::Num(Num::Float(f)) => WireVal::Float(*f),
+            Val::Num(Num::Dec(d)) => WireVal::Digits(d.to_string()),
+            Val::Num(n @ Num::BigInt(_)) => WireVal::Digits(n.to_string()),
+            Val::TStr(s) => WireVal::Text(ByteBuf::from(s.to_vec())),
+            Val::BStr(s) => WireVal::Bytes(ByteBuf::from(s.to_vec())),
+            Val::Arr(items) => WireVal::Arr(items.iter().map(WireVal::of).collect()),
+            Val::Obj(map) => WireVal::Obj(
+                map.iter()
+                    .map(|(k, v)| (WireVal::of(k), WireVal::of(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn into_val(self) -> Val {
+        match self {
+            WireVal::Null => Val::Null,
+            WireVal::Bool(b) => Val::Bool(b),
+            WireVal::Int(i) => match isize::try_from(i) {
+                Ok(i) => Val::Num(Num::Int(i)),
+                Err(_) => Val::Num(Num::Dec(jaq_json::Rc::new(i.to_string()))),
+            },
+            WireVal::Float(f) => Val::Num(Num::Float(f)),
+            WireVal::Digits(d) => Val::Num(
+                Num::from_str_radix(&d, 10).unwrap_or_else(|| Num::Dec(jaq_json::Rc::new(d))),
+            ),
+            WireVal::Text(b) => Val::TStr(Box::new(bytes::Bytes::from(b.into_vec()))),
+            WireVal::Bytes(b) => Val::BStr(Box::new(bytes::Bytes::from(b.into_vec()))),
+            WireVal::Arr(items) => Val::Arr(
+                items
+                    .into_iter()
+                    .map(WireVal::into_val)
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+            WireVal::Obj(pairs) => {
+                let mut map =
+                    jaq_json::Map::with_capacity_and_hasher(pairs.len(), Default::default());
+                for (k, v) in pairs {
+                    map.insert(k.into_val(), v.into_val());
+                }
+                Val::Obj(map.into())
+            }
+        }
+    }
 }
 
 /// A record as it crosses the network.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireRecord {
     key: Option<ByteBuf>,
-    /// The value as JSON text.
-    value: ByteBuf,
+    value: WireVal,
     event_time: Option<i64>,
     headers: Vec<(String, ByteBuf)>,
     source: String,
@@ -113,11 +195,9 @@ pub struct WireRecord {
 
 impl WireRecord {
     pub fn from_record(r: &Record) -> WireRecord {
-        let mut value = Vec::with_capacity(64);
-        crate::pipeline::json::write_json(&r.value, &mut value);
         WireRecord {
             key: r.key.clone().map(ByteBuf::from),
-            value: ByteBuf::from(value),
+            value: WireVal::of(&r.value),
             event_time: r.event_time,
             headers: r
                 .headers
@@ -130,12 +210,10 @@ impl WireRecord {
         }
     }
 
-    pub fn into_record(self) -> io::Result<Record> {
-        let value = crate::pipeline::json::parse_strict(&self.value)
-            .ok_or_else(|| io::Error::other("a record whose value is not JSON"))?;
-        Ok(Record {
+    pub fn into_record(self) -> Record {
+        Record {
             key: self.key.map(ByteBuf::into_vec),
-            value,
+            value: self.value.into_val(),
             event_time: self.event_time,
             headers: self
                 .headers
@@ -147,7 +225,7 @@ impl WireRecord {
                 split: self.split.into(),
                 offset: self.offset,
             },
-        })
+        }
     }
 }
 
@@ -155,18 +233,13 @@ fn wire(records: &[Record]) -> Vec<WireRecord> {
     records.iter().map(WireRecord::from_record).collect()
 }
 
-fn unwire(records: Vec<WireRecord>) -> io::Result<Vec<Record>> {
+fn unwire(records: Vec<WireRecord>) -> Vec<Record> {
     records.into_iter().map(WireRecord::into_record).collect()
 }
 
 /// What a data link carries.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum DataFrame {
-    Batch {
-        to: u32,
-        per_sink: Vec<Vec<WireRecord>>,
-        dead: Vec<WireRecord>,
-    },
     /// What exchange steps put out: (step, records), run through the steps after them
     /// where they land.
     Exchanged {
@@ -177,26 +250,32 @@ pub enum DataFrame {
         to: u32,
         epoch: u64,
     },
+    /// Nothing to send for a while: the link is alive.
+    Ping,
     /// The sender is done (its job ended): not a failure.
     Close,
 }
 
 impl DataFrame {
-    fn of(to: u32, msg: &SinkMsg) -> DataFrame {
+    /// The frames for `msg` to partition `to`: records of a batch in frames of at most
+    /// about [`FRAME_RECORDS`] records. Only what exchange steps put out and barriers cross
+    /// nodes (a partition's own output never leaves it).
+    fn of(to: u32, msg: &SinkMsg) -> Vec<DataFrame> {
         match msg {
-            SinkMsg::Data { per_sink, dead } => DataFrame::Batch {
-                to,
-                per_sink: per_sink.iter().map(|r| wire(r)).collect(),
-                dead: wire(dead),
-            },
-            SinkMsg::Exchanged(batches) => DataFrame::Exchanged {
-                to,
-                batches: batches
-                    .iter()
-                    .map(|(step, records)| (*step as u32, wire(records)))
-                    .collect(),
-            },
-            SinkMsg::Barrier(epoch) => DataFrame::Barrier { to, epoch: *epoch },
+            SinkMsg::Exchanged(batches) => {
+                let mut frames = Vec::new();
+                for (step, records) in batches {
+                    for chunk in records.chunks(FRAME_RECORDS) {
+                        frames.push(DataFrame::Exchanged {
+                            to,
+                            batches: vec![(*step as u32, wire(chunk))],
+                        });
+                    }
+                }
+                frames
+            }
+            SinkMsg::Barrier(epoch) => vec![DataFrame::Barrier { to, epoch: *epoch }],
+            SinkMsg::Data { .. } => Vec::new(),
         }
     }
 }
@@ -222,7 +301,8 @@ pub enum ToCoordinator {
         error: String,
         retry: bool,
     },
-    /// How much its sources read so far.
+    /// How much its sources read so far (sent every [`PING_EVERY`]: it is also the
+    /// heartbeat).
     Progress(u64),
     /// Its node wants the job stopped (after a final checkpoint).
     Stop {
@@ -303,6 +383,8 @@ pub enum ToParticipant {
     Release,
     /// The checkpoints just committed.
     Committed(Vec<(u32, Checkpoint)>),
+    /// The coordinator is alive (sent every [`PING_EVERY`]).
+    Ping,
     End(Ended),
 }
 
@@ -314,18 +396,25 @@ pub struct Joiner {
     pub stream: Stream,
 }
 
+/// Running jobs by (pipeline, attempt or session), each with its registration number.
+type Registry<T> = HashMap<(String, u64), (u64, T)>;
+
 /// Where a job session takes incoming batches: its local sink workers.
 struct Inbound {
     routes: BTreeMap<u32, SyncSender<SinkMsg>>,
+    /// The steps whose output may arrive (the exchange steps).
+    steps: Vec<usize>,
     events: tmpsc::UnboundedSender<Input>,
 }
 
 /// The node's exchange: the coordinators and sessions it runs, found by the links that
-/// connect to it.
+/// connect to it. Each entry has the number it was registered under, so that a job ending
+/// removes its own entry and never a newer job's.
 #[derive(Default)]
 pub struct Exchange {
-    coordinators: Mutex<HashMap<(String, u64), tmpsc::UnboundedSender<Joiner>>>,
-    sessions: Mutex<HashMap<(String, u64), Arc<Inbound>>>,
+    coordinators: Mutex<Registry<tmpsc::UnboundedSender<Joiner>>>,
+    sessions: Mutex<Registry<Arc<Inbound>>>,
+    registrations: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -336,20 +425,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Registered {
     exchange: Arc<Exchange>,
     key: (String, u64),
+    id: u64,
     coordinator: bool,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         if self.coordinator {
-            lock(&self.exchange.coordinators).remove(&self.key);
+            let mut map = lock(&self.exchange.coordinators);
+            if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                map.remove(&self.key);
+            }
         } else {
-            lock(&self.exchange.sessions).remove(&self.key);
+            let mut map = lock(&self.exchange.sessions);
+            if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                map.remove(&self.key);
+            }
         }
     }
 }
 
 impl Exchange {
+    fn next_id(&self) -> u64 {
+        self.registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Takes the control links of `attempt` of `pipeline` (this node coordinates it).
     pub fn coordinate(
         self: &Arc<Self>,
@@ -358,28 +459,39 @@ impl Exchange {
     ) -> (Registered, tmpsc::UnboundedReceiver<Joiner>) {
         let (tx, rx) = tmpsc::unbounded_channel();
         let key = (pipeline.to_string(), attempt);
-        lock(&self.coordinators).insert(key.clone(), tx);
+        let id = self.next_id();
+        lock(&self.coordinators).insert(key.clone(), (id, tx));
         let reg = Registered {
             exchange: self.clone(),
             key,
+            id,
             coordinator: true,
         };
         (reg, rx)
     }
 
-    /// Takes the data links of `session` of `pipeline` into the local sink workers.
+    /// Takes the data links of `session` of `pipeline` into the local sink workers; records
+    /// may come only from the exchange steps `steps`.
     pub fn receive(
         self: &Arc<Self>,
         pipeline: &str,
         session: u64,
         routes: BTreeMap<u32, SyncSender<SinkMsg>>,
+        steps: Vec<usize>,
         events: tmpsc::UnboundedSender<Input>,
     ) -> Registered {
         let key = (pipeline.to_string(), session);
-        lock(&self.sessions).insert(key.clone(), Arc::new(Inbound { routes, events }));
+        let id = self.next_id();
+        let inbound = Arc::new(Inbound {
+            routes,
+            steps,
+            events,
+        });
+        lock(&self.sessions).insert(key.clone(), (id, inbound));
         Registered {
             exchange: self.clone(),
             key,
+            id,
             coordinator: false,
         }
     }
@@ -530,10 +642,16 @@ pub async fn send_data(
     };
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, stream);
     let lost = |e: io::Error| format!("lost the exchange link to node {to}: {e}");
-    while let Some((target, msg)) = queue.recv().await {
-        let frame = DataFrame::of(target, &msg);
-        if let Err(e) = write_frame(&mut out, &frame).await {
-            return fail(lost(e));
+    loop {
+        let frames = match tokio::time::timeout(PING_EVERY, queue.recv()).await {
+            Ok(Some((target, msg))) => DataFrame::of(target, &msg),
+            Ok(None) => break,
+            Err(_) => vec![DataFrame::Ping],
+        };
+        for frame in &frames {
+            if let Err(e) = write_frame(&mut out, frame).await {
+                return fail(lost(e));
+            }
         }
         if queue.is_empty() {
             if let Err(e) = out.flush().await {
@@ -546,55 +664,67 @@ pub async fn send_data(
     let _ = out.shutdown().await;
 }
 
-/// Feeds one incoming data link to the session's sink workers, on a blocking thread (a full
-/// sink channel blocks it, which stops reading the link: back-pressure to the sender).
+/// Feeds one incoming data link to the session's sink workers, on a thread of its own (a
+/// full sink channel blocks it, which stops reading the link: back-pressure to the sender).
 fn receive_data(mut stream: Stream, inbound: Arc<Inbound>, from: NodeId) {
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let fail = |error: String| {
-            let _ = inbound.events.send(Input::Failed { error, retry: true });
-        };
-        loop {
-            let frame = match handle.block_on(read_frame::<_, DataFrame>(&mut stream)) {
-                Ok(Some(f)) => f,
-                Ok(None) => return fail(format!("the exchange link from node {from} ended")),
-                Err(e) => return fail(format!("lost the exchange link from node {from}: {e}")),
+    let spawned = std::thread::Builder::new()
+        .name(format!("wire-exchange-from-{from}"))
+        .spawn(move || {
+            let fail = |error: String| {
+                let _ = inbound.events.send(Input::Failed { error, retry: true });
             };
-            let (to, msg) = match frame {
-                DataFrame::Close => return,
-                DataFrame::Barrier { to, epoch } => (to, SinkMsg::Barrier(epoch)),
-                DataFrame::Exchanged { to, batches } => {
-                    let batches: io::Result<Vec<(usize, Vec<Record>)>> = batches
-                        .into_iter()
-                        .map(|(step, records)| Ok((step as usize, unwire(records)?)))
-                        .collect();
-                    match batches {
-                        Ok(b) => (to, SinkMsg::Exchanged(b)),
-                        Err(e) => return fail(format!("a bad batch from node {from}: {e}")),
+            loop {
+                let read = handle.block_on(async {
+                    tokio::time::timeout(SILENCE, read_frame::<_, DataFrame>(&mut stream)).await
+                });
+                let frame = match read {
+                    Ok(Ok(Some(f))) => f,
+                    Ok(Ok(None)) => {
+                        return fail(format!("the exchange link from node {from} ended"))
                     }
-                }
-                DataFrame::Batch { to, per_sink, dead } => {
-                    let per_sink: io::Result<Vec<Vec<Record>>> =
-                        per_sink.into_iter().map(unwire).collect();
-                    match (per_sink, unwire(dead)) {
-                        (Ok(per_sink), Ok(dead)) => (to, SinkMsg::Data { per_sink, dead }),
-                        (Err(e), _) | (_, Err(e)) => {
-                            return fail(format!("a bad batch from node {from}: {e}"))
+                    Ok(Err(e)) => {
+                        return fail(format!("lost the exchange link from node {from}: {e}"))
+                    }
+                    Err(_) => {
+                        return fail(format!(
+                            "the exchange link from node {from} was silent for {} s",
+                            SILENCE.as_secs()
+                        ))
+                    }
+                };
+                let (to, msg) = match frame {
+                    DataFrame::Close => return,
+                    DataFrame::Ping => continue,
+                    DataFrame::Barrier { to, epoch } => (to, SinkMsg::Barrier(epoch)),
+                    DataFrame::Exchanged { to, batches } => {
+                        let mut landed = Vec::with_capacity(batches.len());
+                        for (step, records) in batches {
+                            let step = step as usize;
+                            if !inbound.steps.contains(&step) {
+                                return fail(format!(
+                                    "node {from} sent records of step {step}, which is no exchange step of this pipeline"
+                                ));
+                            }
+                            landed.push((step, unwire(records)));
                         }
+                        (to, SinkMsg::Exchanged(landed))
                     }
+                };
+                let Some(route) = inbound.routes.get(&to) else {
+                    return fail(format!(
+                        "node {from} sent records for partition {to}, not run here"
+                    ));
+                };
+                if route.send(msg).is_err() {
+                    // The sink worker ended: the job is ending.
+                    return;
                 }
-            };
-            let Some(route) = inbound.routes.get(&to) else {
-                return fail(format!(
-                    "node {from} sent records for partition {to}, not run here"
-                ));
-            };
-            if route.send(msg).is_err() {
-                // The sink worker ended: the job is ending.
-                return;
             }
-        }
-    });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "starting an exchange reader thread");
+    }
 }
 
 // ---- accepting ----
@@ -647,13 +777,11 @@ async fn accept(State(exchange): State<Arc<Exchange>>, mut request: Request) -> 
     let target = if ask.kind == CONTROL {
         lock(&exchange.coordinators)
             .get(&key)
-            .cloned()
-            .map(Target::Coordinator)
+            .map(|(_, door)| Target::Coordinator(door.clone()))
     } else {
         lock(&exchange.sessions)
             .get(&key)
-            .cloned()
-            .map(Target::Session)
+            .map(|(_, inbound)| Target::Session(inbound.clone()))
     };
     let Some(target) = target else {
         return (
@@ -693,10 +821,18 @@ mod tests {
 
     #[tokio::test]
     async fn records_and_frames_cross_intact() {
+        let json = |t: &str| crate::pipeline::json::parse_strict(t.as_bytes()).expect("json");
+        let mut value = json(r#"{"a":[1,2.5,"x",12345678901234567890123,1.000],"b":null}"#);
+        if let Val::Obj(map) = &mut value {
+            // A byte string that is not UTF-8 (a raw Kafka value) stays bytes.
+            jaq_json::Rc::make_mut(map).insert(
+                Val::TStr(Box::new(bytes::Bytes::from_static(b"raw"))),
+                Val::BStr(Box::new(bytes::Bytes::from_static(&[0xff, 0x00, 0xfe]))),
+            );
+        }
         let record = Record {
             key: Some(b"k1".to_vec()),
-            value: crate::pipeline::json::parse_strict(br#"{"a":[1,2.5,"x"],"b":null}"#)
-                .expect("json"),
+            value,
             event_time: Some(17),
             headers: vec![("h".into(), b"v".to_vec())],
             position: Position {
@@ -705,35 +841,42 @@ mod tests {
                 offset: Offset::Num(42),
             },
         };
-        let msg = SinkMsg::Data {
-            per_sink: vec![vec![record.clone()], vec![]],
-            dead: vec![record.clone()],
-        };
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_frame(&mut a, &DataFrame::of(3, &msg))
-            .await
-            .expect("write");
-        write_frame(&mut a, &DataFrame::of(3, &SinkMsg::Barrier(9)))
-            .await
-            .expect("write");
+        // 300 records: three frames of at most FRAME_RECORDS.
+        let msg = SinkMsg::Exchanged(vec![(1, vec![record.clone(); 300])]);
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let frames = DataFrame::of(3, &msg);
+        assert_eq!(frames.len(), 3);
+        for f in frames.iter().chain(&DataFrame::of(3, &SinkMsg::Barrier(9))) {
+            write_frame(&mut a, f).await.expect("write");
+        }
         drop(a);
-        let Some(DataFrame::Batch { to, per_sink, dead }) =
-            read_frame::<_, DataFrame>(&mut b).await.expect("read")
-        else {
-            panic!("a batch first");
-        };
-        assert_eq!(to, 3);
-        let back = unwire(per_sink.into_iter().next().expect("sink 0")).expect("records");
-        assert_eq!(back.len(), 1);
-        assert_eq!(back[0].key, record.key);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let Some(DataFrame::Exchanged { to, batches }) =
+                read_frame::<_, DataFrame>(&mut b).await.expect("read")
+            else {
+                panic!("records first");
+            };
+            assert_eq!(to, 3);
+            for (step, records) in batches {
+                assert_eq!(step, 1);
+                got.extend(unwire(records));
+            }
+        }
+        assert_eq!(got.len(), 300);
+        let back = &got[0];
+        assert_eq!(back.key, record.key);
         assert_eq!(
-            crate::pipeline::json::to_json(&back[0].value),
+            back.value, record.value,
+            "bytes, big and decimal numbers intact"
+        );
+        assert_eq!(
+            crate::pipeline::json::to_json(&back.value),
             crate::pipeline::json::to_json(&record.value)
         );
-        assert_eq!(back[0].position, record.position);
-        assert_eq!(back[0].event_time, Some(17));
-        assert_eq!(back[0].headers, record.headers);
-        assert_eq!(dead.len(), 1);
+        assert_eq!(back.position, record.position);
+        assert_eq!(back.event_time, Some(17));
+        assert_eq!(back.headers, record.headers);
         assert!(matches!(
             read_frame::<_, DataFrame>(&mut b).await,
             Ok(Some(DataFrame::Barrier { to: 3, epoch: 9 }))
@@ -745,6 +888,14 @@ mod tests {
     async fn an_oversized_or_malformed_frame_is_an_error_not_a_panic() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         a.write_all(&u32::MAX.to_le_bytes()).await.expect("write");
+        assert!(read_frame::<_, DataFrame>(&mut b).await.is_err());
+        // A length the bytes never reach: an error once the stream ends, not a big buffer.
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&(60u32 << 20).to_le_bytes())
+            .await
+            .expect("write");
+        a.write_all(b"short").await.expect("write");
+        drop(a);
         assert!(read_frame::<_, DataFrame>(&mut b).await.is_err());
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         a.write_all(&3u32.to_le_bytes()).await.expect("write");

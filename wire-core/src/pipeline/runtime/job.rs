@@ -43,7 +43,7 @@ use super::coordinator::{
 };
 use super::exchange::{
     self, attempt_id, read_frame, write_frame, Ended, Exchange, Joiner, Peers, Registered,
-    ToCoordinator, ToParticipant,
+    ToCoordinator, ToParticipant, PING_EVERY, SILENCE,
 };
 pub use super::live::{JobState, JobStatus, PartitionLive};
 use super::plan::Plan;
@@ -59,6 +59,9 @@ use crate::pipeline::checkpoint::{merged_positions, now_ms, Checkpoint, Position
 const CHANNEL_BATCHES: usize = 4;
 /// How often a node that joined a job tells the coordinator how much it read.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How long the nodes of a job have to join it before it fails (and starts again, with
+/// the members' addresses read anew).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Everything a job needs to start.
 pub struct JobConfig {
@@ -185,10 +188,6 @@ impl Threads {
         for (_, s) in &self.sinks {
             let _ = s.send(SinkCtl::Abort);
         }
-        // A source blocked on a full link to another node gets an error and ends.
-        for l in &self.links {
-            l.abort();
-        }
     }
 
     fn progress(&self) -> u64 {
@@ -224,6 +223,23 @@ impl Threads {
         });
         if tokio::time::timeout(limit, joined).await.is_err() {
             tracing::warn!("pipeline threads did not end in time; leaving them");
+        }
+        // The sources are gone, so each link to another node has sent what it had and a
+        // `Close` (the other side then knows the end was meant). One still stuck writing
+        // to a node that does not read is cut.
+        let mut links = self.links;
+        let drained = async {
+            for l in &mut links {
+                let _ = l.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(1), drained)
+            .await
+            .is_err()
+        {
+            for l in &links {
+                l.abort();
+            }
         }
     }
 }
@@ -320,10 +336,18 @@ fn spawn_threads(
     if plan.keyed {
         let remote = cfg.others();
         if !remote.is_empty() {
+            let steps = plan
+                .exchanges()
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.is_some())
+                .map(|(i, _)| i)
+                .collect();
             inbound = Some(cfg.exchange.receive(
                 &cfg.pipeline,
                 session,
                 data_senders.clone(),
+                steps,
                 events.clone(),
             ));
         }
@@ -571,10 +595,15 @@ fn admit(
         session,
         checkpoints: checkpoints.clone(),
     });
+    let lost = heard.clone();
     tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             let end = matches!(msg, ToParticipant::End(_));
-            if write_frame(&mut wr, &msg).await.is_err() || end {
+            if let Err(e) = write_frame(&mut wr, &msg).await {
+                let _ = lost.send(FromNode::Lost(node, e.to_string()));
+                break;
+            }
+            if end {
                 break;
             }
         }
@@ -583,21 +612,21 @@ fn admit(
     let heard = heard.clone();
     tokio::spawn(async move {
         loop {
-            match read_frame::<_, ToCoordinator>(&mut rd).await {
-                Ok(Some(msg)) => {
+            let why = match tokio::time::timeout(SILENCE, read_frame::<_, ToCoordinator>(&mut rd))
+                .await
+            {
+                Ok(Ok(Some(msg))) => {
                     if heard.send(FromNode::Said(node, msg)).is_err() {
                         return;
                     }
+                    continue;
                 }
-                Ok(None) => {
-                    let _ = heard.send(FromNode::Lost(node, "its link ended".into()));
-                    return;
-                }
-                Err(e) => {
-                    let _ = heard.send(FromNode::Lost(node, e.to_string()));
-                    return;
-                }
-            }
+                Ok(Ok(None)) => "its link ended".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("silent for {} s", SILENCE.as_secs()),
+            };
+            let _ = heard.send(FromNode::Lost(node, why));
+            return;
         }
     });
     Joined { tx, progress: 0 }
@@ -614,7 +643,7 @@ async fn coordinate(
 ) -> JobState {
     let expected = cfg.others();
     // Take the others' links before the session opens: an early one waits in the queue.
-    let (_door, mut door) = if expected.is_empty() {
+    let (door_reg, mut door) = if expected.is_empty() {
         (None, None)
     } else {
         let (reg, rx) = cfg.exchange.coordinate(&cfg.pipeline, cfg.attempt());
@@ -639,8 +668,12 @@ async fn coordinate(
         node: cfg.node,
     };
     let mut co = Coordinator::new(me, epoch, now_ms);
-    status.set_state(JobState::Running);
+    if expected.is_empty() {
+        status.set_state(JobState::Running);
+    }
     tracing::info!(pipeline = %cfg.pipeline, partitions = local.len(), nodes = expected.len() + 1, "pipeline job running");
+    let join_by = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut ping = tokio::time::interval(PING_EVERY);
     let mut ticker = tokio::time::interval(cfg.plan.graph.checkpoint_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -661,6 +694,20 @@ async fn coordinate(
         };
         let input = tokio::select! {
             _ = ticker.tick() => Input::Tick { progress: progress(&threads, &joined) },
+            _ = ping.tick() => {
+                for j in joined.values() {
+                    let _ = j.tx.send(ToParticipant::Ping);
+                }
+                if joined.len() < expected.len() && tokio::time::Instant::now() >= join_by {
+                    let missing: Vec<_> = expected.iter().filter(|n| !joined.contains_key(n)).collect();
+                    Input::Failed {
+                        error: format!("nodes {missing:?} did not join the job within {} s", JOIN_TIMEOUT.as_secs()),
+                        retry: true,
+                    }
+                } else {
+                    continue;
+                }
+            }
             Some(ev) = events.recv() => ev,
             ask = stop_asked(stop) => if ask.checkpoint {
                 Input::Stop { reason: ask.reason, progress: progress(&threads, &joined) }
@@ -681,6 +728,9 @@ async fn coordinate(
                     },
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(admit(joiner, session, &checkpoints, &heard_tx));
+                        if joined.len() == expected.len() {
+                            status.set_state(JobState::Running);
+                        }
                         Input::Joined { node }
                     }
                 }
@@ -768,6 +818,8 @@ async fn coordinate(
             break state;
         }
     };
+    // No more joiners: a node that restarts its part reaches the next job, not this one.
+    drop(door_reg);
     // The workers end first: a sink publishes the last committed epoch before it sees the
     // stop, so `finished` is shown only once all output is visible.
     let mut threads = threads;
@@ -786,18 +838,25 @@ async fn join(
     mut events: tmpsc::UnboundedReceiver<Input>,
 ) -> JobState {
     let coordinator = cfg.coordinator();
+    let give_up = std::time::Instant::now() + JOIN_TIMEOUT;
     let connect = cfg.peers.connect_when_there(
         coordinator,
         exchange::CONTROL,
         &cfg.pipeline,
         cfg.attempt(),
         cfg.node,
-        || false,
+        || std::time::Instant::now() >= give_up,
     );
     let stream = tokio::select! {
         s = connect => match s {
             Ok(Some(s)) => s,
-            Ok(None) => return JobState::Stopped { reason: "gave up joining".into() },
+            Ok(None) => return JobState::Failed {
+                error: format!(
+                    "could not join the job's coordinator on node {coordinator} within {} s",
+                    JOIN_TIMEOUT.as_secs()
+                ),
+                retry: true,
+            },
             Err(error) => return JobState::Failed { error, retry: true },
         },
         ask = stop_asked(stop) => return JobState::Stopped { reason: ask.reason },
@@ -842,21 +901,26 @@ async fn join(
     status.set_state(JobState::Running);
     tracing::info!(pipeline = %cfg.pipeline, partitions = local.len(), coordinator, "pipeline job joined");
     let (say, mut said) = tmpsc::unbounded_channel::<ToCoordinator>();
+    let (word_tx, mut word) = tmpsc::unbounded_channel::<Result<ToParticipant, String>>();
+    let broken = word_tx.clone();
     let writer = tokio::spawn(async move {
         while let Some(msg) = said.recv().await {
-            if write_frame(&mut wr, &msg).await.is_err() {
+            if let Err(e) = write_frame(&mut wr, &msg).await {
+                let _ = broken.send(Err(e.to_string()));
                 break;
             }
         }
         let _ = wr.shutdown().await;
     });
-    let (word_tx, mut word) = tmpsc::unbounded_channel::<Result<ToParticipant, String>>();
     let reader = tokio::spawn(async move {
         loop {
-            let msg = match read_frame::<_, ToParticipant>(&mut rd).await {
-                Ok(Some(m)) => Ok(m),
-                Ok(None) => Err("it closed the link".to_string()),
-                Err(e) => Err(e.to_string()),
+            let msg = match tokio::time::timeout(SILENCE, read_frame::<_, ToParticipant>(&mut rd))
+                .await
+            {
+                Ok(Ok(Some(m))) => Ok(m),
+                Ok(Ok(None)) => Err("it closed the link".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("silent for {} s", SILENCE.as_secs())),
             };
             let stop = msg.is_err();
             if word_tx.send(msg).is_err() || stop {
@@ -866,8 +930,10 @@ async fn join(
     });
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     let mut told = 0;
+    let mut told_at = std::time::Instant::now();
     let mut deadline: Pending<()> = None;
     let mut stop_reason = String::new();
+    let mut failed: Option<JobState> = None;
     let end = loop {
         tokio::select! {
             w = word.recv() => match w {
@@ -876,19 +942,31 @@ async fn join(
                 Some(Ok(ToParticipant::Release)) => threads.release(),
                 Some(Ok(ToParticipant::Committed(c))) => show(status, &local, &c),
                 Some(Ok(ToParticipant::End(ended))) => break ended.state(),
+                Some(Ok(ToParticipant::Ping)) => {}
                 Some(Ok(other)) => tracing::debug!(message = ?other, "unexpected word from the coordinator"),
                 Some(Err(why)) => break lost(why),
                 None => break lost("its link ended".into()),
             },
             Some(ev) = events.recv() => {
+                // A failure here ends the job everywhere: the coordinator hears it and says
+                // how the job ended (a link that closed as the job finished is no failure);
+                // if it does not within the silence limit, this part ends failed.
+                if let Input::Failed { error, retry } = &ev {
+                    if failed.is_none() {
+                        failed = Some(JobState::Failed { error: error.clone(), retry: *retry });
+                        deadline = Some(Box::pin(tokio::time::sleep(SILENCE)));
+                    }
+                }
                 if let Some(msg) = ToCoordinator::from_input(ev) {
                     let _ = say.send(msg);
                 }
             }
             _ = ticker.tick() => {
+                // Also the heartbeat: sent at least every PING_EVERY.
                 let now = threads.progress();
-                if now != told {
+                if now != told || told_at.elapsed() >= PING_EVERY {
                     told = now;
+                    told_at = std::time::Instant::now();
                     let _ = say.send(ToCoordinator::Progress(now));
                 }
             }
@@ -905,9 +983,9 @@ async fn join(
                 deadline = Some(Box::pin(tokio::time::sleep(FINAL_CHECKPOINT_TIMEOUT + Duration::from_secs(2))));
             }
             _ = wait(&mut deadline) => {
-                break JobState::Stopped {
+                break failed.take().unwrap_or_else(|| JobState::Stopped {
                     reason: format!("{stop_reason} (the coordinator did not end the job in time)"),
-                };
+                });
             }
         }
     };

@@ -264,6 +264,7 @@ struct Slot {
 struct RaftLog {
     node: ConsensusClient,
     pipeline: String,
+    version: u64,
 }
 
 impl CheckpointLog for RaftLog {
@@ -272,6 +273,7 @@ impl CheckpointLog for RaftLog {
         let command = Command::PipelineSession {
             name: self.pipeline.clone(),
             session,
+            version: self.version,
             owners,
         };
         Box::pin(async move {
@@ -370,6 +372,7 @@ fn start_job(
         Arc::new(RaftLog {
             node: node.clone(),
             pipeline: record.spec.name.clone(),
+            version: record.version,
         }),
     );
     let status = job.status.clone();
@@ -389,14 +392,14 @@ async fn supervise(runtime: Arc<Runtime>, node: ConsensusClient, mut stop: watch
         }
     }
     // Stop every job, each with its final checkpoint, in parallel.
-    let stops: Vec<_> = std::mem::take(&mut slots)
+    let mut stops = tokio::task::JoinSet::new();
+    for job in std::mem::take(&mut slots)
         .into_values()
         .filter_map(|s| s.job)
-        .map(|j| j.stop("the node is shutting down"))
-        .collect();
-    for s in stops {
-        s.await;
+    {
+        stops.spawn(job.stop("the node is shutting down"));
     }
+    while stops.join_next().await.is_some() {}
 }
 
 async fn supervise_round(
