@@ -11,6 +11,7 @@ pub mod runtime;
 pub mod spec;
 pub mod transform;
 pub mod validate;
+pub mod window;
 
 pub use record::{DesiredState, PipelineRecord};
 pub use spec::{ErrorPolicy, PipelineSpec, SpecError};

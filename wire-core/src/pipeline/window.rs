@@ -1,0 +1,644 @@
+//! Event-time windows: `type: window` after a `key_by`. Each record falls into the windows
+//! of its key that contain its event time — one for a tumbling window (`size`), `size /
+//! slide` for a sliding one — and adds to each window's aggregates. A window's result is
+//! emitted once the watermark passes its end plus `allowed_lateness`, as one record with
+//! the key, `window_start`, `window_end` (ms since the Unix epoch) and every aggregate; a
+//! record for a window already emitted is late and goes to the dead-letter sink with the
+//! window it missed.
+//!
+//! The state (open windows and their aggregates) belongs to one partition: the runtime
+//! keeps a [`WindowState`] per partition, snapshots it at each checkpoint's barrier and
+//! restores it when the partition starts again — on any node.
+//!
+//! ```yaml
+//! - type: window
+//!   config:
+//!     size: 1m                  # tumbling; add `slide: 30s` for sliding windows
+//!     allowed_lateness: 0s
+//!     aggregate: {n: count, total: {sum: .amount}, top: {max: .amount}, users: {count_distinct: .user}}
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::jq::Jq;
+use super::transform::{Position, Record};
+use jaq_json::Val;
+
+/// `type: window`: its config as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Window length (`1m`, `30s`, `500ms`).
+    pub size: String,
+    /// For sliding windows: how far apart windows start (must divide `size`).
+    #[serde(default)]
+    pub slide: Option<String>,
+    /// How long after its end a window still takes records (its result waits that long).
+    #[serde(default)]
+    pub allowed_lateness: Option<String>,
+    /// Output field -> aggregate: `"count"`, or `{sum|min|max|avg|first|last|count_distinct:
+    /// <jq>}`, or `{collect: <jq>, max: N}`.
+    pub aggregate: serde_json::Map<String, Json>,
+}
+
+/// What an aggregate computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    First,
+    Last,
+    CountDistinct,
+    Collect(usize),
+}
+
+/// One output field's aggregate: what it computes over which value of each record.
+struct Aggregate {
+    field: String,
+    kind: Kind,
+    value: Option<Jq>,
+}
+
+/// A window step, compiled.
+pub struct Window {
+    size: i64,
+    slide: i64,
+    lateness: i64,
+    aggregates: Vec<Aggregate>,
+}
+
+/// Most records `collect` keeps when `max` is not given.
+const COLLECT_DEFAULT: usize = 100;
+
+fn millis(text: &str, what: &str) -> Result<i64, String> {
+    let d = super::spec::parse_duration(text).map_err(|e| format!("{what}: {e}"))?;
+    i64::try_from(d.as_millis()).map_err(|_| format!("{what}: too long"))
+}
+
+impl Window {
+    /// Compiles a window step's config; `Err` names the problem.
+    pub fn compile(spec: &WindowSpec) -> Result<Window, String> {
+        let size = millis(&spec.size, "size")?;
+        if size <= 0 {
+            return Err("size: must be more than 0".into());
+        }
+        let slide = match &spec.slide {
+            Some(s) => millis(s, "slide")?,
+            None => size,
+        };
+        if slide <= 0 || slide > size || size % slide != 0 {
+            return Err(format!(
+                "slide: must be more than 0 and divide size ({size} ms), not {slide} ms"
+            ));
+        }
+        let lateness = match &spec.allowed_lateness {
+            Some(l) => millis(l, "allowed_lateness")?,
+            None => 0,
+        };
+        if spec.aggregate.is_empty() {
+            return Err("aggregate: name at least one output field".into());
+        }
+        let mut aggregates = Vec::new();
+        for (field, how) in &spec.aggregate {
+            if matches!(field.as_str(), "key" | "window_start" | "window_end") {
+                return Err(format!(
+                    "aggregate.{field}: the name is taken by the window's own field"
+                ));
+            }
+            aggregates.push(aggregate(field, how).map_err(|e| format!("aggregate.{field}: {e}"))?);
+        }
+        Ok(Window {
+            size,
+            slide,
+            lateness,
+            aggregates,
+        })
+    }
+
+    /// The starts of the windows `ts` falls in.
+    fn starts(&self, ts: i64) -> impl Iterator<Item = i64> + '_ {
+        let last = ts.div_euclid(self.slide) * self.slide;
+        let n = self.size / self.slide;
+        (0..n)
+            .map(move |i| last - i * self.slide)
+            .filter(move |s| *s + self.size > ts)
+    }
+
+    /// When the window starting at `start` is emitted (and closed).
+    fn closes_at(&self, start: i64) -> i64 {
+        start
+            .saturating_add(self.size)
+            .saturating_add(self.lateness)
+    }
+
+    /// Adds records to the windows of `state`; a record without an event time or key, one
+    /// whose windows are all closed, or one an aggregate cannot take is rejected with the
+    /// reason.
+    pub fn add(
+        &self,
+        state: &mut WindowState,
+        records: Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        for record in records {
+            let Some(ts) = record.event_time else {
+                rejected.push((
+                    record,
+                    "window: the record has no event time (set the pipeline's event_time)".into(),
+                ));
+                continue;
+            };
+            let Some(key) = record.key.clone() else {
+                rejected.push((
+                    record,
+                    "window: the record has no key (put a key_by before the window)".into(),
+                ));
+                continue;
+            };
+            let values = match self.values(&record) {
+                Ok(v) => v,
+                Err(why) => {
+                    rejected.push((record, why));
+                    continue;
+                }
+            };
+            let mut open = 0;
+            let mut missed = None;
+            for start in self.starts(ts) {
+                if self.closes_at(start) <= state.watermark {
+                    missed.get_or_insert(start);
+                    continue;
+                }
+                open += 1;
+                let accs = state
+                    .windows
+                    .entry((start, key.clone()))
+                    .or_insert_with(|| self.aggregates.iter().map(|a| Acc::new(a.kind)).collect());
+                for (acc, v) in accs.iter_mut().zip(&values) {
+                    acc.add(v.as_ref());
+                }
+            }
+            if open == 0 {
+                let start = missed.unwrap_or(ts);
+                let why = format!(
+                    "late: event time {ts} is in window [{start}, {}), closed at watermark {}",
+                    start + self.size,
+                    state.watermark
+                );
+                rejected.push((record, why));
+            }
+        }
+    }
+
+    /// Each aggregate's value of a record (`None` for `count`).
+    fn values(&self, record: &Record) -> Result<Vec<Option<Json>>, String> {
+        let mut out = Vec::with_capacity(self.aggregates.len());
+        for a in &self.aggregates {
+            let Some(jq) = &a.value else {
+                out.push(None);
+                continue;
+            };
+            let got = jq
+                .run(record.value.clone())
+                .map_err(|e| format!("window: aggregate {}: {e}", a.field))?;
+            let v = match got.as_slice() {
+                [v] => to_json(v),
+                _ => Json::Null,
+            };
+            let numeric = matches!(a.kind, Kind::Sum | Kind::Min | Kind::Max | Kind::Avg);
+            if numeric && !v.is_number() && !v.is_null() {
+                return Err(format!(
+                    "window: aggregate {} ({:?}) needs a number, got {v}",
+                    a.field, a.kind
+                ));
+            }
+            out.push(Some(v));
+        }
+        Ok(out)
+    }
+
+    /// Moves the watermark to `watermark` (it never goes back) and returns the results of
+    /// the windows that closed, oldest first.
+    pub fn advance(&self, state: &mut WindowState, watermark: i64, step: &str) -> Vec<Record> {
+        if watermark <= state.watermark {
+            return Vec::new();
+        }
+        state.watermark = watermark;
+        let mut out = Vec::new();
+        let closed: Vec<(i64, Vec<u8>)> = state
+            .windows
+            .keys()
+            .take_while(|(start, _)| self.closes_at(*start) <= watermark)
+            .cloned()
+            .collect();
+        let step: std::sync::Arc<str> = step.into();
+        for k in closed {
+            let Some(accs) = state.windows.remove(&k) else {
+                continue;
+            };
+            let (start, key) = k;
+            let mut obj = serde_json::Map::new();
+            obj.insert(
+                "key".into(),
+                Json::String(String::from_utf8_lossy(&key).into_owned()),
+            );
+            obj.insert("window_start".into(), start.into());
+            obj.insert("window_end".into(), (start + self.size).into());
+            for (a, acc) in self.aggregates.iter().zip(accs) {
+                obj.insert(a.field.clone(), acc.result());
+            }
+            let text = Json::Object(obj).to_string();
+            let value = crate::pipeline::json::parse_strict(text.as_bytes()).unwrap_or(Val::Null);
+            out.push(Record {
+                key: Some(key),
+                value,
+                event_time: Some(start + self.size - 1),
+                headers: Vec::new(),
+                position: Position {
+                    source: step.clone(),
+                    split: step.clone(),
+                    offset: (start.max(0) as u64).into(),
+                },
+            });
+        }
+        out
+    }
+}
+
+fn to_json(v: &Val) -> Json {
+    serde_json::from_str(&crate::pipeline::json::to_json(v)).unwrap_or(Json::Null)
+}
+
+fn aggregate(field: &str, how: &Json) -> Result<Aggregate, String> {
+    let named = |name: &str| -> Result<Kind, String> {
+        Ok(match name {
+            "count" => Kind::Count,
+            "sum" => Kind::Sum,
+            "min" => Kind::Min,
+            "max" => Kind::Max,
+            "avg" => Kind::Avg,
+            "first" => Kind::First,
+            "last" => Kind::Last,
+            "count_distinct" => Kind::CountDistinct,
+            "collect" => Kind::Collect(COLLECT_DEFAULT),
+            other => {
+                return Err(format!(
+                    "unknown aggregate '{other}': count, sum, min, max, avg, first, last, count_distinct or collect"
+                ))
+            }
+        })
+    };
+    match how {
+        Json::String(s) if s == "count" => Ok(Aggregate {
+            field: field.to_string(),
+            kind: Kind::Count,
+            value: None,
+        }),
+        Json::String(s) => Err(format!(
+            "'{s}' needs a value: write {{\"{s}\": \".field\"}} (only count stands alone)"
+        )),
+        Json::Object(map) => {
+            let mut kind = None;
+            let mut value = None;
+            let mut max = None;
+            for (k, v) in map {
+                if k == "max" && map.contains_key("collect") {
+                    max = Some(
+                        v.as_u64()
+                            .filter(|m| *m > 0)
+                            .ok_or("max: a number above 0")? as usize,
+                    );
+                    continue;
+                }
+                if kind.is_some() {
+                    return Err("give one aggregate per field".into());
+                }
+                kind = Some(named(k)?);
+                let expr = v
+                    .as_str()
+                    .ok_or_else(|| format!("{k}: a jq expression such as \".amount\""))?;
+                value = Some(Jq::compile(expr).map_err(|e| format!("{k}: {e}"))?);
+            }
+            let mut kind = kind.ok_or("name an aggregate")?;
+            if let (Kind::Collect(_), Some(m)) = (kind, max) {
+                kind = Kind::Collect(m);
+            }
+            Ok(Aggregate {
+                field: field.to_string(),
+                kind,
+                value,
+            })
+        }
+        _ => Err("\"count\", or an object such as {\"sum\": \".amount\"}".into()),
+    }
+}
+
+/// An aggregate's running value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Acc {
+    Count(u64),
+    /// Integers add exactly until a float comes.
+    Sum {
+        int: i64,
+        float: f64,
+        is_float: bool,
+    },
+    Min(Option<Json>),
+    Max(Option<Json>),
+    Avg {
+        sum: f64,
+        n: u64,
+    },
+    First(Option<Json>),
+    Last(Option<Json>),
+    Distinct(BTreeSet<String>),
+    Collect {
+        max: usize,
+        items: Vec<Json>,
+    },
+}
+
+fn num(v: &Json) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+impl Acc {
+    fn new(kind: Kind) -> Acc {
+        match kind {
+            Kind::Count => Acc::Count(0),
+            Kind::Sum => Acc::Sum {
+                int: 0,
+                float: 0.0,
+                is_float: false,
+            },
+            Kind::Min => Acc::Min(None),
+            Kind::Max => Acc::Max(None),
+            Kind::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            Kind::First => Acc::First(None),
+            Kind::Last => Acc::Last(None),
+            Kind::CountDistinct => Acc::Distinct(BTreeSet::new()),
+            Kind::Collect(max) => Acc::Collect {
+                max,
+                items: Vec::new(),
+            },
+        }
+    }
+
+    fn add(&mut self, v: Option<&Json>) {
+        let present = v.filter(|v| !v.is_null());
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum {
+                int,
+                float,
+                is_float,
+            } => {
+                if let Some(v) = present {
+                    match v.as_i64() {
+                        Some(i) if !*is_float => match int.checked_add(i) {
+                            Some(s) => *int = s,
+                            None => {
+                                *is_float = true;
+                                *float = *int as f64 + i as f64;
+                            }
+                        },
+                        _ => {
+                            if !*is_float {
+                                *is_float = true;
+                                *float = *int as f64;
+                            }
+                            *float += num(v);
+                        }
+                    }
+                }
+            }
+            Acc::Min(m) => {
+                if let Some(v) = present {
+                    if m.as_ref().is_none_or(|m| num(v) < num(m)) {
+                        *m = Some(v.clone());
+                    }
+                }
+            }
+            Acc::Max(m) => {
+                if let Some(v) = present {
+                    if m.as_ref().is_none_or(|m| num(v) > num(m)) {
+                        *m = Some(v.clone());
+                    }
+                }
+            }
+            Acc::Avg { sum, n } => {
+                if let Some(v) = present {
+                    *sum += num(v);
+                    *n += 1;
+                }
+            }
+            Acc::First(f) => {
+                if f.is_none() {
+                    *f = v.cloned();
+                }
+            }
+            Acc::Last(l) => *l = v.cloned(),
+            Acc::Distinct(set) => {
+                if let Some(v) = present {
+                    set.insert(v.to_string());
+                }
+            }
+            Acc::Collect { max, items } => {
+                if let Some(v) = v {
+                    if items.len() < *max {
+                        items.push(v.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn result(self) -> Json {
+        match self {
+            Acc::Count(n) => n.into(),
+            Acc::Sum {
+                int,
+                float,
+                is_float,
+            } => {
+                if is_float {
+                    serde_json::Number::from_f64(float).map_or(Json::Null, Json::Number)
+                } else {
+                    int.into()
+                }
+            }
+            Acc::Min(m) | Acc::Max(m) | Acc::First(m) | Acc::Last(m) => m.unwrap_or(Json::Null),
+            Acc::Avg { sum, n } if n > 0 => {
+                serde_json::Number::from_f64(sum / n as f64).map_or(Json::Null, Json::Number)
+            }
+            Acc::Avg { .. } => Json::Null,
+            Acc::Distinct(set) => (set.len() as u64).into(),
+            Acc::Collect { items, .. } => Json::Array(items),
+        }
+    }
+}
+
+/// One partition's open windows of one window step, and its watermark.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowState {
+    /// (window start, key) -> each aggregate's running value.
+    windows: BTreeMap<(i64, Vec<u8>), Vec<Acc>>,
+    /// Windows closing at or before it are emitted; records for them are late.
+    pub watermark: i64,
+}
+
+impl WindowState {
+    pub fn new() -> WindowState {
+        WindowState {
+            windows: BTreeMap::new(),
+            watermark: i64::MIN,
+        }
+    }
+
+    /// How many windows are open.
+    pub fn open(&self) -> usize {
+        self.windows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(yaml: &str) -> Window {
+        let spec: WindowSpec = serde_norway::from_str(yaml).expect("spec");
+        Window::compile(&spec).expect("compiles")
+    }
+
+    fn rec(key: &str, ts: i64, value: &str) -> Record {
+        let mut r = Record::new(
+            crate::pipeline::json::parse_strict(value.as_bytes()).expect("json"),
+            Position::default(),
+        );
+        r.key = Some(key.as_bytes().to_vec());
+        r.event_time = Some(ts);
+        r
+    }
+
+    fn results(records: &[Record]) -> Vec<Json> {
+        records
+            .iter()
+            .map(|r| serde_json::from_str(&crate::pipeline::json::to_json(&r.value)).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn tumbling_windows_aggregate_per_key_and_close_at_the_watermark() {
+        let w = window(
+            "size: 10s\naggregate: {n: count, total: {sum: .a}, top: {max: .a}, avg: {avg: .a}, \
+             first: {first: .a}, last: {last: .a}, kinds: {count_distinct: .k}, all: {collect: .a, max: 2}}",
+        );
+        let mut s = WindowState::new();
+        let mut rejected = Vec::new();
+        w.add(
+            &mut s,
+            vec![
+                rec("u1", 1_000, r#"{"a": 1, "k": "x"}"#),
+                rec("u1", 9_999, r#"{"a": 2.5, "k": "y"}"#),
+                rec("u1", 10_000, r#"{"a": 7, "k": "x"}"#),
+                rec("u2", 3_000, r#"{"a": 4, "k": "x"}"#),
+            ],
+            &mut rejected,
+        );
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(s.open(), 3);
+        assert!(
+            w.advance(&mut s, 9_999, "w").is_empty(),
+            "[0, 10000) still open"
+        );
+        let out = results(&w.advance(&mut s, 10_000, "w"));
+        assert_eq!(
+            out,
+            [
+                serde_json::json!({"key": "u1", "window_start": 0, "window_end": 10000, "n": 2,
+                    "total": 3.5, "top": 2.5, "avg": 1.75, "first": 1, "last": 2.5, "kinds": 2, "all": [1, 2.5]}),
+                serde_json::json!({"key": "u2", "window_start": 0, "window_end": 10000, "n": 1,
+                    "total": 4, "top": 4, "avg": 4.0, "first": 4, "last": 4, "kinds": 1, "all": [4]}),
+            ]
+        );
+        // A record for the closed window is late, with the window it missed.
+        w.add(&mut s, vec![rec("u1", 5_000, r#"{"a": 1}"#)], &mut rejected);
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0].1.contains("late") && rejected[0].1.contains("[0, 10000)"),
+            "{}",
+            rejected[0].1
+        );
+    }
+
+    #[test]
+    fn sliding_windows_count_a_record_in_each_window_that_holds_it() {
+        let w = window("size: 10s\nslide: 5s\naggregate: {n: count}");
+        let mut s = WindowState::new();
+        let mut rejected = Vec::new();
+        w.add(
+            &mut s,
+            vec![rec("k", 7_000, "{}"), rec("k", 12_000, "{}")],
+            &mut rejected,
+        );
+        let out = results(&w.advance(&mut s, i64::MAX, "w"));
+        let got: Vec<(i64, u64)> = out
+            .iter()
+            .map(|v| {
+                (
+                    v["window_start"].as_i64().unwrap(),
+                    v["n"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(0, 1), (5_000, 2), (10_000, 1)]);
+    }
+
+    #[test]
+    fn lateness_keeps_a_window_open_and_state_round_trips() {
+        let w = window("size: 10s\nallowed_lateness: 5s\naggregate: {n: count}");
+        let mut s = WindowState::new();
+        let mut rejected = Vec::new();
+        w.add(&mut s, vec![rec("k", 1_000, "{}")], &mut rejected);
+        assert!(w.advance(&mut s, 12_000, "w").is_empty());
+        w.add(&mut s, vec![rec("k", 2_000, "{}")], &mut rejected);
+        assert!(rejected.is_empty(), "still within the lateness");
+        let bytes = rmp_serde::to_vec(&s).expect("encode");
+        let mut back: WindowState = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(back, s);
+        let out = results(&w.advance(&mut back, 15_000, "w"));
+        assert_eq!(out[0]["n"], 2);
+    }
+
+    #[test]
+    fn bad_configs_and_records_are_named() {
+        let bad = |yaml: &str| {
+            let spec: WindowSpec = serde_norway::from_str(yaml).expect("spec");
+            Window::compile(&spec).err().expect("refused")
+        };
+        assert!(bad("size: 10s\nslide: 3s\naggregate: {n: count}").contains("slide"));
+        assert!(bad("size: 10s\naggregate: {}").contains("aggregate"));
+        assert!(bad("size: 10s\naggregate: {n: {median: .a}}").contains("unknown aggregate"));
+        assert!(bad("size: 10s\naggregate: {n: sum}").contains("needs a value"));
+        assert!(bad("size: 10s\naggregate: {key: count}").contains("taken"));
+        let w = window("size: 10s\naggregate: {t: {sum: .a}}");
+        let mut s = WindowState::new();
+        let mut rejected = Vec::new();
+        let mut no_time = rec("k", 0, r#"{"a": 1}"#);
+        no_time.event_time = None;
+        w.add(
+            &mut s,
+            vec![no_time, rec("k", 0, r#"{"a": "x"}"#)],
+            &mut rejected,
+        );
+        assert_eq!(rejected.len(), 2);
+        assert!(rejected[0].1.contains("event time"));
+        assert!(rejected[1].1.contains("needs a number"));
+    }
+}
