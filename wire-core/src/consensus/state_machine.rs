@@ -777,6 +777,7 @@ mod tests {
             positions: Default::default(),
             taken_at_ms,
             tenures: Vec::new(),
+            state: None,
         };
         let save = |c: Checkpoint| Command::Checkpoint {
             name: "p".into(),

@@ -454,6 +454,7 @@ mod tests {
             positions: Default::default(),
             taken_at_ms: epoch * 10,
             tenures: Vec::new(),
+            state: None,
         }
     }
 

@@ -81,6 +81,9 @@ pub struct Checkpoint {
     /// fenced node left behind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenures: Vec<(NodeId, u64, u64)>,
+    /// The partition's operator state at the checkpoint (its open windows), if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<serde_bytes::ByteBuf>,
 }
 
 /// How many tenures a checkpoint remembers.
@@ -99,6 +102,7 @@ impl Checkpoint {
     pub fn as_proposed(&self) -> Checkpoint {
         Checkpoint {
             tenures: Vec::new(),
+            state: None,
             ..self.clone()
         }
     }
@@ -169,6 +173,7 @@ mod tests {
             positions,
             taken_at_ms: ms,
             tenures: Vec::new(),
+            state: None,
         }
     }
 

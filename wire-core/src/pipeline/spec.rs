@@ -104,6 +104,25 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
+/// Where a record's event time comes from, and how far the watermark trails it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// A jq expression on the record as read, giving milliseconds since the Unix epoch (a
+    /// number) or an RFC 3339 time (a string); left out, the source's own time (Kafka's
+    /// timestamp) or else the time the record was read.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Bounded out-of-orderness: the watermark trails the newest event time by this much
+    /// (default 0s).
+    #[serde(default)]
+    pub max_delay: Option<String>,
+    /// A split that gave nothing for this long stops holding the watermark back (default
+    /// 10s).
+    #[serde(default)]
+    pub idle_after: Option<String>,
+}
+
 /// Default number of partitions.
 pub const DEFAULT_PARALLELISM: u32 = 1;
 /// Default time between checkpoints.
@@ -125,6 +144,12 @@ pub struct PipelineSpec {
     /// Run every partition on this node (for sources that read the node's local files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<u64>,
+    /// Event time and watermarks (for windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTimeSpec>,
+    /// Most bytes of window state one partition may checkpoint (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_state_bytes: Option<u64>,
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -137,6 +162,8 @@ const TOP_LEVEL: &[&str] = &[
     "dead_letter",
     "on_error",
     "node",
+    "event_time",
+    "max_state_bytes",
 ];
 
 /// Deserializes `value` as `T`, naming the place of the first problem below `path`.
@@ -259,8 +286,22 @@ impl PipelineSpec {
             None | Some(Value::Null) => None,
             Some(v) => field::<u64>(v, "node").map_err(|e| errors.push(e)).ok(),
         };
+        let event_time = match top.get("event_time") {
+            None | Some(Value::Null) => None,
+            Some(v) => field::<EventTimeSpec>(v, "event_time")
+                .map_err(|e| errors.push(e))
+                .ok(),
+        };
+        let max_state_bytes = match top.get("max_state_bytes") {
+            None | Some(Value::Null) => None,
+            Some(v) => field::<u64>(v, "max_state_bytes")
+                .map_err(|e| errors.push(e))
+                .ok(),
+        };
         if errors.is_empty() {
             Ok(PipelineSpec {
+                event_time,
+                max_state_bytes,
                 node,
                 name,
                 parallelism,

@@ -18,7 +18,20 @@ pub const MAX_PARALLELISM: u32 = 1024;
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Transform types built into every node; other types name transforms registered on the
 /// node (from Rust, Python or C).
-pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by", "redistribute"];
+pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by", "redistribute", "window"];
+/// Default and largest `max_state_bytes`.
+pub const DEFAULT_STATE_BYTES: u64 = 1024 * 1024;
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Event time, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventTime {
+    /// A jq expression on the record as read (epoch ms or RFC 3339); `None`: the source's
+    /// time or the read time.
+    pub field: Option<String>,
+    pub max_delay: Duration,
+    pub idle_after: Duration,
+}
 /// Transform types after which records cross to other partitions (over the exchange when
 /// those run on other nodes): the steps that read their output run where the records land.
 pub const EXCHANGE_TRANSFORMS: &[&str] = &["key_by", "redistribute"];
@@ -77,6 +90,16 @@ pub struct PipelineGraph {
     /// The node every partition must run on, if pinned.
     #[serde(default)]
     pub node: Option<u64>,
+    /// Event time and watermarks: set when the spec says so or a window needs them.
+    #[serde(default)]
+    pub event_time: Option<EventTime>,
+    /// Most bytes of window state one partition may checkpoint.
+    #[serde(default = "default_state_bytes")]
+    pub max_state_bytes: u64,
+}
+
+fn default_state_bytes() -> u64 {
+    DEFAULT_STATE_BYTES
 }
 
 /// A jq program must be present and compile.
@@ -292,6 +315,14 @@ pub fn validate(
                 )),
                 Err(e) => errors.push(e),
             },
+            "window" => match check_config::<super::window::WindowSpec>(&t.config, &config_path) {
+                Ok(w) => {
+                    if let Err(e) = super::window::Window::compile(&w) {
+                        errors.push(SpecError::new(config_path.clone(), e));
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
             "redistribute" => {
                 if !t.config.is_null() {
                     if let Err(e) = check_config::<RedistributeConfig>(&t.config, &config_path) {
@@ -479,7 +510,52 @@ pub fn validate(
             "must be a node id (a positive integer)",
         )]);
     }
+    let windows = spec.transforms.iter().any(|t| t.kind == "window");
+    let event_time = match (&spec.event_time, windows) {
+        (None, false) => None,
+        (given, _) => {
+            let given = given.clone().unwrap_or(super::spec::EventTimeSpec {
+                field: None,
+                max_delay: None,
+                idle_after: None,
+            });
+            let mut errors = Vec::new();
+            if let Some(f) = &given.field {
+                check_jq(f, "event_time.field", &mut errors);
+            }
+            let mut duration = |text: &Option<String>, path: &str, default: Duration| match text {
+                None => default,
+                Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                    errors.push(SpecError::new(path, e));
+                    default
+                }),
+            };
+            let max_delay = duration(&given.max_delay, "event_time.max_delay", Duration::ZERO);
+            let idle_after = duration(
+                &given.idle_after,
+                "event_time.idle_after",
+                Duration::from_secs(10),
+            );
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            Some(EventTime {
+                field: given.field,
+                max_delay,
+                idle_after,
+            })
+        }
+    };
+    let max_state_bytes = spec.max_state_bytes.unwrap_or(DEFAULT_STATE_BYTES);
+    if max_state_bytes == 0 || max_state_bytes > MAX_STATE_BYTES {
+        return Err(vec![SpecError::new(
+            "max_state_bytes",
+            format!("must be between 1 and {MAX_STATE_BYTES}"),
+        )]);
+    }
     Ok(PipelineGraph {
+        event_time,
+        max_state_bytes,
         node: spec.node,
         name: spec.name.clone(),
         parallelism: spec.parallelism,
@@ -571,6 +647,14 @@ fn check_exchanges(
                 ));
             }
             crossed.insert(&ids[t]);
+        } else if kind == "window" && !from.iter().all(|c| *c) {
+            errors.push(SpecError::new(
+                format!("{path}.type"),
+                format!(
+                    "window '{}' must come after a key_by: its state is kept per key, in the partition that owns the key",
+                    ids[t]
+                ),
+            ));
         } else if from.iter().any(|c| *c) {
             if let Some(j) = from.iter().position(|c| !*c) {
                 errors.push(SpecError::new(

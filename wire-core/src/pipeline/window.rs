@@ -485,7 +485,7 @@ impl Acc {
 }
 
 /// One partition's open windows of one window step, and its watermark.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowState {
     /// (window start, key) -> each aggregate's running value.
     windows: BTreeMap<(i64, Vec<u8>), Vec<Acc>>,
@@ -493,12 +493,19 @@ pub struct WindowState {
     pub watermark: i64,
 }
 
-impl WindowState {
-    pub fn new() -> WindowState {
+impl Default for WindowState {
+    /// No window open, and no watermark yet (the least there is).
+    fn default() -> WindowState {
         WindowState {
             windows: BTreeMap::new(),
             watermark: i64::MIN,
         }
+    }
+}
+
+impl WindowState {
+    pub fn new() -> WindowState {
+        WindowState::default()
     }
 
     /// How many windows are open.

@@ -235,6 +235,59 @@ async fn redistribute_spreads_one_file_over_every_partition_and_later_steps_run_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_count_and_sum_per_key_on_event_time_and_late_records_are_dead_letters() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("events.json");
+    // 5000 events 20 ms apart over five users, every 7th 1.5 s behind (within max_delay);
+    // then one with a bad time and one far too late.
+    let mut lines = String::new();
+    let mut expected: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    for i in 0..5000i64 {
+        let user = format!("u{}", i % 5);
+        let ts = i * 20 - if i % 7 == 0 { 1500 } else { 0 };
+        let ts = ts.max(0);
+        let amount = i % 13;
+        lines.push_str(&format!("{{\"user\": \"{user}\", \"ts\": {ts}, \"amount\": {amount}}}\n"));
+        let e = expected.entry((user, ts / 10_000 * 10_000)).or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+    lines.push_str("{\"user\": \"u1\", \"ts\": \"not a time\", \"amount\": 1}\n");
+    lines.push_str("{\"user\": \"u1\", \"ts\": 1000, \"amount\": 1}\n");
+    std::fs::write(&input, lines).unwrap();
+    let spec = json!({
+        "name": "windows",
+        "parallelism": 2,
+        "checkpoint_interval": "200ms",
+        "event_time": {"field": ".ts", "max_delay": "2s"},
+        "sources": [{"type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": ".user"}},
+            {"type": "window", "config": {"size": "10s", "aggregate": {"n": "count", "total": {"sum": ".amount"}}}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}],
+        "dead_letter": {"type": "file", "config": {"path": root.join("dead")}}
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/windows"), "finished").await;
+    let mut got: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    for line in committed_lines(&root.join("out")) {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let start = v["window_start"].as_i64().unwrap();
+        assert_eq!(v["window_end"].as_i64().unwrap(), start + 10_000);
+        let key = (v["key"].as_str().unwrap().to_string(), start);
+        let was = got.insert(key, (v["n"].as_u64().unwrap(), v["total"].as_i64().unwrap()));
+        assert!(was.is_none(), "a window twice: {line}");
+    }
+    assert_eq!(got, expected);
+    let dead = committed_lines(&root.join("dead"));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead.iter().any(|l| l.contains("event time")), "{dead:?}");
+    assert!(dead.iter().any(|l| l.contains("late") && l.contains("[0, 10000)")), "{dead:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fail_policy_stops_the_pipeline_with_the_reason() {
     let n = Embedded::start().await;
     let root = n.dir.path();

@@ -80,6 +80,12 @@ pub enum Input {
     },
     /// A sink has everything up to barrier `epoch` durable as pending output.
     SinkReady { partition: u32, epoch: u64 },
+    /// A partition's operator state at barrier `epoch` (sent before its `SinkReady`).
+    State {
+        partition: u32,
+        epoch: u64,
+        state: Vec<u8>,
+    },
     /// Every source of a partition was read to its end, `read` records in all.
     Finished { partition: u32, read: u64 },
     /// A worker failed; `retry` says whether restarting may help.
@@ -128,6 +134,7 @@ enum Phase {
         epoch: u64,
         positions: BTreeMap<u32, (Positions, u64)>,
         ready: BTreeSet<u32>,
+        states: BTreeMap<u32, Vec<u8>>,
     },
     /// A commit is in flight (or waits to be retried).
     Committing {
@@ -239,6 +246,21 @@ impl Coordinator {
                 }
                 self.maybe_commit()
             }
+            Input::State {
+                partition,
+                epoch,
+                state,
+            } => {
+                if let Phase::Aligning {
+                    epoch: e, states, ..
+                } = &mut self.phase
+                {
+                    if *e == epoch {
+                        states.insert(partition, state);
+                    }
+                }
+                Vec::new()
+            }
             Input::SinkReady { partition, epoch } => {
                 if let Phase::Aligning {
                     epoch: e, ready, ..
@@ -302,6 +324,7 @@ impl Coordinator {
             epoch,
             positions: BTreeMap::new(),
             ready: BTreeSet::new(),
+            states: BTreeMap::new(),
         };
         vec![Action::Barrier { epoch }]
     }
@@ -342,6 +365,7 @@ impl Coordinator {
             epoch,
             positions,
             ready,
+            states,
         } = &mut self.phase
         else {
             return Vec::new();
@@ -362,6 +386,7 @@ impl Coordinator {
                     positions,
                     taken_at_ms,
                     tenures: Vec::new(),
+                    state: states.remove(&p).map(serde_bytes::ByteBuf::from),
                 };
                 (p, c)
             })

@@ -250,6 +250,11 @@ pub enum DataFrame {
         to: u32,
         epoch: u64,
     },
+    Watermark {
+        to: u32,
+        from: u32,
+        watermark: Option<i64>,
+    },
     /// Nothing to send for a while: the link is alive.
     Ping,
     /// The sender is done (its job ended): not a failure.
@@ -275,6 +280,11 @@ impl DataFrame {
                 frames
             }
             SinkMsg::Barrier(epoch) => vec![DataFrame::Barrier { to, epoch: *epoch }],
+            SinkMsg::Watermark { from, watermark } => vec![DataFrame::Watermark {
+                to,
+                from: *from,
+                watermark: *watermark,
+            }],
             SinkMsg::Data { .. } => Vec::new(),
         }
     }
@@ -292,6 +302,11 @@ pub enum ToCoordinator {
     SinkReady {
         partition: u32,
         epoch: u64,
+    },
+    State {
+        partition: u32,
+        epoch: u64,
+        state: ByteBuf,
     },
     Finished {
         partition: u32,
@@ -327,6 +342,15 @@ impl ToCoordinator {
                 read,
             },
             Input::SinkReady { partition, epoch } => ToCoordinator::SinkReady { partition, epoch },
+            Input::State {
+                partition,
+                epoch,
+                state,
+            } => ToCoordinator::State {
+                partition,
+                epoch,
+                state: ByteBuf::from(state),
+            },
             Input::Finished { partition, read } => ToCoordinator::Finished { partition, read },
             Input::Failed { error, retry } => ToCoordinator::Failed { error, retry },
             _ => return None,
@@ -697,6 +721,11 @@ fn receive_data(mut stream: Stream, inbound: Arc<Inbound>, from: NodeId) {
                     DataFrame::Close => return,
                     DataFrame::Ping => continue,
                     DataFrame::Barrier { to, epoch } => (to, SinkMsg::Barrier(epoch)),
+                    DataFrame::Watermark {
+                        to,
+                        from,
+                        watermark,
+                    } => (to, SinkMsg::Watermark { from, watermark }),
                     DataFrame::Exchanged { to, batches } => {
                         let mut landed = Vec::with_capacity(batches.len());
                         for (step, records) in batches {

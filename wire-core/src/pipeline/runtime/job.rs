@@ -46,7 +46,7 @@ use super::exchange::{
     ToCoordinator, ToParticipant, PING_EVERY, SILENCE,
 };
 pub use super::live::{JobState, JobStatus, PartitionLive};
-use super::plan::Plan;
+use super::plan::{PartitionState, Plan};
 use super::routing::{Route, Router};
 use super::sink_worker::{SinkCtl, SinkMsg, SinkPartition};
 use super::source_worker::{SourceCtl, SourceWorker, BATCH};
@@ -303,6 +303,17 @@ fn spawn_threads(
         let sink_ids: Vec<String> = graph.sinks.iter().map(|s| s.id.clone()).collect();
         let pipeline = cfg.pipeline.clone();
         let plan = cfg.plan.clone();
+        let state = match checkpoints.get(&p).and_then(|c| c.state.as_ref()) {
+            Some(bytes) => PartitionState::decode(bytes)?,
+            None => PartitionState::default(),
+        };
+        // Its upstreams: every source partition of a keyed job, else its own.
+        let watermarks: BTreeMap<u32, Option<i64>> = if plan.keyed {
+            cfg.owners.keys().map(|q| (*q, Some(i64::MIN))).collect()
+        } else {
+            BTreeMap::from([(p, Some(i64::MIN))])
+        };
+        let max_state_bytes = graph.max_state_bytes;
         let handle = std::thread::Builder::new()
             .name(format!("wire-sink-{}-{p}", cfg.pipeline))
             .spawn(move || {
@@ -311,6 +322,10 @@ fn spawn_threads(
                         pipeline,
                         partition: p,
                         plan,
+                        state,
+                        watermarks,
+                        watermark: i64::MIN,
+                        max_state_bytes,
                         sink_ids,
                         sinks,
                         dead,
@@ -426,6 +441,11 @@ fn spawn_threads(
                 .iter()
                 .map(|s| cfg.metrics.step(&s.id))
                 .collect(),
+            clock: graph
+                .event_time
+                .as_ref()
+                .map(super::event_time::EventClock::new)
+                .transpose()?,
         };
         let handle = std::thread::Builder::new()
             .name(format!("wire-source-{}-{p}", cfg.pipeline))
@@ -745,6 +765,11 @@ async fn coordinate(
                         Input::Positions { partition, epoch, positions, read }
                     }
                     ToCoordinator::SinkReady { partition, epoch } => Input::SinkReady { partition, epoch },
+                    ToCoordinator::State { partition, epoch, state } => Input::State {
+                        partition,
+                        epoch,
+                        state: state.into_vec(),
+                    },
                     ToCoordinator::Finished { partition, read } => Input::Finished { partition, read },
                     ToCoordinator::Failed { error, retry } => Input::Failed {
                         error: format!("on node {node}: {error}"),

@@ -6,6 +6,7 @@
 pub mod assign;
 pub mod coordinator;
 pub mod dead_letter;
+pub mod event_time;
 pub mod exchange;
 pub mod job;
 pub mod live;

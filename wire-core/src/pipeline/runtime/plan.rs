@@ -16,6 +16,7 @@ use crate::pipeline::jq::Jq;
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
 use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
+use crate::pipeline::window::{Window, WindowSpec, WindowState};
 
 /// How an exchange step sends its records on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,29 @@ pub enum Exchange {
     ByKey,
     /// Round-robin over every partition.
     Spread,
+}
+
+/// The open windows of one partition, per window step: what a partition checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionState {
+    windows: BTreeMap<usize, WindowState>,
+}
+
+impl PartitionState {
+    /// The state as checkpointed (MessagePack).
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        rmp_serde::to_vec(self).map_err(|e| format!("encoding the window state: {e}"))
+    }
+
+    /// The state a checkpoint holds.
+    pub fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
+        rmp_serde::from_slice(bytes)
+            .map_err(|e| format!("reading the checkpointed window state: {e}"))
+    }
+
+    fn window(&mut self, step: usize) -> &mut WindowState {
+        self.windows.entry(step).or_default()
+    }
 }
 
 /// `type: redistribute`: records pass unchanged (the exchange after it spreads them).
@@ -66,6 +90,8 @@ struct PlanStep {
     counters: Arc<StepCounters>,
     /// Set on a `key_by` or `redistribute` step.
     exchange: Option<Exchange>,
+    /// Set on a `window` step (its state is the partition's).
+    window: Option<Window>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
 }
@@ -145,7 +171,7 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
-                "redistribute" => Arc::new(Redistribute),
+                "redistribute" | "window" => Arc::new(Redistribute),
                 "key_by" => {
                     let c: KeyByConfig =
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -164,6 +190,14 @@ impl Plan {
                 _ => None,
             };
             keyed |= exchange.is_some();
+            let window = match step.kind.as_str() {
+                "window" => {
+                    let spec: WindowSpec =
+                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
+                    Some(Window::compile(&spec)?)
+                }
+                _ => None,
+            };
             // Validation refused mixing: one crossed input means all did.
             let after = inputs.iter().any(|i| match i {
                 Input::Transform(t) => {
@@ -179,6 +213,7 @@ impl Plan {
                 on_error: step.on_error,
                 counters: metrics.step(&step.id),
                 exchange,
+                window,
                 after,
             });
         }
@@ -221,7 +256,48 @@ impl Plan {
             outputs: vec![None; self.steps.len()],
             left: self.uses.clone(),
         };
-        self.flow(flow, Side::Source)
+        // No window runs before an exchange (validation): no state here.
+        self.flow(flow, Side::Source, &mut PartitionState::default())
+    }
+
+    /// Whether a step keeps state (a window).
+    pub fn stateful(&self) -> bool {
+        self.steps.iter().any(|s| s.window.is_some())
+    }
+
+    /// Moves the partition's watermark to `watermark`: the windows it closes emit their
+    /// results, which run through the steps after their window.
+    pub fn fire(&self, state: &mut PartitionState, watermark: i64) -> Outputs {
+        let mut all = Outputs {
+            per_sink: vec![Vec::new(); self.sinks.len()],
+            ..Default::default()
+        };
+        for (t, step) in self.steps.iter().enumerate() {
+            let Some(window) = &step.window else {
+                continue;
+            };
+            let results = window.advance(state.window(t), watermark, &step.id);
+            if results.is_empty() {
+                continue;
+            }
+            step.counters.add_out(results.len());
+            let flow = Flow {
+                start: Input::Transform(t),
+                batch: Some(results),
+                start_left: self.uses[t],
+                outputs: vec![None; self.steps.len()],
+                left: self.uses.clone(),
+            };
+            let out = self.flow(flow, Side::Landed, state);
+            for (k, records) in out.per_sink.into_iter().enumerate() {
+                all.per_sink[k].extend(records);
+            }
+            all.rejected.extend(out.rejected);
+            if all.failure.is_none() {
+                all.failure = out.failure;
+            }
+        }
+        all
     }
 
     /// How each step sends its output on (by step index; `None`: it does not).
@@ -231,7 +307,12 @@ impl Plan {
 
     /// Runs what exchange step `step` put out through the steps after it, where the records
     /// landed. An unknown step (from a peer of another pipeline version) runs nothing.
-    pub fn run_exchanged(&self, step: usize, records: Vec<Record>) -> Outputs {
+    pub fn run_exchanged(
+        &self,
+        step: usize,
+        records: Vec<Record>,
+        state: &mut PartitionState,
+    ) -> Outputs {
         let uses = self.uses.get(step).copied().unwrap_or(0);
         let flow = Flow {
             start: Input::Transform(step),
@@ -240,10 +321,10 @@ impl Plan {
             outputs: vec![None; self.steps.len()],
             left: self.uses.clone(),
         };
-        self.flow(flow, Side::Landed)
+        self.flow(flow, Side::Landed, state)
     }
 
-    fn flow(&self, mut flow: Flow, side: Side) -> Outputs {
+    fn flow(&self, mut flow: Flow, side: Side, state: &mut PartitionState) -> Outputs {
         let mut result = Outputs {
             per_sink: vec![Vec::new(); self.sinks.len()],
             ..Default::default()
@@ -263,7 +344,11 @@ impl Plan {
             step.counters.add_in(input.len());
             let mut out = Vec::with_capacity(input.len());
             let mut failed = Vec::new();
-            step.transform.apply(input, &mut out, &mut failed);
+            match &step.window {
+                // A window takes records into its state; its results come with the watermark.
+                Some(w) => w.add(state.window(t), input, &mut failed),
+                None => step.transform.apply(input, &mut out, &mut failed),
+            }
             step.counters.add_out(out.len());
             step.counters.add_time(started.elapsed());
             for (record, reason) in failed {
@@ -446,7 +531,7 @@ sinks:
         let (step, records) = out.exchanged.into_iter().next().expect("exchanged");
         assert_eq!(step, 1);
         assert!(records.iter().all(|r| r.key.is_some()));
-        let landed = p.run_exchanged(step, records);
+        let landed = p.run_exchanged(step, records, &mut PartitionState::default());
         assert!(landed.per_sink[0].is_empty());
         assert_eq!(texts(&landed.per_sink[1]), ["20", "30"]);
         assert_eq!(p.exchanges(), [None, Some(Exchange::ByKey), None]);

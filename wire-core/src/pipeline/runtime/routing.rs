@@ -133,6 +133,22 @@ impl Router {
         Ok(())
     }
 
+    /// Sends this source partition's watermark to every sink worker it feeds.
+    pub fn watermark(&self, watermark: Option<i64>) -> Result<(), String> {
+        for (target, route) in &self.routes {
+            route
+                .send(
+                    *target,
+                    SinkMsg::Watermark {
+                        from: self.own,
+                        watermark,
+                    },
+                )
+                .map_err(|_| format!("the way to partition {target} closed"))?;
+        }
+        Ok(())
+    }
+
     /// Sends barrier `epoch` to every sink worker this source feeds.
     pub fn barrier(&self, epoch: u64) -> Result<(), String> {
         for (target, route) in &self.routes {

@@ -13,9 +13,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::coordinator::Input;
 use super::dead_letter;
 use super::metrics::{JobMetrics, StepCounters};
-use super::plan::Plan;
+use super::plan::{PartitionState, Plan};
 use crate::connectors::{ConnectorError, ConnectorResult, Sink};
 use crate::pipeline::transform::Record;
+use std::collections::BTreeMap;
 
 /// What the sources send a sink worker.
 pub enum SinkMsg {
@@ -27,6 +28,12 @@ pub enum SinkMsg {
     /// What exchange steps put out for this partition: (step, records), to run through the
     /// steps after them here.
     Exchanged(Vec<(usize, Vec<Record>)>),
+    /// Source partition `from` will send no record older than this (ms) any more; `None`:
+    /// it is idle and holds nobody back.
+    Watermark {
+        from: u32,
+        watermark: Option<i64>,
+    },
     Barrier(u64),
 }
 
@@ -43,6 +50,13 @@ pub struct SinkPartition {
     pub partition: u32,
     /// Runs the steps after an exchange on the records that land here.
     pub plan: Arc<Plan>,
+    /// Its windows (restored from its checkpoint).
+    pub state: PartitionState,
+    /// The watermark of each upstream source partition (`None`: idle).
+    pub watermarks: BTreeMap<u32, Option<i64>>,
+    /// This partition's watermark: the least of its upstreams'.
+    pub watermark: i64,
+    pub max_state_bytes: u64,
     pub sink_ids: Vec<String>,
     pub sinks: Vec<Box<dyn Sink>>,
     pub dead: Option<Box<dyn Sink>>,
@@ -151,15 +165,70 @@ impl SinkPartition {
         dead_counter: &StepCounters,
     ) -> Result<(), (String, bool)> {
         for (step, records) in batches {
-            let out = self.plan.run_exchanged(step, records);
-            if let Some(f) = &out.failure {
-                return Err((dead_letter::failure(f), false));
-            }
-            let letters = dead_letter::of_rejected(&self.pipeline, self.partition, &out.rejected);
-            self.write(&out.per_sink, &letters, counters, dead_counter)
-                .map_err(|e| (e.message.clone(), e.retryable()))?;
+            let out = self.plan.run_exchanged(step, records, &mut self.state);
+            self.emit(out, counters, dead_counter)?;
         }
         Ok(())
+    }
+
+    /// Writes what a run of the plan gave: its records, and its rejects as dead letters;
+    /// `Err((error, retry))`, not retried when a `fail` step rejected a record.
+    fn emit(
+        &mut self,
+        out: super::plan::Outputs,
+        counters: &[Arc<StepCounters>],
+        dead_counter: &StepCounters,
+    ) -> Result<(), (String, bool)> {
+        if let Some(f) = &out.failure {
+            return Err((dead_letter::failure(f), false));
+        }
+        let letters = dead_letter::of_rejected(&self.pipeline, self.partition, &out.rejected);
+        self.write(&out.per_sink, &letters, counters, dead_counter)
+            .map_err(|e| (e.message.clone(), e.retryable()))
+    }
+
+    /// Takes an upstream partition's watermark; when the partition's (the least of its
+    /// upstreams') moves, the windows it closes emit their results.
+    fn watermark(
+        &mut self,
+        from: u32,
+        watermark: Option<i64>,
+        counters: &[Arc<StepCounters>],
+        dead_counter: &StepCounters,
+    ) -> Result<(), (String, bool)> {
+        if let Some(w) = self.watermarks.get_mut(&from) {
+            *w = match (*w, watermark) {
+                (Some(old), Some(new)) => Some(old.max(new)),
+                (_, new) => new,
+            };
+        }
+        // The least of the upstreams that are not idle (all idle: no move).
+        let Some(least) = self.watermarks.values().flatten().copied().min() else {
+            return Ok(());
+        };
+        if least <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = least;
+        let out = self.plan.fire(&mut self.state, least);
+        self.emit(out, counters, dead_counter)
+    }
+
+    /// The window state to checkpoint, if the pipeline keeps any; `Err` past the budget.
+    fn snapshot(&self) -> Result<Option<Vec<u8>>, String> {
+        if !self.plan.stateful() {
+            return Ok(None);
+        }
+        let bytes = self.state.encode()?;
+        if bytes.len() as u64 > self.max_state_bytes {
+            return Err(format!(
+                "the window state of partition {} is {} bytes, over the pipeline's max_state_bytes ({}): use shorter windows, fewer keys or aggregates, or raise max_state_bytes",
+                self.partition,
+                bytes.len(),
+                self.max_state_bytes
+            ));
+        }
+        Ok(Some(bytes))
     }
 
     fn commit(&mut self, epoch: u64) -> ConnectorResult<()> {
@@ -219,6 +288,14 @@ pub fn run(
                     return;
                 }
             }
+            SinkMsg::Watermark { from, watermark } => {
+                if let Err((error, retry)) =
+                    out.watermark(from, watermark, &counters, &dead_counter)
+                {
+                    let _ = events.send(Input::Failed { error, retry });
+                    return;
+                }
+            }
             SinkMsg::Barrier(epoch) => {
                 barriers += 1;
                 if barriers < upstreams {
@@ -228,6 +305,25 @@ pub fn run(
                 if let Err(error) = out.pre_commit(epoch, &counters) {
                     fail(error);
                     return;
+                }
+                // Every upstream's records before the barrier are in: the state is the
+                // checkpoint's.
+                match out.snapshot() {
+                    Ok(Some(state)) => {
+                        let _ = events.send(Input::State {
+                            partition,
+                            epoch,
+                            state,
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        let _ = events.send(Input::Failed {
+                            error,
+                            retry: false,
+                        });
+                        return;
+                    }
                 }
                 let _ = events.send(Input::SinkReady { partition, epoch });
                 match ctl.recv() {

@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::coordinator::Input;
 use super::dead_letter;
+use super::event_time::EventClock;
 use super::live::JobStatus;
 use super::metrics::StepCounters;
 use super::plan::Plan;
@@ -45,6 +46,8 @@ pub struct SourceWorker {
     pub progress: Arc<AtomicU64>,
     /// Each source step's counters, in the order of `sources`.
     pub counters: Vec<Arc<StepCounters>>,
+    /// Event times and the watermark, for a pipeline that keeps them.
+    pub clock: Option<EventClock>,
 }
 
 impl SourceWorker {
@@ -147,7 +150,20 @@ impl SourceWorker {
                     .try_fold(0u64, |acc, l| l.map(|l| acc + l));
                 self.status.update(self.partition, |live| live.lag = lag);
             }
+            if let Some(w) = self.clock.as_mut().and_then(EventClock::due) {
+                if let Err(e) = self.router.watermark(w) {
+                    self.fail(e, true);
+                    failed = true;
+                }
+            }
             if !failed && finished.iter().all(|f| *f) {
+                // Read to the end: no record will be older than anything, every window
+                // closes before the last checkpoint.
+                if self.clock.is_some() {
+                    if let Err(e) = self.router.watermark(Some(i64::MAX)) {
+                        self.fail(e, true);
+                    }
+                }
                 self.status
                     .update(self.partition, |live| live.finished = true);
                 let _ = self.events.send(Input::Finished {
@@ -191,6 +207,26 @@ impl SourceWorker {
                 &b.reason,
             ));
         }
+        let records = match self.clock.as_mut() {
+            Some(clock) => {
+                let (stamped, untimed) = clock.stamp(records);
+                for (r, why) in &untimed {
+                    let raw = crate::pipeline::json::to_json(&r.value);
+                    dead.push(dead_letter::letter(
+                        &self.pipeline,
+                        self.partition,
+                        &step.id,
+                        Some(r),
+                        raw.as_bytes(),
+                        &r.position,
+                        why,
+                    ));
+                }
+                self.counters[source].add_dead(untimed.len());
+                stamped
+            }
+            None => records,
+        };
         let outputs = self.plan.run(source, records);
         if let Some(f) = &outputs.failure {
             return Err((dead_letter::failure(f), false));
