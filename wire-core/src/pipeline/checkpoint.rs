@@ -102,7 +102,6 @@ impl Checkpoint {
     pub fn as_proposed(&self) -> Checkpoint {
         Checkpoint {
             tenures: Vec::new(),
-            state: None,
             ..self.clone()
         }
     }
@@ -175,6 +174,14 @@ mod tests {
             tenures: Vec::new(),
             state: None,
         }
+    }
+
+    #[test]
+    fn the_catalog_keeps_a_checkpoints_state() {
+        let mut c = at(1, "a", Offset::Num(1));
+        c.state = Some(serde_bytes::ByteBuf::from(vec![7]));
+        assert_eq!(c.as_proposed().state, c.state);
+        assert_eq!(c.after(None).state, c.state);
     }
 
     #[test]

@@ -246,6 +246,93 @@ async fn a_keyed_pipeline_across_nodes_survives_a_kill_with_each_key_on_one_part
     survive(Fault::KillFollower, true).await;
 }
 
+/// Windows over event time keep their state through a kill -9: the state is checkpointed
+/// with the barrier and restored on the node the partition moves to, so the output is what
+/// an uninterrupted run gives, each window once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_give_the_same_answer_through_a_kill() {
+    let mut cluster = Cluster::start(3, &["--failover-after-ms", FAILOVER_AFTER_MS]).await;
+    let out = cluster.root.path().join("shared-out");
+    let spec = json!({
+        "name": "moving",
+        "parallelism": 6,
+        "checkpoint_interval": "300ms",
+        "event_time": {"field": "(.seq | tonumber) * 10"},
+        "sources": [{"id": "gen", "type": "generator",
+                     "config": {"count": RECORDS, "rate": 3000, "template": {"seq": "{{seq}}"}}}],
+        "transforms": [
+            {"type": "jq", "config": {"filter": ".seq |= tonumber"}},
+            {"type": "key_by", "config": {"key": ".seq % 6"}},
+            {"type": "window", "config": {"size": "1s", "aggregate": {"n": "count", "total": {"sum": ".seq"}}}}
+        ],
+        "sinks": [shared_files(&cluster)]
+    });
+    create_pipeline(&cluster.node(1).url("/pipelines"), &spec).await;
+    eventually(
+        Duration::from_secs(30),
+        "two checkpoints of every partition",
+        || async {
+            let e = epochs(&cluster, 0).await?;
+            (e.len() == 6 && e.values().all(|e| *e >= 2)).then_some(())
+        },
+    )
+    .await;
+    let leader = leader_of(&cluster).await;
+    let victim = (1..=3).find(|n| *n != leader).unwrap_or(2);
+    cluster.node_mut(victim).kill9();
+    let any = cluster.node(leader).url("/pipelines/moving");
+    eventually(Duration::from_secs(90), "the pipeline finished", || async {
+        let s = try_json(&any).await?;
+        (s["state"] == "finished").then_some(())
+    })
+    .await;
+    let mut expected: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for seq in 0..RECORDS {
+        let e = expected
+            .entry(((seq % 6).to_string(), (seq as i64 * 10) / 1000 * 1000))
+            .or_default();
+        e.0 += 1;
+        e.1 += seq;
+    }
+    let mut got: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for line in committed_lines(&out) {
+        let v: Value = serde_json::from_str(&line).expect("a JSON line");
+        let key = (
+            v["key"].as_str().expect("key").to_string(),
+            v["window_start"].as_i64().expect("start"),
+        );
+        let value = (
+            v["n"].as_u64().expect("n"),
+            v["total"].as_u64().expect("total"),
+        );
+        assert!(got.insert(key, value).is_none(), "a window twice: {line}");
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .collect();
+    if !missing.is_empty() && std::env::var("WIRE_KEEP_LOGS").is_ok() {
+        let _ = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&out)
+            .arg("/tmp/klogs/out")
+            .status();
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} windows missing or wrong, e.g. {:?} (got {:?})",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(8)],
+        missing
+            .iter()
+            .take(8)
+            .map(|(k, _)| got.get(*k))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(got.len(), expected.len(), "every window once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_pipeline_across_nodes_fences_a_paused_node() {
     survive(Fault::Pause, true).await;

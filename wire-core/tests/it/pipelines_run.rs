@@ -248,7 +248,9 @@ async fn windows_count_and_sum_per_key_on_event_time_and_late_records_are_dead_l
         let ts = i * 20 - if i % 7 == 0 { 1500 } else { 0 };
         let ts = ts.max(0);
         let amount = i % 13;
-        lines.push_str(&format!("{{\"user\": \"{user}\", \"ts\": {ts}, \"amount\": {amount}}}\n"));
+        lines.push_str(&format!(
+            "{{\"user\": \"{user}\", \"ts\": {ts}, \"amount\": {amount}}}\n"
+        ));
         let e = expected.entry((user, ts / 10_000 * 10_000)).or_default();
         e.0 += 1;
         e.1 += amount;
@@ -277,14 +279,88 @@ async fn windows_count_and_sum_per_key_on_event_time_and_late_records_are_dead_l
         let start = v["window_start"].as_i64().unwrap();
         assert_eq!(v["window_end"].as_i64().unwrap(), start + 10_000);
         let key = (v["key"].as_str().unwrap().to_string(), start);
-        let was = got.insert(key, (v["n"].as_u64().unwrap(), v["total"].as_i64().unwrap()));
+        let was = got.insert(
+            key,
+            (v["n"].as_u64().unwrap(), v["total"].as_i64().unwrap()),
+        );
         assert!(was.is_none(), "a window twice: {line}");
     }
     assert_eq!(got, expected);
     let dead = committed_lines(&root.join("dead"));
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(dead.iter().any(|l| l.contains("event time")), "{dead:?}");
-    assert!(dead.iter().any(|l| l.contains("late") && l.contains("[0, 10000)")), "{dead:?}");
+    assert!(
+        dead.iter()
+            .any(|l| l.contains("late") && l.contains("[0, 10000)")),
+        "{dead:?}"
+    );
+}
+
+/// Window state goes into each checkpoint and comes back: paused and resumed mid-run, the
+/// windows are what an uninterrupted run gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_state_survives_a_pause_and_resume() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let spec = json!({
+        "name": "paced-windows",
+        "parallelism": 2,
+        "checkpoint_interval": "200ms",
+        "event_time": {"field": "(.seq | tonumber) * 10"},
+        "sources": [{"type": "generator", "config": {"count": 6000, "rate": 3000, "template": {"seq": "{{seq}}"}}}],
+        "transforms": [
+            {"type": "jq", "config": {"filter": ".seq |= tonumber"}},
+            {"type": "key_by", "config": {"key": ".seq % 3"}},
+            {"type": "window", "config": {"size": "1s", "aggregate": {"n": "count", "total": {"sum": ".seq"}}}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    let url = n.url("/pipelines/paced-windows");
+    eventually(Duration::from_secs(20), "some windows out", || async {
+        (committed_lines(&root.join("out")).len() >= 6).then_some(())
+    })
+    .await;
+    let c = reqwest::Client::new();
+    c.post(n.url("/pipelines/paced-windows/pause"))
+        .send()
+        .await
+        .unwrap();
+    wait_state(&url, "paused").await;
+    c.post(n.url("/pipelines/paced-windows/resume"))
+        .send()
+        .await
+        .unwrap();
+    wait_state(&url, "finished").await;
+    let mut expected: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for seq in 0..6000u64 {
+        let e = expected
+            .entry(((seq % 3).to_string(), (seq as i64 * 10) / 1000 * 1000))
+            .or_default();
+        e.0 += 1;
+        e.1 += seq;
+    }
+    let mut got: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for line in committed_lines(&root.join("out")) {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let key = (
+            v["key"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        let value = (v["n"].as_u64().unwrap(), v["total"].as_u64().unwrap());
+        assert!(got.insert(key, value).is_none(), "a window twice: {line}");
+    }
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} windows wrong: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert_eq!(got.len(), expected.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

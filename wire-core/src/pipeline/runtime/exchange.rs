@@ -68,18 +68,33 @@ pub type Stream = Box<dyn Duplex>;
 
 // ---- frames ----
 
-/// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+/// Writes one frame, its structs as maps (field names): checkpoints skip empty fields, which
+/// only named encoding can tell.
+pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> io::Result<()> {
-    let body = rmp_serde::to_vec(msg).map_err(|e| io::Error::other(e.to_string()))?;
+    let body = rmp_serde::to_vec_named(msg).map_err(|e| io::Error::other(e.to_string()))?;
+    write_body(w, &body).await
+}
+
+/// Writes one data frame, compactly (records carry no field names: their types skip no
+/// field).
+async fn write_data_frame<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    frame: &DataFrame,
+) -> io::Result<()> {
+    let body = rmp_serde::to_vec(frame).map_err(|e| io::Error::other(e.to_string()))?;
+    write_body(w, &body).await
+}
+
+async fn write_body<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()
         .filter(|l| (*l as usize) <= MAX_FRAME)
         .ok_or_else(|| io::Error::other(format!("a frame of {} bytes is too large", body.len())))?;
     w.write_all(&len.to_le_bytes()).await?;
-    w.write_all(&body).await
+    w.write_all(body).await
 }
 
 /// Reads one frame; `None` at a clean end of the stream.
@@ -673,7 +688,7 @@ pub async fn send_data(
             Err(_) => vec![DataFrame::Ping],
         };
         for frame in &frames {
-            if let Err(e) = write_frame(&mut out, frame).await {
+            if let Err(e) = write_data_frame(&mut out, frame).await {
                 return fail(lost(e));
             }
         }
@@ -683,7 +698,7 @@ pub async fn send_data(
             }
         }
     }
-    let _ = write_frame(&mut out, &DataFrame::Close).await;
+    let _ = write_data_frame(&mut out, &DataFrame::Close).await;
     let _ = out.flush().await;
     let _ = out.shutdown().await;
 }
@@ -876,7 +891,7 @@ mod tests {
         let frames = DataFrame::of(3, &msg);
         assert_eq!(frames.len(), 3);
         for f in frames.iter().chain(&DataFrame::of(3, &SinkMsg::Barrier(9))) {
-            write_frame(&mut a, f).await.expect("write");
+            write_data_frame(&mut a, f).await.expect("write");
         }
         drop(a);
         let mut got = Vec::new();
@@ -930,6 +945,23 @@ mod tests {
         a.write_all(&3u32.to_le_bytes()).await.expect("write");
         a.write_all(b"xyz").await.expect("write");
         assert!(read_frame::<_, DataFrame>(&mut b).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn checkpoints_cross_the_control_link_with_their_state() {
+        let c = Checkpoint {
+            epoch: 3,
+            state: Some(ByteBuf::from(vec![1, 2, 3])),
+            ..Default::default()
+        };
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        write_frame(&mut a, &ToParticipant::Committed(vec![(0, c.clone())]))
+            .await
+            .expect("write");
+        match read_frame::<_, ToParticipant>(&mut b).await {
+            Ok(Some(ToParticipant::Committed(got))) => assert_eq!(got, vec![(0, c)]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
