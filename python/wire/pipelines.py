@@ -163,6 +163,47 @@ class Pipeline:
             raise TypeError(f"key: a field path, a jq expression or a function, not {type(key).__name__}")
         return self._transform("key_by", config, id, on_error)
 
+    def event_time(self, field: Optional[str] = None, *, max_delay: Optional[str] = None,
+                   idle_after: Optional[str] = None) -> "Pipeline":
+        """Sets where records' event time comes from (for windows): ``field`` is a field
+        path (``"ts"``) or jq expression giving epoch milliseconds or an RFC 3339 time; left
+        out, the source's own time or the read time. The watermark trails the newest event
+        time by ``max_delay`` (``"5s"``); a split silent for ``idle_after`` stops holding it.
+
+        >>> Pipeline("p").event_time("ts", max_delay="5s").spec()["event_time"]
+        {'field': '.ts', 'max_delay': '5s'}
+        """
+        et: Spec = {}
+        if field is not None:
+            et["field"] = "." + field if _JQ_PATH.match(field) else field
+        if max_delay is not None:
+            et["max_delay"] = max_delay
+        if idle_after is not None:
+            et["idle_after"] = idle_after
+        self._spec["event_time"] = et
+        return self
+
+    def window(self, size: str, aggregate: Dict[str, Any], *, slide: Optional[str] = None,
+               allowed_lateness: Optional[str] = None, id: Optional[str] = None,
+               on_error: Optional[str] = None) -> "Pipeline":
+        """Aggregates each key's records (after :meth:`key_by`) over event-time windows of
+        ``size`` (tumbling, or sliding by ``slide``): one record per key and window once the
+        watermark passes its end, with ``key``, ``window_start``, ``window_end`` (ms) and
+        each field of ``aggregate`` — ``"count"``, or ``{"sum"|"min"|"max"|"avg"|"first"|
+        "last"|"count_distinct": ".field"}``, or ``{"collect": ".field", "max": N}``. Late
+        records go to the dead-letter sink with the window they missed.
+
+        >>> w = Pipeline("p").key_by("user").window("1m", {"n": "count"}).spec()["transforms"][1]
+        >>> w["type"], w["config"]
+        ('window', {'size': '1m', 'aggregate': {'n': 'count'}})
+        """
+        config: Spec = {"size": size, "aggregate": aggregate}
+        if slide is not None:
+            config["slide"] = slide
+        if allowed_lateness is not None:
+            config["allowed_lateness"] = allowed_lateness
+        return self._transform("window", config, id, on_error)
+
     def redistribute(self, *, id: Optional[str] = None) -> "Pipeline":
         """Spreads records round-robin over the pipeline's partitions, so the steps after it
         use every partition even when the source has fewer splits (one file, a one-partition

@@ -82,6 +82,28 @@ def test_redistribute_spreads_one_file_over_the_partitions(node: wire.Node, tmp_
     assert sorted(r["n"] for r in read_output(tmp_path / "out")) == list(range(1, 2001))
 
 
+def test_windows_count_and_sum_per_user_on_event_time(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    events = [{"user": f"u{i % 3}", "ts": i * 100, "amount": i} for i in range(600)]
+    src = write_lines(tmp_path / "events.jsonl", events)
+    flow = (
+        wire.Pipeline("per-user-windows", parallelism=2, checkpoint_interval="200ms")
+        .event_time("ts", max_delay="1s")
+        .source(wire.sources.file(src))
+        .key_by("user")
+        .window("10s", {"n": "count", "total": {"sum": ".amount"}})
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("per-user-windows", timeout=60)
+    want: dict = {}
+    for e in events:
+        k = (e["user"], e["ts"] // 10_000 * 10_000)
+        n, total = want.get(k, (0, 0))
+        want[k] = (n + 1, total + e["amount"])
+    got = {(r["key"], r["window_start"]): (r["n"], r["total"]) for r in read_output(tmp_path / "out")}
+    assert got == want
+
+
 def test_batch_transforms_and_their_contract(node: wire.Node, tmp_path: pathlib.Path) -> None:
     src = write_lines(tmp_path / "n.jsonl", [{"n": i} for i in range(3000)])
     calls = Counter()

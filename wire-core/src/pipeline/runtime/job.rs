@@ -216,30 +216,33 @@ impl Threads {
     /// stuck in a blocked write is left behind.
     async fn join(self, limit: Duration) {
         let handles = self.handles;
-        let joined = tokio::task::spawn_blocking(move || {
+        let mut joined = tokio::task::spawn_blocking(move || {
             for h in handles {
                 let _ = h.join();
             }
         });
-        if tokio::time::timeout(limit, joined).await.is_err() {
-            tracing::warn!("pipeline threads did not end in time; leaving them");
-        }
-        // The sources are gone, so each link to another node has sent what it had and a
-        // `Close` (the other side then knows the end was meant). One still stuck writing
-        // to a node that does not read is cut.
+        // Once the sources are gone, each link to another node sends what it had and a
+        // `Close` (the other side then knows the end was meant). A source blocked on a
+        // link that cannot drain (its node is gone or does not read) ends when the link is
+        // cut, after a short grace.
+        let grace = Duration::from_secs(1).min(limit);
+        let done = tokio::time::timeout(grace, &mut joined).await.is_ok();
         let mut links = self.links;
-        let drained = async {
-            for l in &mut links {
-                let _ = l.await;
+        if done {
+            let drained = async {
+                for l in &mut links {
+                    let _ = l.await;
+                }
+            };
+            if tokio::time::timeout(grace, drained).await.is_ok() {
+                return;
             }
-        };
-        if tokio::time::timeout(Duration::from_secs(1), drained)
-            .await
-            .is_err()
-        {
-            for l in &links {
-                l.abort();
-            }
+        }
+        for l in &links {
+            l.abort();
+        }
+        if !done && tokio::time::timeout(limit - grace, joined).await.is_err() {
+            tracing::warn!("pipeline threads did not end in time; leaving them");
         }
     }
 }
