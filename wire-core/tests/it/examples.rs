@@ -106,11 +106,13 @@ async fn the_file_and_generator_examples_run_to_the_end() {
     let node = Embedded::start().await;
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("data")).unwrap();
-    std::fs::copy(
-        examples_dir().join("data/orders.jsonl"),
-        root.path().join("data/orders.jsonl"),
-    )
-    .unwrap();
+    for data in ["orders.jsonl", "timed-orders.jsonl"] {
+        std::fs::copy(
+            examples_dir().join("data").join(data),
+            root.path().join("data").join(data),
+        )
+        .unwrap();
+    }
     let local: BTreeSet<String> = ["file", "generator", "stdout"].map(String::from).into();
     let mut ran = Vec::new();
     for (name, value) in examples() {
@@ -124,7 +126,15 @@ async fn the_file_and_generator_examples_run_to_the_end() {
         ran.push((name, pipeline));
     }
     let names: Vec<&str> = ran.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["orders.yaml", "per-user.json", "spread.yaml"]);
+    assert_eq!(
+        names,
+        [
+            "orders.yaml",
+            "per-user.json",
+            "spread.yaml",
+            "windows.yaml"
+        ]
+    );
 
     // orders.yaml: exactly the big orders, each once with its total; the rest dead letters.
     let (want, bad) = expected_orders(&root.path().join("data/orders.jsonl"));
