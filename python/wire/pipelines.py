@@ -204,6 +204,15 @@ class Pipeline:
             config["allowed_lateness"] = allowed_lateness
         return self._transform("window", config, id, on_error)
 
+    def dedup(self, within: str, *, id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
+        """Drops a record (after :meth:`key_by`) when a record of the same key passed less
+        than ``within`` of event time (``"10m"``) from it.
+
+        >>> Pipeline("p").key_by("id").dedup("10m").spec()["transforms"][1]
+        {'type': 'dedup', 'config': {'within': '10m'}}
+        """
+        return self._transform("dedup", {"within": within}, id, on_error)
+
     def redistribute(self, *, id: Optional[str] = None) -> "Pipeline":
         """Spreads records round-robin over the pipeline's partitions, so the steps after it
         use every partition even when the source has fewer splits (one file, a one-partition

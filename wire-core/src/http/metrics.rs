@@ -181,11 +181,13 @@ pub fn render(node: &Node, liveness: &BTreeMap<NodeId, MemberLiveness>) -> Strin
         }
     }
     let now = now_ms();
-    let parts: [(&str, &str); 4] = [
+    let parts: [(&str, &str); 6] = [
         ("wire_pipeline_checkpoint_epoch", "Epoch of the partition's last committed checkpoint."),
         ("wire_pipeline_checkpoint_age_seconds", "Seconds since the partition's last committed checkpoint."),
         ("wire_pipeline_records_read_total", "Records (and bad inputs) the partition read since its job started."),
         ("wire_pipeline_lag", "Input known to be left for the partition (bytes of files, records of a counted generator)."),
+        ("wire_pipeline_watermark_ms", "The partition's event-time watermark, ms since the Unix epoch (pipelines with windows)."),
+        ("wire_pipeline_open_windows", "Windows open in the partition (pipelines with windows)."),
     ];
     for (i, (name, help)) in parts.iter().enumerate() {
         let kind = if i == 2 { "counter" } else { "gauge" };
@@ -198,7 +200,9 @@ pub fn render(node: &Node, liveness: &BTreeMap<NodeId, MemberLiveness>) -> Strin
                         .last_checkpoint_ms
                         .map(|t| now.saturating_sub(t) as f64 / 1000.0),
                     2 => Some(live.read as f64),
-                    _ => live.lag.map(|l| l as f64),
+                    3 => live.lag.map(|l| l as f64),
+                    4 => live.watermark.map(|w| w as f64),
+                    _ => live.open_windows.map(|w| w as f64),
                 };
                 if let Some(value) = value {
                     let _ = writeln!(

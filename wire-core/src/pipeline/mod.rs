@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub mod checkpoint;
+pub mod dedup;
 pub mod jq;
 pub mod jq_fast;
 pub mod json;

@@ -18,7 +18,9 @@ pub const MAX_PARALLELISM: u32 = 1024;
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Transform types built into every node; other types name transforms registered on the
 /// node (from Rust, Python or C).
-pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by", "redistribute", "window"];
+pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by", "redistribute", "window", "dedup"];
+/// Transform types that keep state per key (after a `key_by`, on event time).
+pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup"];
 /// Default and largest `max_state_bytes`.
 pub const DEFAULT_STATE_BYTES: u64 = 1024 * 1024;
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
@@ -323,6 +325,14 @@ pub fn validate(
                 }
                 Err(e) => errors.push(e),
             },
+            "dedup" => match check_config::<super::dedup::DedupSpec>(&t.config, &config_path) {
+                Ok(d) => {
+                    if let Err(e) = super::dedup::Dedup::compile(&d) {
+                        errors.push(SpecError::new(config_path.clone(), e));
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
             "redistribute" => {
                 if !t.config.is_null() {
                     if let Err(e) = check_config::<RedistributeConfig>(&t.config, &config_path) {
@@ -510,7 +520,10 @@ pub fn validate(
             "must be a node id (a positive integer)",
         )]);
     }
-    let windows = spec.transforms.iter().any(|t| t.kind == "window");
+    let windows = spec
+        .transforms
+        .iter()
+        .any(|t| STATEFUL_TRANSFORMS.contains(&t.kind.as_str()));
     let event_time = match (&spec.event_time, windows) {
         (None, false) => None,
         (given, _) => {
@@ -647,11 +660,11 @@ fn check_exchanges(
                 ));
             }
             crossed.insert(&ids[t]);
-        } else if kind == "window" && !from.iter().all(|c| *c) {
+        } else if STATEFUL_TRANSFORMS.contains(&kind) && !from.iter().all(|c| *c) {
             errors.push(SpecError::new(
                 format!("{path}.type"),
                 format!(
-                    "window '{}' must come after a key_by: its state is kept per key, in the partition that owns the key",
+                    "{kind} '{}' must come after a key_by: its state is kept per key, in the partition that owns the key",
                     ids[t]
                 ),
             ));

@@ -1,6 +1,8 @@
 //! Event-time windows: `type: window` after a `key_by`. Each record falls into the windows
 //! of its key that contain its event time — one for a tumbling window (`size`), `size /
-//! slide` for a sliding one — and adds to each window's aggregates. A window's result is
+//! slide` for a sliding one; for session windows (`gap`), a key's records less than `gap`
+//! apart form one session, and a record that bridges two sessions merges them — and adds
+//! to each window's aggregates. A window's result is
 //! emitted once the watermark passes its end plus `allowed_lateness`, as one record with
 //! the key, `window_start`, `window_end` (ms since the Unix epoch) and every aggregate; a
 //! record for a window already emitted is late and goes to the dead-letter sink with the
@@ -31,8 +33,12 @@ use jaq_json::Val;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
-    /// Window length (`1m`, `30s`, `500ms`).
-    pub size: String,
+    /// Window length (`1m`, `30s`, `500ms`), for tumbling and sliding windows.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// For session windows (instead of `size`): the silence that ends a key's session.
+    #[serde(default)]
+    pub gap: Option<String>,
     /// For sliding windows: how far apart windows start (must divide `size`).
     #[serde(default)]
     pub slide: Option<String>,
@@ -67,8 +73,11 @@ struct Aggregate {
 
 /// A window step, compiled.
 pub struct Window {
+    /// For tumbling and sliding windows (0 for sessions).
     size: i64,
     slide: i64,
+    /// For session windows.
+    gap: Option<i64>,
     lateness: i64,
     aggregates: Vec<Aggregate>,
 }
@@ -84,19 +93,39 @@ fn millis(text: &str, what: &str) -> Result<i64, String> {
 impl Window {
     /// Compiles a window step's config; `Err` names the problem.
     pub fn compile(spec: &WindowSpec) -> Result<Window, String> {
-        let size = millis(&spec.size, "size")?;
-        if size <= 0 {
-            return Err("size: must be more than 0".into());
-        }
-        let slide = match &spec.slide {
-            Some(s) => millis(s, "slide")?,
-            None => size,
-        };
-        if slide <= 0 || slide > size || size % slide != 0 {
-            return Err(format!(
-                "slide: must be more than 0 and divide size ({size} ms), not {slide} ms"
-            ));
-        }
+        let (size, slide, gap) =
+            match (&spec.size, &spec.gap) {
+                (Some(size), None) => {
+                    let size = millis(size, "size")?;
+                    if size <= 0 {
+                        return Err("size: must be more than 0".into());
+                    }
+                    let slide = match &spec.slide {
+                        Some(s) => millis(s, "slide")?,
+                        None => size,
+                    };
+                    if slide <= 0 || slide > size || size % slide != 0 {
+                        return Err(format!(
+                        "slide: must be more than 0 and divide size ({size} ms), not {slide} ms"
+                    ));
+                    }
+                    (size, slide, None)
+                }
+                (None, Some(gap)) => {
+                    let gap = millis(gap, "gap")?;
+                    if gap <= 0 {
+                        return Err("gap: must be more than 0".into());
+                    }
+                    if spec.slide.is_some() {
+                        return Err("slide: session windows (gap) do not slide".into());
+                    }
+                    (0, 1, Some(gap))
+                }
+                _ => return Err(
+                    "give size (tumbling or sliding windows) or gap (session windows), one of them"
+                        .into(),
+                ),
+            };
         let lateness = match &spec.allowed_lateness {
             Some(l) => millis(l, "allowed_lateness")?,
             None => 0,
@@ -116,6 +145,7 @@ impl Window {
         Ok(Window {
             size,
             slide,
+            gap,
             lateness,
             aggregates,
         })
@@ -168,6 +198,12 @@ impl Window {
                     continue;
                 }
             };
+            if let Some(gap) = self.gap {
+                if let Err(why) = self.add_to_session(state, key, ts, gap, &values) {
+                    rejected.push((record, why));
+                }
+                continue;
+            }
             let mut open = 0;
             let mut missed = None;
             for start in self.starts(ts) {
@@ -193,6 +229,80 @@ impl Window {
                 );
                 rejected.push((record, why));
             }
+        }
+    }
+
+    /// Adds a record at `ts` to its key's session, merging the sessions it bridges.
+    fn add_to_session(
+        &self,
+        state: &mut WindowState,
+        key: Vec<u8>,
+        ts: i64,
+        gap: i64,
+        values: &[Option<Json>],
+    ) -> Result<(), String> {
+        let (mut start, mut end) = (ts, ts.saturating_add(gap));
+        let watermark = state.watermark;
+        let sessions = state.sessions.entry(key).or_default();
+        let (touching, rest): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
+            .into_iter()
+            .partition(|s| s.start <= end && start <= s.end);
+        *sessions = rest;
+        if touching.is_empty() && end.saturating_add(self.lateness) <= watermark {
+            return Err(format!(
+                "late: event time {ts} would open session [{start}, {end}), closed at watermark {watermark}"
+            ));
+        }
+        let mut accs: Option<Vec<Acc>> = None;
+        for s in touching {
+            start = start.min(s.start);
+            end = end.max(s.end);
+            accs = Some(match accs {
+                None => s.accs,
+                Some(a) => a.into_iter().zip(s.accs).map(|(x, y)| x.merge(y)).collect(),
+            });
+        }
+        let mut accs =
+            accs.unwrap_or_else(|| self.aggregates.iter().map(|a| Acc::new(a.kind)).collect());
+        for (acc, v) in accs.iter_mut().zip(values) {
+            acc.add(v.as_ref());
+        }
+        sessions.push(Session { start, end, accs });
+        sessions.sort_by_key(|s| s.start);
+        Ok(())
+    }
+
+    /// One result record.
+    fn result(
+        &self,
+        key: Vec<u8>,
+        start: i64,
+        end: i64,
+        accs: Vec<Acc>,
+        step: &std::sync::Arc<str>,
+    ) -> Record {
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            "key".into(),
+            Json::String(String::from_utf8_lossy(&key).into_owned()),
+        );
+        obj.insert("window_start".into(), start.into());
+        obj.insert("window_end".into(), end.into());
+        for (a, acc) in self.aggregates.iter().zip(accs) {
+            obj.insert(a.field.clone(), acc.result());
+        }
+        let text = Json::Object(obj).to_string();
+        let value = crate::pipeline::json::parse_strict(text.as_bytes()).unwrap_or(Val::Null);
+        Record {
+            key: Some(key),
+            value,
+            event_time: Some(end - 1),
+            headers: Vec::new(),
+            position: Position {
+                source: step.clone(),
+                split: step.clone(),
+                offset: (start.max(0) as u64).into(),
+            },
         }
     }
 
@@ -243,29 +353,22 @@ impl Window {
                 continue;
             };
             let (start, key) = k;
-            let mut obj = serde_json::Map::new();
-            obj.insert(
-                "key".into(),
-                Json::String(String::from_utf8_lossy(&key).into_owned()),
-            );
-            obj.insert("window_start".into(), start.into());
-            obj.insert("window_end".into(), (start + self.size).into());
-            for (a, acc) in self.aggregates.iter().zip(accs) {
-                obj.insert(a.field.clone(), acc.result());
-            }
-            let text = Json::Object(obj).to_string();
-            let value = crate::pipeline::json::parse_strict(text.as_bytes()).unwrap_or(Val::Null);
-            out.push(Record {
-                key: Some(key),
-                value,
-                event_time: Some(start + self.size - 1),
-                headers: Vec::new(),
-                position: Position {
-                    source: step.clone(),
-                    split: step.clone(),
-                    offset: (start.max(0) as u64).into(),
-                },
-            });
+            out.push(self.result(key, start, start + self.size, accs, &step));
+        }
+        // Sessions that closed, oldest first.
+        let lateness = self.lateness;
+        let mut ended = Vec::new();
+        for (key, sessions) in state.sessions.iter_mut() {
+            let (done, open): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
+                .into_iter()
+                .partition(|s| s.end.saturating_add(lateness) <= watermark);
+            *sessions = open;
+            ended.extend(done.into_iter().map(|s| (s.start, key.clone(), s)));
+        }
+        state.sessions.retain(|_, s| !s.is_empty());
+        ended.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, key, s) in ended {
+            out.push(self.result(key, s.start, s.end, s.accs, &step));
         }
         out
     }
@@ -459,6 +562,63 @@ impl Acc {
         }
     }
 
+    /// The two running values as one (`self` the earlier session's, `other` the later's).
+    fn merge(self, other: Acc) -> Acc {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => Acc::Count(a + b),
+            (
+                Acc::Sum {
+                    int: a,
+                    float: fa,
+                    is_float: xa,
+                },
+                Acc::Sum {
+                    int: b,
+                    float: fb,
+                    is_float: xb,
+                },
+            ) => match (xa || xb, a.checked_add(b)) {
+                (false, Some(int)) => Acc::Sum {
+                    int,
+                    float: 0.0,
+                    is_float: false,
+                },
+                _ => {
+                    let f = |int: i64, float: f64, is: bool| if is { float } else { int as f64 };
+                    Acc::Sum {
+                        int: 0,
+                        float: f(a, fa, xa) + f(b, fb, xb),
+                        is_float: true,
+                    }
+                }
+            },
+            (Acc::Min(a), Acc::Min(b)) => Acc::Min(match (a, b) {
+                (Some(a), Some(b)) => Some(if num(&b) < num(&a) { b } else { a }),
+                (a, b) => a.or(b),
+            }),
+            (Acc::Max(a), Acc::Max(b)) => Acc::Max(match (a, b) {
+                (Some(a), Some(b)) => Some(if num(&b) > num(&a) { b } else { a }),
+                (a, b) => a.or(b),
+            }),
+            (Acc::Avg { sum: a, n: x }, Acc::Avg { sum: b, n: y }) => Acc::Avg {
+                sum: a + b,
+                n: x + y,
+            },
+            (Acc::First(a), Acc::First(b)) => Acc::First(a.or(b)),
+            (Acc::Last(a), Acc::Last(b)) => Acc::Last(b.or(a)),
+            (Acc::Distinct(mut a), Acc::Distinct(b)) => {
+                a.extend(b);
+                Acc::Distinct(a)
+            }
+            (Acc::Collect { max, mut items }, Acc::Collect { items: more, .. }) => {
+                items.extend(more);
+                items.truncate(max);
+                Acc::Collect { max, items }
+            }
+            (a, _) => a,
+        }
+    }
+
     fn result(self) -> Json {
         match self {
             Acc::Count(n) => n.into(),
@@ -484,11 +644,23 @@ impl Acc {
     }
 }
 
+/// An open session window of a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Session {
+    start: i64,
+    /// The last record's time plus the gap.
+    end: i64,
+    accs: Vec<Acc>,
+}
+
 /// One partition's open windows of one window step, and its watermark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowState {
     /// (window start, key) -> each aggregate's running value.
     windows: BTreeMap<(i64, Vec<u8>), Vec<Acc>>,
+    /// Key -> its open sessions, by start.
+    #[serde(default)]
+    sessions: BTreeMap<Vec<u8>, Vec<Session>>,
     /// Windows closing at or before it are emitted; records for them are late.
     pub watermark: i64,
 }
@@ -498,6 +670,7 @@ impl Default for WindowState {
     fn default() -> WindowState {
         WindowState {
             windows: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             watermark: i64::MIN,
         }
     }
@@ -510,7 +683,7 @@ impl WindowState {
 
     /// How many windows are open.
     pub fn open(&self) -> usize {
-        self.windows.len()
+        self.windows.len() + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -624,6 +797,51 @@ mod tests {
     }
 
     #[test]
+    fn sessions_grow_merge_when_bridged_and_close_after_the_gap() {
+        let w = window("gap: 5s\naggregate: {n: count, total: {sum: .a}, first: {first: .a}, last: {last: .a}}");
+        let mut s = WindowState::new();
+        let mut rejected = Vec::new();
+        // Two sessions of k (0-1 s and 8 s), one of j; then a record at 4 s bridges k's two.
+        w.add(
+            &mut s,
+            vec![
+                rec("k", 0, r#"{"a": 1}"#),
+                rec("k", 1_000, r#"{"a": 2}"#),
+                rec("k", 8_000, r#"{"a": 3}"#),
+                rec("j", 2_000, r#"{"a": 10}"#),
+            ],
+            &mut rejected,
+        );
+        assert_eq!(s.open(), 3);
+        w.add(&mut s, vec![rec("k", 4_000, r#"{"a": 4}"#)], &mut rejected);
+        assert_eq!(s.open(), 2, "k's sessions merged");
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let out = results(&w.advance(&mut s, 7_000, "w"));
+        assert_eq!(
+            out,
+            [
+                serde_json::json!({"key": "j", "window_start": 2000, "window_end": 7000,
+                "n": 1, "total": 10, "first": 10, "last": 10})
+            ]
+        );
+        let out = results(&w.advance(&mut s, 13_000, "w"));
+        assert_eq!(
+            out,
+            [
+                serde_json::json!({"key": "k", "window_start": 0, "window_end": 13000,
+                "n": 4, "total": 10, "first": 1, "last": 4})
+            ]
+        );
+        w.add(&mut s, vec![rec("k", 1_000, "{}")], &mut rejected);
+        assert!(rejected[0].1.contains("late"), "{}", rejected[0].1);
+        let bytes = rmp_serde::to_vec(&s).expect("encode");
+        assert_eq!(
+            rmp_serde::from_slice::<WindowState>(&bytes).expect("decode"),
+            s
+        );
+    }
+
+    #[test]
     fn bad_configs_and_records_are_named() {
         let bad = |yaml: &str| {
             let spec: WindowSpec = serde_norway::from_str(yaml).expect("spec");
@@ -634,6 +852,8 @@ mod tests {
         assert!(bad("size: 10s\naggregate: {n: {median: .a}}").contains("unknown aggregate"));
         assert!(bad("size: 10s\naggregate: {n: sum}").contains("needs a value"));
         assert!(bad("size: 10s\naggregate: {key: count}").contains("taken"));
+        assert!(bad("aggregate: {n: count}").contains("size"));
+        assert!(bad("size: 1s\ngap: 1s\naggregate: {n: count}").contains("one of them"));
         let w = window("size: 10s\naggregate: {t: {sum: .a}}");
         let mut s = WindowState::new();
         let mut rejected = Vec::new();

@@ -272,7 +272,22 @@ async fn windows_count_and_sum_per_key_on_event_time_and_late_records_are_dead_l
         "dead_letter": {"type": "file", "config": {"path": root.join("dead")}}
     });
     apply(&n, &spec).await;
-    wait_state(&n.url("/pipelines/windows"), "finished").await;
+    let status = wait_state(&n.url("/pipelines/windows"), "finished").await;
+    // Read to the end: every partition's watermark is the largest, no window open.
+    for p in status["partitions"].as_array().unwrap() {
+        assert_eq!(p["watermark"].as_i64(), Some(i64::MAX), "{p}");
+        assert_eq!(p["open_windows"].as_u64(), Some(0), "{p}");
+    }
+    let metrics = reqwest::get(n.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wire_pipeline_open_windows{pipeline=\"windows\",partition=\"0\"} 0"),
+        "{metrics}"
+    );
     let mut got: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
     for line in committed_lines(&root.join("out")) {
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -294,6 +309,51 @@ async fn windows_count_and_sum_per_key_on_event_time_and_late_records_are_dead_l
             .any(|l| l.contains("late") && l.contains("[0, 10000)")),
         "{dead:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_passes_the_first_of_each_key_within_its_stretch() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("events.json");
+    // Each of 300 ids sent three times within a second; id 7 once more a minute later.
+    let mut lines = String::new();
+    for i in 0..300i64 {
+        for copy in 0..3 {
+            lines.push_str(&format!(
+                "{{\"id\": {i}, \"ts\": {}}}\n",
+                i * 10 + copy * 300
+            ));
+        }
+    }
+    lines.push_str("{\"id\": 7, \"ts\": 70000}\n");
+    std::fs::write(&input, lines).unwrap();
+    let spec = json!({
+        "name": "dedup",
+        "parallelism": 2,
+        "event_time": {"field": ".ts"},
+        "sources": [{"type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": ".id"}},
+            {"type": "dedup", "config": {"within": "10s"}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/dedup"), "finished").await;
+    let mut ids: Vec<i64> = committed_lines(&root.join("out"))
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    let mut want: Vec<i64> = (0..300).collect();
+    want.push(7);
+    want.sort_unstable();
+    assert_eq!(ids, want);
 }
 
 /// Window state goes into each checkpoint and comes back: paused and resumed mid-run, the

@@ -317,6 +317,7 @@ fn spawn_threads(
             BTreeMap::from([(p, Some(i64::MIN))])
         };
         let max_state_bytes = graph.max_state_bytes;
+        let status = status.clone();
         let handle = std::thread::Builder::new()
             .name(format!("wire-sink-{}-{p}", cfg.pipeline))
             .spawn(move || {
@@ -329,6 +330,7 @@ fn spawn_threads(
                         watermarks,
                         watermark: i64::MIN,
                         max_state_bytes,
+                        status,
                         sink_ids,
                         sinks,
                         dead,

@@ -42,6 +42,12 @@ pub struct PartitionLive {
     pub lag: Option<u64>,
     /// Whether its sources were read to the end.
     pub finished: bool,
+    /// Its event-time watermark (ms since the Unix epoch), for a pipeline with windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<i64>,
+    /// Windows open in it, for a pipeline with windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_windows: Option<u64>,
 }
 
 /// The live view of a job, shared with the node.

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::metrics::{JobMetrics, StepCounters};
+use crate::pipeline::dedup::{Dedup, DedupSpec, DedupState};
 use crate::pipeline::jq::Jq;
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
@@ -31,6 +32,8 @@ pub enum Exchange {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
     windows: BTreeMap<usize, WindowState>,
+    #[serde(default)]
+    dedup: BTreeMap<usize, DedupState>,
 }
 
 impl PartitionState {
@@ -43,6 +46,20 @@ impl PartitionState {
     pub fn decode(bytes: &[u8]) -> Result<PartitionState, String> {
         rmp_serde::from_slice(bytes)
             .map_err(|e| format!("reading the checkpointed window state: {e}"))
+    }
+
+    /// Windows open over every window step.
+    pub fn open(&self) -> u64 {
+        self.windows.values().map(|w| w.open() as u64).sum::<u64>()
+            + self
+                .dedup
+                .values()
+                .map(|d| d.remembered() as u64)
+                .sum::<u64>()
+    }
+
+    fn dedup(&mut self, step: usize) -> &mut DedupState {
+        self.dedup.entry(step).or_default()
     }
 
     fn window(&mut self, step: usize) -> &mut WindowState {
@@ -92,6 +109,8 @@ struct PlanStep {
     exchange: Option<Exchange>,
     /// Set on a `window` step (its state is the partition's).
     window: Option<Window>,
+    /// Set on a `dedup` step (its state is the partition's).
+    dedup: Option<Dedup>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
 }
@@ -171,7 +190,7 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
-                "redistribute" | "window" => Arc::new(Redistribute),
+                "redistribute" | "window" | "dedup" => Arc::new(Redistribute),
                 "key_by" => {
                     let c: KeyByConfig =
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -198,6 +217,14 @@ impl Plan {
                 }
                 _ => None,
             };
+            let dedup = match step.kind.as_str() {
+                "dedup" => {
+                    let spec: DedupSpec =
+                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
+                    Some(Dedup::compile(&spec)?)
+                }
+                _ => None,
+            };
             // Validation refused mixing: one crossed input means all did.
             let after = inputs.iter().any(|i| match i {
                 Input::Transform(t) => {
@@ -214,6 +241,7 @@ impl Plan {
                 counters: metrics.step(&step.id),
                 exchange,
                 window,
+                dedup,
                 after,
             });
         }
@@ -262,7 +290,9 @@ impl Plan {
 
     /// Whether a step keeps state (a window).
     pub fn stateful(&self) -> bool {
-        self.steps.iter().any(|s| s.window.is_some())
+        self.steps
+            .iter()
+            .any(|s| s.window.is_some() || s.dedup.is_some())
     }
 
     /// Moves the partition's watermark to `watermark`: the windows it closes emit their
@@ -273,6 +303,9 @@ impl Plan {
             ..Default::default()
         };
         for (t, step) in self.steps.iter().enumerate() {
+            if let Some(d) = &step.dedup {
+                d.advance(state.dedup(t), watermark);
+            }
             let Some(window) = &step.window else {
                 continue;
             };
@@ -344,10 +377,11 @@ impl Plan {
             step.counters.add_in(input.len());
             let mut out = Vec::with_capacity(input.len());
             let mut failed = Vec::new();
-            match &step.window {
+            match (&step.window, &step.dedup) {
                 // A window takes records into its state; its results come with the watermark.
-                Some(w) => w.add(state.window(t), input, &mut failed),
-                None => step.transform.apply(input, &mut out, &mut failed),
+                (Some(w), _) => w.add(state.window(t), input, &mut failed),
+                (_, Some(d)) => d.add(state.dedup(t), input, &mut out, &mut failed),
+                _ => step.transform.apply(input, &mut out, &mut failed),
             }
             step.counters.add_out(out.len());
             step.counters.add_time(started.elapsed());

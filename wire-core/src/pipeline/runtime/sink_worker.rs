@@ -57,6 +57,8 @@ pub struct SinkPartition {
     /// This partition's watermark: the least of its upstreams'.
     pub watermark: i64,
     pub max_state_bytes: u64,
+    /// Where its watermark and open windows are shown.
+    pub status: Arc<super::live::JobStatus>,
     pub sink_ids: Vec<String>,
     pub sinks: Vec<Box<dyn Sink>>,
     pub dead: Option<Box<dyn Sink>>,
@@ -168,6 +170,11 @@ impl SinkPartition {
             let out = self.plan.run_exchanged(step, records, &mut self.state);
             self.emit(out, counters, dead_counter)?;
         }
+        if self.plan.stateful() {
+            let open = self.state.open();
+            self.status
+                .update(self.partition, |live| live.open_windows = Some(open));
+        }
         Ok(())
     }
 
@@ -211,6 +218,11 @@ impl SinkPartition {
         }
         self.watermark = least;
         let out = self.plan.fire(&mut self.state, least);
+        let open = self.state.open();
+        self.status.update(self.partition, |live| {
+            live.watermark = Some(least);
+            live.open_windows = Some(open);
+        });
         self.emit(out, counters, dead_counter)
     }
 
