@@ -213,6 +213,18 @@ class Pipeline:
         """
         return self._transform("dedup", {"within": within}, id, on_error)
 
+    def reduce(self, update: str, *, init: Any = None, id: Optional[str] = None,
+               on_error: Optional[str] = None) -> "Pipeline":
+        """Keeps state per key (after :meth:`key_by`): the jq program ``update`` gets
+        ``{"key", "state", "record"}`` (``state`` is ``init`` for a new key) and gives
+        ``{"state": new, "emit": value, list or null}``; ``"state": null`` forgets the key.
+
+        >>> step = Pipeline("p").key_by("user").reduce("{state: (.state + 1), emit: .state}", init=0)
+        >>> step.spec()["transforms"][1]["config"]
+        {'init': 0, 'update': '{state: (.state + 1), emit: .state}'}
+        """
+        return self._transform("reduce", {"init": init, "update": update}, id, on_error)
+
     def redistribute(self, *, id: Optional[str] = None) -> "Pipeline":
         """Spreads records round-robin over the pipeline's partitions, so the steps after it
         use every partition even when the source has fewer splits (one file, a one-partition

@@ -8,6 +8,7 @@ pub mod jq;
 pub mod jq_fast;
 pub mod json;
 pub mod record;
+pub mod reduce;
 pub mod runtime;
 pub mod spec;
 pub mod transform;

@@ -18,9 +18,10 @@ pub const MAX_PARALLELISM: u32 = 1024;
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Transform types built into every node; other types name transforms registered on the
 /// node (from Rust, Python or C).
-pub const BUILTIN_TRANSFORMS: &[&str] = &["jq", "key_by", "redistribute", "window", "dedup"];
-/// Transform types that keep state per key (after a `key_by`, on event time).
-pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup"];
+pub const BUILTIN_TRANSFORMS: &[&str] =
+    &["jq", "key_by", "redistribute", "window", "dedup", "reduce"];
+/// Transform types that keep state per key (after a `key_by`).
+pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup", "reduce"];
 /// Default and largest `max_state_bytes`.
 pub const DEFAULT_STATE_BYTES: u64 = 1024 * 1024;
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
@@ -325,6 +326,14 @@ pub fn validate(
                 }
                 Err(e) => errors.push(e),
             },
+            "reduce" => match check_config::<super::reduce::ReduceSpec>(&t.config, &config_path) {
+                Ok(r) => {
+                    if let Err(e) = super::reduce::Reduce::compile(&r) {
+                        errors.push(SpecError::new(format!("{config_path}.update"), e));
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
             "dedup" => match check_config::<super::dedup::DedupSpec>(&t.config, &config_path) {
                 Ok(d) => {
                     if let Err(e) = super::dedup::Dedup::compile(&d) {
@@ -520,10 +529,11 @@ pub fn validate(
             "must be a node id (a positive integer)",
         )]);
     }
+    // Windows and dedup run on event time (reduce does not need it).
     let windows = spec
         .transforms
         .iter()
-        .any(|t| STATEFUL_TRANSFORMS.contains(&t.kind.as_str()));
+        .any(|t| t.kind == "window" || t.kind == "dedup");
     let event_time = match (&spec.event_time, windows) {
         (None, false) => None,
         (given, _) => {

@@ -356,6 +356,79 @@ async fn dedup_passes_the_first_of_each_key_within_its_stretch() {
     assert_eq!(ids, want);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduce_keeps_a_running_total_per_key() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("orders.json");
+    let lines: String = (0..2000)
+        .map(|i| format!("{{\"user\": \"u{}\", \"amount\": {}}}\n", i % 7, i % 10))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let spec = json!({
+        "name": "totals",
+        "parallelism": 3,
+        "checkpoint_interval": "200ms",
+        "sources": [{"type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": ".user"}},
+            {"type": "reduce", "config": {
+                "init": 0,
+                "update": "{state: (.state + "
+            }}
+        ],
+        "sinks": [{"type": "stdout"}]
+    });
+    // A program that does not compile is refused with its place.
+    let r = http()
+        .post(n.url("/pipelines"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body.to_string().contains("transforms[1].config.update"),
+        "{body}"
+    );
+
+    let spec = json!({
+        "name": "totals",
+        "parallelism": 3,
+        "checkpoint_interval": "200ms",
+        "sources": [{"type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": ".user"}},
+            {"type": "reduce", "config": {
+                "init": 0,
+                "update": "(.state + .record.amount) as $t | {state: $t, emit: {user: .key, total: $t}}"
+            }}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/totals"), "finished").await;
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    let mut seen = 0;
+    for (_, values) in lines_by_partition(&root.join("out")) {
+        // Within a partition's files the totals of a user only grow.
+        for v in values {
+            seen += 1;
+            let user = v["user"].as_str().unwrap().to_string();
+            let total = v["total"].as_i64().unwrap();
+            let before = last.insert(user, total).unwrap_or(0);
+            assert!(total >= before, "{v}");
+        }
+    }
+    assert_eq!(seen, 2000);
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..2000 {
+        *want.entry(format!("u{}", i % 7)).or_default() += i % 10;
+    }
+    assert_eq!(last, want);
+}
+
 /// Window state goes into each checkpoint and comes back: paused and resumed mid-run, the
 /// windows are what an uninterrupted run gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::metrics::{JobMetrics, StepCounters};
 use crate::pipeline::dedup::{Dedup, DedupSpec, DedupState};
 use crate::pipeline::jq::Jq;
+use crate::pipeline::reduce::{Reduce, ReduceSpec, ReduceState};
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
 use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
@@ -34,6 +35,8 @@ pub struct PartitionState {
     windows: BTreeMap<usize, WindowState>,
     #[serde(default)]
     dedup: BTreeMap<usize, DedupState>,
+    #[serde(default)]
+    reduce: BTreeMap<usize, ReduceState>,
 }
 
 impl PartitionState {
@@ -56,6 +59,10 @@ impl PartitionState {
                 .values()
                 .map(|d| d.remembered() as u64)
                 .sum::<u64>()
+    }
+
+    fn reduce(&mut self, step: usize) -> &mut ReduceState {
+        self.reduce.entry(step).or_default()
     }
 
     fn dedup(&mut self, step: usize) -> &mut DedupState {
@@ -111,6 +118,8 @@ struct PlanStep {
     window: Option<Window>,
     /// Set on a `dedup` step (its state is the partition's).
     dedup: Option<Dedup>,
+    /// Set on a `reduce` step (its state is the partition's).
+    reduce: Option<Reduce>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
 }
@@ -190,7 +199,7 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
-                "redistribute" | "window" | "dedup" => Arc::new(Redistribute),
+                "redistribute" | "window" | "dedup" | "reduce" => Arc::new(Redistribute),
                 "key_by" => {
                     let c: KeyByConfig =
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -225,6 +234,14 @@ impl Plan {
                 }
                 _ => None,
             };
+            let reduce = match step.kind.as_str() {
+                "reduce" => {
+                    let spec: ReduceSpec =
+                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
+                    Some(Reduce::compile(&spec)?)
+                }
+                _ => None,
+            };
             // Validation refused mixing: one crossed input means all did.
             let after = inputs.iter().any(|i| match i {
                 Input::Transform(t) => {
@@ -242,6 +259,7 @@ impl Plan {
                 exchange,
                 window,
                 dedup,
+                reduce,
                 after,
             });
         }
@@ -292,7 +310,7 @@ impl Plan {
     pub fn stateful(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| s.window.is_some() || s.dedup.is_some())
+            .any(|s| s.window.is_some() || s.dedup.is_some() || s.reduce.is_some())
     }
 
     /// Moves the partition's watermark to `watermark`: the windows it closes emit their
@@ -377,10 +395,11 @@ impl Plan {
             step.counters.add_in(input.len());
             let mut out = Vec::with_capacity(input.len());
             let mut failed = Vec::new();
-            match (&step.window, &step.dedup) {
+            match (&step.window, &step.dedup, &step.reduce) {
                 // A window takes records into its state; its results come with the watermark.
-                (Some(w), _) => w.add(state.window(t), input, &mut failed),
-                (_, Some(d)) => d.add(state.dedup(t), input, &mut out, &mut failed),
+                (Some(w), _, _) => w.add(state.window(t), input, &mut failed),
+                (_, Some(d), _) => d.add(state.dedup(t), input, &mut out, &mut failed),
+                (_, _, Some(r)) => r.add(state.reduce(t), input, &mut out, &mut failed),
                 _ => step.transform.apply(input, &mut out, &mut failed),
             }
             step.counters.add_out(out.len());
