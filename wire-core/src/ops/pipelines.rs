@@ -62,6 +62,7 @@ fn written(name: &str, outcome: WriteOutcome) -> Result<PipelineWritten> {
             "pipeline '{name}' already exists (version {version}); update it instead"
         ))),
         CommandResponse::PipelineMissing => Err(Error::NotFound(format!("pipeline '{name}'"))),
+        CommandResponse::Refused { reason } => Err(Error::Conflict(reason)),
         other => Err(unexpected(other)),
     }
 }

@@ -93,8 +93,42 @@ pub(crate) fn create<S: CatalogState>(
     Ok(written(1, true, true))
 }
 
+/// Why `new` cannot take over the state `old` checkpointed, if it cannot: the state is
+/// per key and per step, so the partitioning (parallelism), the event time and every step
+/// up to the last stateful one must stay as they are; later steps, sinks and the rest may
+/// change.
+pub(crate) fn state_kept(old: &PipelineSpec, new: &PipelineSpec) -> Result<(), String> {
+    let stateful = |s: &PipelineSpec| {
+        s.transforms
+            .iter()
+            .rposition(|t| super::validate::STATEFUL_TRANSFORMS.contains(&t.kind.as_str()))
+    };
+    let Some(last) = stateful(old) else {
+        return Ok(());
+    };
+    let why = if old.parallelism != new.parallelism {
+        format!(
+            "parallelism {} -> {} would move keys away from their state",
+            old.parallelism, new.parallelism
+        )
+    } else if old.event_time != new.event_time {
+        "its event_time changed".to_string()
+    } else if new.transforms.len() <= last || old.transforms[..=last] != new.transforms[..=last] {
+        format!(
+            "its steps up to the last stateful one (transforms[{last}], '{}') changed",
+            old.transforms[last].kind
+        )
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "pipeline '{}' keeps state (window, dedup or reduce) that the new spec cannot take over: {why}; keep those as they are, or delete the pipeline and create it again to start without state",
+        old.name
+    ))
+}
+
 /// Stores a new version (creating the pipeline when `upsert`); the spec it already runs
-/// changes nothing.
+/// changes nothing, and one that cannot take over the state it checkpointed is refused.
 pub(crate) fn update<S: CatalogState>(
     state: &mut S,
     spec: &PipelineSpec,
@@ -102,6 +136,17 @@ pub(crate) fn update<S: CatalogState>(
     index: u64,
 ) -> Result<CommandResponse, S::Error> {
     let existing = state.pipeline(&spec.name)?;
+    if let Some(e) = &existing {
+        let has_state = state
+            .checkpoints(&spec.name)?
+            .values()
+            .any(|c| c.state.is_some());
+        if has_state && e.spec != *spec {
+            if let Err(reason) = state_kept(&e.spec, spec) {
+                return Ok(CommandResponse::Refused { reason });
+            }
+        }
+    }
     let record = match existing {
         None if !upsert => return Ok(CommandResponse::PipelineMissing),
         Some(e) if e.spec == *spec => return Ok(written(e.version, false, false)),
@@ -552,6 +597,50 @@ mod tests {
             CommandResponse::CheckpointSaved
         );
         assert_eq!(t.checkpoints[&("p".into(), 0)].node, 2);
+    }
+
+    #[test]
+    fn an_update_that_cannot_take_over_the_state_is_refused() {
+        let windowed = |parallelism: u32, size: &str, sink: &str| {
+            PipelineSpec::parse(&format!(
+                r#"{{"name": "p", "parallelism": {parallelism},
+                    "sources": [{{"type": "generator", "config": {{}}}}],
+                    "transforms": [{{"type": "key_by", "config": {{"key": ".k"}}}},
+                                   {{"type": "window", "config": {{"size": "{size}", "aggregate": {{"n": "count"}}}}}}],
+                    "sinks": [{{"type": "{sink}"}}]}}"#
+            ))
+            .expect("spec")
+        };
+        let mut t = Tables::default();
+        ok(create(&mut t, &windowed(2, "1m", "stdout"), 1));
+        ok(assign(&mut t, "p", 1, &[(0, 1), (1, 1)], &[]));
+        // No state checkpointed yet: anything goes.
+        assert!(matches!(
+            ok(update(&mut t, &windowed(3, "1m", "stdout"), false, 2)),
+            CommandResponse::Pipeline { version: 2, .. }
+        ));
+        ok(assign(&mut t, "p", 2, &[(0, 1), (1, 1), (2, 1)], &[]));
+        ok(open_session(&mut t, "p", 1, 2, &[(0, 1)]));
+        let mut c = cp(1, 1);
+        c.version = 2;
+        c.state = Some(serde_bytes::ByteBuf::from(vec![1]));
+        ok(checkpoint(&mut t, "p", 1, &[(0, c)]));
+        for (bad, what) in [
+            (windowed(4, "1m", "stdout"), "parallelism"),
+            (windowed(3, "5m", "stdout"), "transforms[1]"),
+        ] {
+            let r = ok(update(&mut t, &bad, false, 3));
+            assert!(
+                matches!(&r, CommandResponse::Refused { reason } if reason.contains(what) && reason.contains("keeps state")),
+                "{r:?}"
+            );
+        }
+        assert_eq!(t.pipelines["p"].version, 2, "nothing changed");
+        // A new sink after the window keeps the state.
+        assert!(matches!(
+            ok(update(&mut t, &windowed(3, "1m", "file"), false, 4)),
+            CommandResponse::Pipeline { version: 3, .. }
+        ));
     }
 
     #[test]

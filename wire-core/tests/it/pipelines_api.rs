@@ -131,6 +131,47 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stateful_specs_are_refused_with_their_places() {
+    let n = Embedded::start().await;
+    let c = http();
+    let post = |spec: &'static str| {
+        let c = c.clone();
+        let url = n.url("/pipelines");
+        async move {
+            let r = c.post(url).body(spec).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body)
+        }
+    };
+    // A window without a key_by before it.
+    let (status, body) = post(
+        "name: w\nsources: [{type: generator}]\ntransforms: [{type: window, config: {size: 1m, aggregate: {n: count}}}]\nsinks: [{type: stdout}]",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_paths(&body), ["transforms[0].type"], "{body}");
+    // An unknown aggregation and a bad duration.
+    let (status, body) = post(
+        "name: w\nsources: [{type: generator}]\ntransforms: [{type: key_by, config: {key: .k}}, {type: window, config: {size: 1m, aggregate: {n: {median: .a}}}}, {type: dedup, config: {within: soon}}]\nsinks: [{type: stdout}]",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error_paths(&body),
+        ["transforms[1].config", "transforms[2].config"],
+        "{body}"
+    );
+    assert!(body.to_string().contains("median"), "{body}");
+    let (status, body) = post(
+        "name: w\nevent_time: {max_delay: 5 minutes}\nsources: [{type: generator}]\ntransforms: [{type: key_by, config: {key: .k}}, {type: window, config: {size: 1m, aggregate: {n: count}}}]\nsinks: [{type: stdout}]",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_paths(&body), ["event_time.max_delay"], "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_is_refused_with_every_problem_and_changes_nothing() {
     let n = Embedded::start().await;
     let c = http();
