@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
 
-.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench-keyed bench
+.PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench-keyed bench-stateful bench
 
 verify: fmt-check clippy test
 

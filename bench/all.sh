@@ -2,7 +2,7 @@
 # Every benchmark in one run (`make bench`): kv (Wire vs etcd), pipeline (Wire vs the ideal
 # Rust loop vs Bytewax), Python (Wire vs Bytewax vs a plain loop), connectors (Wire vs a raw
 # consumer, clocks at visibility), failover (Wire vs etcd leader kills), pipeline failover,
-# and keyed pipelines on 1 vs 3 nodes. Each runs its contenders side by side in alternating
+# keyed pipelines on 1 vs 3 nodes, and stateful operators. Each runs its contenders side by side in alternating
 # rounds and checks their output; this script writes what each printed, with the machine,
 # the date and the versions, to bench/RESULTS.md. A benchmark that fails is recorded as
 # failed and the run goes on; the exit status says whether all passed.
@@ -35,6 +35,7 @@ run connectors bash bench/connectors/run.sh
 run failover bash bench/failover/run.sh
 run pipeline-failover bash -c 'cargo build -q --release -p wire-core --bin wire && python3 bench/failover/pipelines.py'
 run keyed bash -c 'cargo build -q --release -p wire-core --bin wire && python3 bench/keyed/cluster.py'
+run stateful bash -c 'cargo build -q --release -p wire-core --bin wire && cargo bench -q -p wire-core --bench stateful_loop --no-run && python3 bench/stateful/run.py'
 for s in tests/services/*.sh; do [ "$s" = tests/services/lib.sh ] || bash "$s" stop >/dev/null 2>&1; done
 
 {
@@ -51,7 +52,7 @@ for s in tests/services/*.sh; do [ "$s" = tests/services/lib.sh ] || bash "$s" s
   echo "| bytewax | $("$HOME/.cache/wire-bench/bytewax-venv/bin/pip" show bytewax 2>/dev/null | sed -n 's/^Version: //p') (PyPI, bench virtualenvs) |"
   echo "| servers | Kafka and OpenSearch of tests/services (see their scripts for versions) |"
   echo "| python | $(version python3 --version) |"
-  for name in kv pipeline python connectors failover pipeline-failover keyed; do
+  for name in kv pipeline python connectors failover pipeline-failover keyed stateful; do
     echo
     echo "## $name — $(cat "$logs/$name.status"), $(cat "$logs/$name.time")"
     echo

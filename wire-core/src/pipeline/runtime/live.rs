@@ -45,9 +45,14 @@ pub struct PartitionLive {
     /// Its event-time watermark (ms since the Unix epoch), for a pipeline with windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<i64>,
-    /// Windows open in it, for a pipeline with windows.
+    /// Windows open in it (and keys with dedup or reduce state), for a pipeline with state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_windows: Option<u64>,
+    /// The size of the state its last checkpoint carried, and how long encoding it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_micros: Option<u64>,
 }
 
 /// The live view of a job, shared with the node.

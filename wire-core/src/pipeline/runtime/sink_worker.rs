@@ -231,7 +231,14 @@ impl SinkPartition {
         if !self.plan.stateful() {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let bytes = self.state.encode()?;
+        let micros = started.elapsed().as_micros() as u64;
+        let len = bytes.len() as u64;
+        self.status.update(self.partition, |live| {
+            live.state_bytes = Some(len);
+            live.state_micros = Some(micros);
+        });
         if bytes.len() as u64 > self.max_state_bytes {
             return Err(format!(
                 "the window state of partition {} is {} bytes, over the pipeline's max_state_bytes ({}): use shorter windows, fewer keys or aggregates, or raise max_state_bytes",
