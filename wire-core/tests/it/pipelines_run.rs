@@ -365,24 +365,23 @@ async fn reduce_keeps_a_running_total_per_key() {
         .map(|i| format!("{{\"user\": \"u{}\", \"amount\": {}}}\n", i % 7, i % 10))
         .collect();
     std::fs::write(&input, lines).unwrap();
-    let spec = json!({
-        "name": "totals",
-        "parallelism": 3,
-        "checkpoint_interval": "200ms",
-        "sources": [{"type": "file", "config": {"path": input}}],
-        "transforms": [
-            {"type": "key_by", "config": {"key": ".user"}},
-            {"type": "reduce", "config": {
-                "init": 0,
-                "update": "{state: (.state + "
-            }}
-        ],
-        "sinks": [{"type": "stdout"}]
-    });
+    let spec = |update: &str, sink: Value| {
+        json!({
+            "name": "totals",
+            "parallelism": 3,
+            "checkpoint_interval": "200ms",
+            "sources": [{"type": "file", "config": {"path": input}}],
+            "transforms": [
+                {"type": "key_by", "config": {"key": ".user"}},
+                {"type": "reduce", "config": {"init": 0, "update": update}}
+            ],
+            "sinks": [sink]
+        })
+    };
     // A program that does not compile is refused with its place.
     let r = http()
         .post(n.url("/pipelines"))
-        .json(&spec)
+        .json(&spec("{state: (.state + ", json!({"type": "stdout"})))
         .send()
         .await
         .unwrap();
@@ -392,21 +391,10 @@ async fn reduce_keeps_a_running_total_per_key() {
         body.to_string().contains("transforms[1].config.update"),
         "{body}"
     );
-
-    let spec = json!({
-        "name": "totals",
-        "parallelism": 3,
-        "checkpoint_interval": "200ms",
-        "sources": [{"type": "file", "config": {"path": input}}],
-        "transforms": [
-            {"type": "key_by", "config": {"key": ".user"}},
-            {"type": "reduce", "config": {
-                "init": 0,
-                "update": "(.state + .record.amount) as $t | {state: $t, emit: {user: .key, total: $t}}"
-            }}
-        ],
-        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
-    });
+    let spec = spec(
+        "(.state + .record.amount) as $t | {state: $t, emit: {user: .key, total: $t}}",
+        json!({"type": "file", "config": {"path": root.join("out")}}),
+    );
     apply(&n, &spec).await;
     wait_state(&n.url("/pipelines/totals"), "finished").await;
     let mut last: BTreeMap<String, i64> = BTreeMap::new();

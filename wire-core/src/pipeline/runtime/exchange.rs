@@ -553,12 +553,14 @@ pub fn attempt_id(
 
 // ---- connecting ----
 
-/// What a link request says.
-struct Ask {
-    kind: &'static str,
-    pipeline: String,
-    key: u64,
-    from: NodeId,
+/// What a link request says: which kind of link, to which job, from which node.
+pub struct Ask {
+    /// [`CONTROL`] or [`DATA`].
+    pub kind: &'static str,
+    pub pipeline: String,
+    /// The job attempt (control) or session (data).
+    pub key: u64,
+    pub from: NodeId,
 }
 
 const H_KIND: &str = "x-wire-link";
@@ -582,14 +584,7 @@ pub struct Peers {
 }
 
 impl Peers {
-    async fn connect(
-        &self,
-        to: NodeId,
-        kind: &'static str,
-        pipeline: &str,
-        key: u64,
-        from: NodeId,
-    ) -> Result<Stream, ConnectError> {
+    async fn connect(&self, to: NodeId, ask: &Ask) -> Result<Stream, ConnectError> {
         let addr = self
             .addrs
             .get(&to)
@@ -603,10 +598,10 @@ impl Peers {
                 crate::consensus::PROTOCOL_HEADER,
                 crate::consensus::PROTOCOL_VERSION.to_string(),
             )
-            .header(H_KIND, kind)
-            .header(H_PIPELINE, pipeline)
-            .header(H_KEY, key.to_string())
-            .header(H_FROM, from.to_string())
+            .header(H_KIND, ask.kind)
+            .header(H_PIPELINE, &ask.pipeline)
+            .header(H_KEY, ask.key.to_string())
+            .header(H_FROM, ask.from.to_string())
             .send()
             .await
             .map_err(|e| ConnectError::Failed(format!("reaching node {to}: {e}")))?;
@@ -632,14 +627,11 @@ impl Peers {
     pub async fn connect_when_there(
         &self,
         to: NodeId,
-        kind: &'static str,
-        pipeline: &str,
-        key: u64,
-        from: NodeId,
+        ask: &Ask,
         give_up: impl Fn() -> bool,
     ) -> Result<Option<Stream>, String> {
         loop {
-            match self.connect(to, kind, pipeline, key, from).await {
+            match self.connect(to, ask).await {
                 Ok(s) => return Ok(Some(s)),
                 // Not there yet, or not reachable yet: a node restarting, a job starting.
                 Err(ConnectError::NotThere) => {}
@@ -671,8 +663,14 @@ pub async fn send_data(
     let fail = |error: String| {
         let _ = events.send(Input::Failed { error, retry: true });
     };
+    let ask = Ask {
+        kind: DATA,
+        pipeline,
+        key: session,
+        from,
+    };
     let stream = match peers
-        .connect_when_there(to, DATA, &pipeline, session, from, || queue.is_closed())
+        .connect_when_there(to, &ask, || queue.is_closed())
         .await
     {
         Ok(Some(s)) => s,

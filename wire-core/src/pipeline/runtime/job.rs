@@ -869,14 +869,15 @@ async fn join(
 ) -> JobState {
     let coordinator = cfg.coordinator();
     let give_up = std::time::Instant::now() + JOIN_TIMEOUT;
-    let connect = cfg.peers.connect_when_there(
-        coordinator,
-        exchange::CONTROL,
-        &cfg.pipeline,
-        cfg.attempt(),
-        cfg.node,
-        || std::time::Instant::now() >= give_up,
-    );
+    let ask = exchange::Ask {
+        kind: exchange::CONTROL,
+        pipeline: cfg.pipeline.clone(),
+        key: cfg.attempt(),
+        from: cfg.node,
+    };
+    let connect = cfg
+        .peers
+        .connect_when_there(coordinator, &ask, || std::time::Instant::now() >= give_up);
     let stream = tokio::select! {
         s = connect => match s {
             Ok(Some(s)) => s,

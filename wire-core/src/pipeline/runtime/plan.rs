@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::metrics::{JobMetrics, StepCounters};
-use crate::pipeline::dedup::{Dedup, DedupSpec, DedupState};
+use crate::pipeline::dedup::{Dedup, DedupState};
 use crate::pipeline::jq::Jq;
-use crate::pipeline::reduce::{Reduce, ReduceSpec, ReduceState};
+use crate::pipeline::reduce::{Reduce, ReduceState};
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
 use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
-use crate::pipeline::window::{Window, WindowSpec, WindowState};
+use crate::pipeline::window::{Window, WindowState};
 
 /// How an exchange step sends its records on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +124,19 @@ struct PlanStep {
     after: bool,
 }
 
+/// A stateful step's operator, compiled from its config, when the step is of `kind`.
+fn stateful<S: serde::de::DeserializeOwned, T>(
+    step: &crate::pipeline::Step,
+    kind: &str,
+    compile: fn(&S) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    if step.kind != kind {
+        return Ok(None);
+    }
+    let spec: S = crate::connectors::typed(&step.config).map_err(|e| e.message)?;
+    compile(&spec).map(Some)
+}
+
 /// The DAG of a pipeline, ready to run batches.
 pub struct Plan {
     pub graph: PipelineGraph,
@@ -218,30 +231,9 @@ impl Plan {
                 _ => None,
             };
             keyed |= exchange.is_some();
-            let window = match step.kind.as_str() {
-                "window" => {
-                    let spec: WindowSpec =
-                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
-                    Some(Window::compile(&spec)?)
-                }
-                _ => None,
-            };
-            let dedup = match step.kind.as_str() {
-                "dedup" => {
-                    let spec: DedupSpec =
-                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
-                    Some(Dedup::compile(&spec)?)
-                }
-                _ => None,
-            };
-            let reduce = match step.kind.as_str() {
-                "reduce" => {
-                    let spec: ReduceSpec =
-                        crate::connectors::typed(&step.config).map_err(|e| e.message)?;
-                    Some(Reduce::compile(&spec)?)
-                }
-                _ => None,
-            };
+            let window = stateful(step, "window", Window::compile)?;
+            let dedup = stateful(step, "dedup", Dedup::compile)?;
+            let reduce = stateful(step, "reduce", Reduce::compile)?;
             // Validation refused mixing: one crossed input means all did.
             let after = inputs.iter().any(|i| match i {
                 Input::Transform(t) => {
