@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 
 use super::jq::Jq;
 use super::transform::Record;
+use jaq_json::Val;
 
 /// `type: reduce`: its config as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -34,14 +35,53 @@ pub struct ReduceSpec {
 
 /// A reduce step, compiled.
 pub struct Reduce {
-    init: Json,
+    init: Val,
     update: Jq,
 }
 
-/// One partition's reduce state: each key's value (as JSON text).
+/// One partition's reduce state: each key's value (kept as a value; checkpointed as JSON
+/// text).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Stored", from = "Stored")]
 pub struct ReduceState {
+    keys: BTreeMap<Vec<u8>, Val>,
+}
+
+/// [`ReduceState`] as a checkpoint holds it.
+#[derive(Clone, Serialize, Deserialize)]
+struct Stored {
     keys: BTreeMap<Vec<u8>, String>,
+}
+
+impl From<ReduceState> for Stored {
+    fn from(s: ReduceState) -> Stored {
+        Stored {
+            keys: s
+                .keys
+                .into_iter()
+                .map(|(k, v)| (k, crate::pipeline::json::to_json(&v)))
+                .collect(),
+        }
+    }
+}
+
+impl From<Stored> for ReduceState {
+    fn from(s: Stored) -> ReduceState {
+        ReduceState {
+            keys: s
+                .keys
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = crate::pipeline::json::parse_strict(v.as_bytes()).unwrap_or(Val::Null);
+                    (k, v)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn text(s: &'static str) -> Val {
+    Val::TStr(Box::new(bytes::Bytes::from_static(s.as_bytes())))
 }
 
 impl ReduceState {
@@ -51,14 +91,14 @@ impl ReduceState {
     }
 }
 
-fn val(j: &Json) -> jaq_json::Val {
-    crate::pipeline::json::parse_strict(j.to_string().as_bytes()).unwrap_or(jaq_json::Val::Null)
+fn val(j: &Json) -> Val {
+    crate::pipeline::json::parse_strict(j.to_string().as_bytes()).unwrap_or(Val::Null)
 }
 
 impl Reduce {
     pub fn compile(spec: &ReduceSpec) -> Result<Reduce, String> {
         Ok(Reduce {
-            init: spec.init.clone(),
+            init: val(&spec.init),
             update: Jq::compile(&spec.update).map_err(|e| format!("update: {e}"))?,
         })
     }
@@ -79,28 +119,29 @@ impl Reduce {
                 ));
                 continue;
             };
-            let current: Json = match state.keys.get(&key) {
-                Some(text) => serde_json::from_str(text).unwrap_or(Json::Null),
-                None => self.init.clone(),
-            };
-            let record_json: Json =
-                serde_json::from_str(&crate::pipeline::json::to_json(&record.value))
-                    .unwrap_or(Json::Null);
-            let input = serde_json::json!({
-                "key": String::from_utf8_lossy(&key),
-                "state": current,
-                "record": record_json,
-            });
-            let got = match self.update.run(val(&input)) {
+            let current = state.keys.get(&key).unwrap_or(&self.init).clone();
+            let mut input = jaq_json::Map::with_capacity_and_hasher(3, Default::default());
+            input.insert(
+                text("key"),
+                Val::TStr(Box::new(bytes::Bytes::from(key.clone()))),
+            );
+            input.insert(text("state"), current);
+            input.insert(text("record"), record.value.clone());
+            let got = match self.update.run(Val::Obj(input.into())) {
                 Ok(v) => v,
                 Err(e) => {
                     rejected.push((record, format!("reduce: {e}")));
                     continue;
                 }
             };
-            let result: Json = match got.as_slice() {
-                [v] => {
-                    serde_json::from_str(&crate::pipeline::json::to_json(v)).unwrap_or(Json::Null)
+            let result = match got.as_slice() {
+                [Val::Obj(map)] => map.clone(),
+                [_] => {
+                    rejected.push((
+                        record,
+                        "reduce: the update must give an object {state, emit}".into(),
+                    ));
+                    continue;
                 }
                 _ => {
                     let why = format!(
@@ -111,29 +152,22 @@ impl Reduce {
                     continue;
                 }
             };
-            let Json::Object(mut result) = result else {
-                rejected.push((
-                    record,
-                    "reduce: the update must give an object {state, emit}".into(),
-                ));
-                continue;
-            };
-            match result.remove("state") {
-                None | Some(Json::Null) => {
+            match result.get(&text("state")) {
+                None | Some(Val::Null) => {
                     state.keys.remove(&key);
                 }
                 Some(s) => {
-                    state.keys.insert(key, s.to_string());
+                    state.keys.insert(key, s.clone());
                 }
             }
-            let emitted = match result.remove("emit") {
-                None | Some(Json::Null) => Vec::new(),
-                Some(Json::Array(items)) => items,
-                Some(one) => vec![one],
+            let emitted: Vec<Val> = match result.get(&text("emit")) {
+                None | Some(Val::Null) => Vec::new(),
+                Some(Val::Arr(items)) => items.iter().cloned().collect(),
+                Some(one) => vec![one.clone()],
             };
             for e in emitted {
                 let mut r = record.clone();
-                r.value = val(&e);
+                r.value = e;
                 out.push(r);
             }
         }

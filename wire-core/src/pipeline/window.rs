@@ -375,7 +375,20 @@ impl Window {
 }
 
 fn to_json(v: &Val) -> Json {
-    serde_json::from_str(&crate::pipeline::json::to_json(v)).unwrap_or(Json::Null)
+    use jaq_json::Num;
+    match v {
+        Val::Null => Json::Null,
+        Val::Bool(b) => Json::Bool(*b),
+        Val::Num(Num::Int(i)) => Json::from(*i as i64),
+        Val::Num(Num::Float(f)) => {
+            serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
+        }
+        Val::TStr(s) => match std::str::from_utf8(s) {
+            Ok(t) => Json::String(t.to_string()),
+            Err(_) => Json::String(String::from_utf8_lossy(s).into_owned()),
+        },
+        other => serde_json::from_str(&crate::pipeline::json::to_json(other)).unwrap_or(Json::Null),
+    }
 }
 
 fn aggregate(field: &str, how: &Json) -> Result<Aggregate, String> {
