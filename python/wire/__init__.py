@@ -23,7 +23,7 @@ pipelines whose transforms are plain Python functions (``.pipelines``,
     1
 """
 
-from . import kv, sinks, sources
+from . import agg, kv, sinks, sources, windows
 from ._native import version as _engine_version
 from .errors import (
     ConflictError,
@@ -55,6 +55,8 @@ __all__ = [
     "kv",
     "sources",
     "sinks",
+    "windows",
+    "agg",
     "WireError",
     "InvalidRequestError",
     "InvalidSpecError",

@@ -183,23 +183,39 @@ class Pipeline:
         self._spec["event_time"] = et
         return self
 
-    def window(self, size: str, aggregate: Dict[str, Any], *, slide: Optional[str] = None,
+    def window(self, window: Union[str, Dict[str, str]], *aggregates: Any, slide: Optional[str] = None,
                allowed_lateness: Optional[str] = None, id: Optional[str] = None,
-               on_error: Optional[str] = None) -> "Pipeline":
-        """Aggregates each key's records (after :meth:`key_by`) over event-time windows of
-        ``size`` (tumbling, or sliding by ``slide``): one record per key and window once the
-        watermark passes its end, with ``key``, ``window_start``, ``window_end`` (ms) and
-        each field of ``aggregate`` — ``"count"``, or ``{"sum"|"min"|"max"|"avg"|"first"|
-        "last"|"count_distinct": ".field"}``, or ``{"collect": ".field", "max": N}``. Late
-        records go to the dead-letter sink with the window they missed.
+               on_error: Optional[str] = None, **named: Any) -> "Pipeline":
+        """Aggregates each key's records (after :meth:`key_by`) over event-time windows:
+        ``window`` is :func:`wire.windows.tumbling`, :func:`~wire.windows.sliding` or
+        :func:`~wire.windows.session` (or a size such as ``"1m"``). Aggregates come from
+        :mod:`wire.agg`, positional (named by default: ``sum_amount``) or by keyword (the
+        output field), or as a dict of spec forms. Once the watermark passes a window's end
+        it emits one record per key with ``key``, ``window_start``, ``window_end`` (ms) and
+        each aggregate; late records go to the dead-letter sink with the window they missed.
 
-        >>> w = Pipeline("p").key_by("user").window("1m", {"n": "count"}).spec()["transforms"][1]
-        >>> w["type"], w["config"]
-        ('window', {'size': '1m', 'aggregate': {'n': 'count'}})
+        >>> import wire
+        >>> flow = Pipeline("p").key_by("user").window(
+        ...     wire.windows.tumbling("1m"), wire.agg.sum("amount"), n=wire.agg.count())
+        >>> flow.spec()["transforms"][1]["config"]
+        {'size': '1m', 'aggregate': {'sum_amount': {'sum': '.amount'}, 'n': 'count'}}
         """
-        config: Spec = {"size": size, "aggregate": aggregate}
+        from .agg import Aggregate
+
+        config: Spec = {"size": window} if isinstance(window, str) else dict(window)
         if slide is not None:
             config["slide"] = slide
+        aggregate: Dict[str, Any] = {}
+        for a in aggregates:
+            if isinstance(a, Aggregate):
+                aggregate[a.name] = a.spec
+            elif isinstance(a, dict):
+                aggregate.update(a)
+            else:
+                raise TypeError(f"an aggregate is a wire.agg aggregate or a dict, not {type(a).__name__}")
+        for name, a in named.items():
+            aggregate[name] = a.spec if isinstance(a, Aggregate) else a
+        config["aggregate"] = aggregate
         if allowed_lateness is not None:
             config["allowed_lateness"] = allowed_lateness
         return self._transform("window", config, id, on_error)

@@ -90,7 +90,7 @@ def test_windows_count_and_sum_per_user_on_event_time(node: wire.Node, tmp_path:
         .event_time("ts", max_delay="1s")
         .source(wire.sources.file(src))
         .key_by("user")
-        .window("10s", {"n": "count", "total": {"sum": ".amount"}})
+        .window(wire.windows.tumbling("10s"), n=wire.agg.count(), total=wire.agg.sum("amount"))
         .sink(wire.sinks.file(tmp_path / "out"))
     )
     node.pipelines.deploy(flow)
