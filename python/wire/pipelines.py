@@ -184,8 +184,8 @@ class Pipeline:
         return self
 
     def window(self, window: Union[str, Dict[str, str]], *aggregates: Any, slide: Optional[str] = None,
-               allowed_lateness: Optional[str] = None, id: Optional[str] = None,
-               on_error: Optional[str] = None, **named: Any) -> "Pipeline":
+               allowed_lateness: Optional[str] = None, early: Optional[str] = None,
+               id: Optional[str] = None, on_error: Optional[str] = None, **named: Any) -> "Pipeline":
         """Aggregates each key's records (after :meth:`key_by`) over event-time windows:
         ``window`` is :func:`wire.windows.tumbling`, :func:`~wire.windows.sliding` or
         :func:`~wire.windows.session` (or a size such as ``"1m"``). Aggregates come from
@@ -193,6 +193,8 @@ class Pipeline:
         output field), or as a dict of spec forms. Once the watermark passes a window's end
         it emits one record per key with ``key``, ``window_start``, ``window_end`` (ms) and
         each aggregate; late records go to the dead-letter sink with the window they missed.
+        With ``early`` (``"10s"``), open windows also emit their result so far that often,
+        marked ``"early": true``.
 
         >>> import wire
         >>> flow = Pipeline("p").key_by("user").window(
@@ -218,6 +220,8 @@ class Pipeline:
         config["aggregate"] = aggregate
         if allowed_lateness is not None:
             config["allowed_lateness"] = allowed_lateness
+        if early is not None:
+            config["early"] = early
         return self._transform("window", config, id, on_error)
 
     def dedup(self, within: str, *, id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":

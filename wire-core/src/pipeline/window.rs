@@ -45,6 +45,10 @@ pub struct WindowSpec {
     /// How long after its end a window still takes records (its result waits that long).
     #[serde(default)]
     pub allowed_lateness: Option<String>,
+    /// Also emit each open window's result so far every this long (processing time), marked
+    /// `"early": true`; the final result comes as usual.
+    #[serde(default)]
+    pub early: Option<String>,
     /// Output field -> aggregate: `"count"`, or `{sum|min|max|avg|first|last|count_distinct:
     /// <jq>}`, or `{collect: <jq>, max: N}`.
     pub aggregate: serde_json::Map<String, Json>,
@@ -79,6 +83,8 @@ pub struct Window {
     /// For session windows.
     gap: Option<i64>,
     lateness: i64,
+    /// How often open windows emit early results.
+    pub early: Option<std::time::Duration>,
     aggregates: Vec<Aggregate>,
 }
 
@@ -142,7 +148,18 @@ impl Window {
             }
             aggregates.push(aggregate(field, how).map_err(|e| format!("aggregate.{field}: {e}"))?);
         }
+        let early = match &spec.early {
+            Some(e) => {
+                let d = super::spec::parse_duration(e).map_err(|e| format!("early: {e}"))?;
+                if d.is_zero() {
+                    return Err("early: must be more than 0".into());
+                }
+                Some(d)
+            }
+            None => None,
+        };
         Ok(Window {
+            early,
             size,
             slide,
             gap,
@@ -304,6 +321,32 @@ impl Window {
                 offset: (start.max(0) as u64).into(),
             },
         }
+    }
+
+    /// The result so far of every open window, marked `"early": true` (the windows stay
+    /// open).
+    pub fn early_results(&self, state: &WindowState, step: &str) -> Vec<Record> {
+        let step: std::sync::Arc<str> = step.into();
+        let mut out = Vec::new();
+        let mut push = |key: &[u8], start: i64, end: i64, accs: &[Acc]| {
+            let mut r = self.result(key.to_vec(), start, end, accs.to_vec(), &step);
+            if let Val::Obj(map) = &mut r.value {
+                jaq_json::Rc::make_mut(map).insert(
+                    Val::TStr(Box::new(bytes::Bytes::from_static(b"early"))),
+                    Val::Bool(true),
+                );
+            }
+            out.push(r);
+        };
+        for ((start, key), accs) in &state.windows {
+            push(key, *start, start + self.size, accs);
+        }
+        for (key, sessions) in &state.sessions {
+            for s in sessions {
+                push(key, s.start, s.end, &s.accs);
+            }
+        }
+        out
     }
 
     /// Each aggregate's value of a record (`None` for `count`).
@@ -852,6 +895,30 @@ mod tests {
             rmp_serde::from_slice::<WindowState>(&bytes).expect("decode"),
             s
         );
+    }
+
+    #[test]
+    fn early_results_show_open_windows_so_far_and_leave_them_open() {
+        let w = window("size: 10s\nearly: 1s\naggregate: {n: count}");
+        assert_eq!(w.early, Some(std::time::Duration::from_secs(1)));
+        let mut s = WindowState::new();
+        let mut rejected = Vec::new();
+        w.add(
+            &mut s,
+            vec![rec("k", 1_000, "{}"), rec("k", 2_000, "{}")],
+            &mut rejected,
+        );
+        let early = results(&w.early_results(&s, "w"));
+        assert_eq!(
+            early,
+            [
+                serde_json::json!({"key": "k", "window_start": 0, "window_end": 10000, "n": 2, "early": true})
+            ]
+        );
+        assert_eq!(s.open(), 1, "still open");
+        let last = results(&w.advance(&mut s, 10_000, "w"));
+        assert_eq!(last[0]["n"], 2);
+        assert!(last[0].get("early").is_none());
     }
 
     #[test]

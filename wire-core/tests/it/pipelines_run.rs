@@ -417,6 +417,34 @@ async fn reduce_keeps_a_running_total_per_key() {
     assert_eq!(last, want);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_results_come_before_the_final_one() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let spec = json!({
+        "name": "early",
+        "checkpoint_interval": "200ms",
+        "event_time": {"field": "(.seq | tonumber)"},
+        "sources": [{"type": "generator", "config": {"count": 600, "rate": 300, "template": {"seq": "{{seq}}"}}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": "\"all\""}},
+            {"type": "window", "config": {"size": "1h", "early": "300ms", "aggregate": {"n": "count"}}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/early"), "finished").await;
+    let out: Vec<Value> = committed_lines(&root.join("out"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (early, last): (Vec<&Value>, Vec<&Value>) = out.iter().partition(|v| v["early"] == true);
+    assert_eq!(last.len(), 1, "one final result: {out:?}");
+    assert_eq!(last[0]["n"], 600);
+    assert!(!early.is_empty(), "early results while the window was open");
+    assert!(early.iter().all(|v| v["n"].as_u64().unwrap() <= 600));
+}
+
 /// Window state goes into each checkpoint and comes back: paused and resumed mid-run, the
 /// windows are what an uninterrupted run gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

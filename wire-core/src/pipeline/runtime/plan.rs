@@ -305,6 +305,48 @@ impl Plan {
             .any(|s| s.window.is_some() || s.dedup.is_some() || s.reduce.is_some())
     }
 
+    /// How often the pipeline's windows emit early results (the shortest of its windows'),
+    /// if any does.
+    pub fn early_every(&self) -> Option<std::time::Duration> {
+        self.steps
+            .iter()
+            .filter_map(|s| s.window.as_ref().and_then(|w| w.early))
+            .min()
+    }
+
+    /// Every window step's open windows' results so far (for windows with `early` set),
+    /// run through the steps after their window.
+    pub fn early(&self, state: &mut PartitionState) -> Outputs {
+        let mut all = Outputs {
+            per_sink: vec![Vec::new(); self.sinks.len()],
+            ..Default::default()
+        };
+        for (t, step) in self.steps.iter().enumerate() {
+            let Some(window) = step.window.as_ref().filter(|w| w.early.is_some()) else {
+                continue;
+            };
+            let results = window.early_results(state.window(t), &step.id);
+            if results.is_empty() {
+                continue;
+            }
+            let out = self.flow_from(t, results, state);
+            all.merge(out);
+        }
+        all
+    }
+
+    /// Runs records a stateful step put out through the steps after it.
+    fn flow_from(&self, t: usize, records: Vec<Record>, state: &mut PartitionState) -> Outputs {
+        let flow = Flow {
+            start: Input::Transform(t),
+            batch: Some(records),
+            start_left: self.uses[t],
+            outputs: vec![None; self.steps.len()],
+            left: self.uses.clone(),
+        };
+        self.flow(flow, Side::Landed, state)
+    }
+
     /// Moves the partition's watermark to `watermark`: the windows it closes emit their
     /// results, which run through the steps after their window.
     pub fn fire(&self, state: &mut PartitionState, watermark: i64) -> Outputs {
@@ -324,21 +366,8 @@ impl Plan {
                 continue;
             }
             step.counters.add_out(results.len());
-            let flow = Flow {
-                start: Input::Transform(t),
-                batch: Some(results),
-                start_left: self.uses[t],
-                outputs: vec![None; self.steps.len()],
-                left: self.uses.clone(),
-            };
-            let out = self.flow(flow, Side::Landed, state);
-            for (k, records) in out.per_sink.into_iter().enumerate() {
-                all.per_sink[k].extend(records);
-            }
-            all.rejected.extend(out.rejected);
-            if all.failure.is_none() {
-                all.failure = out.failure;
-            }
+            let out = self.flow_from(t, results, state);
+            all.merge(out);
         }
         all
     }
@@ -429,6 +458,22 @@ impl Plan {
             }
         }
         result
+    }
+}
+
+impl Outputs {
+    /// Adds another run's outputs to these.
+    fn merge(&mut self, other: Outputs) {
+        for (k, records) in other.per_sink.into_iter().enumerate() {
+            if let Some(mine) = self.per_sink.get_mut(k) {
+                mine.extend(records);
+            }
+        }
+        self.rejected.extend(other.rejected);
+        if self.failure.is_none() {
+            self.failure = other.failure;
+        }
+        self.exchanged.extend(other.exchanged);
     }
 }
 

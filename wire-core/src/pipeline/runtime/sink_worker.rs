@@ -274,6 +274,9 @@ pub fn run(
     let dead_counter = metrics.step("dead_letter");
     let partition = out.partition;
     let mut barriers = 0;
+    // Early window results, every so often (processing time).
+    let early_every = out.plan.early_every();
+    let mut early_at = early_every.map(|e| std::time::Instant::now() + e);
     let fail = |e: ConnectorError| {
         let _ = events.send(Input::Failed {
             retry: e.retryable(),
@@ -281,6 +284,16 @@ pub fn run(
         });
     };
     loop {
+        if let (Some(at), Some(every)) = (early_at, early_every) {
+            if std::time::Instant::now() >= at {
+                early_at = Some(std::time::Instant::now() + every);
+                let early = out.plan.early(&mut out.state);
+                if let Err((error, retry)) = out.emit(early, &counters, &dead_counter) {
+                    let _ = events.send(Input::Failed { error, retry });
+                    return;
+                }
+            }
+        }
         // Waiting for data, it still hears an abort: its upstreams may be on other nodes
         // (a link's receiver holds the channel open) and never hang up.
         let msg = match data.recv_timeout(std::time::Duration::from_millis(50)) {
