@@ -454,6 +454,8 @@ pub struct Exchange {
     coordinators: Mutex<Registry<tmpsc::UnboundedSender<Joiner>>>,
     sessions: Mutex<Registry<Arc<Inbound>>>,
     registrations: std::sync::atomic::AtomicU64,
+    /// The last attempt of each pipeline that finished here (as coordinator).
+    finished: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -488,6 +490,12 @@ impl Exchange {
     fn next_id(&self) -> u64 {
         self.registrations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Remembers that `attempt` of `pipeline` ran to its end here: a node of it that missed
+    /// the end and asks to join is told so (410) rather than left waiting.
+    pub fn finished(&self, pipeline: &str, attempt: u64) {
+        lock(&self.finished).insert(pipeline.to_string(), attempt);
     }
 
     /// Takes the control links of `attempt` of `pipeline` (this node coordinates it).
@@ -572,7 +580,18 @@ const H_FROM: &str = "x-wire-from";
 pub enum ConnectError {
     /// The other side does not run that job (yet): try again.
     NotThere,
+    /// The job attempt ran to its end there (a node that missed its end learns it).
+    Finished,
     Failed(String),
+}
+
+/// What trying to reach a job gave.
+pub enum Reached {
+    Link(Stream),
+    /// The job attempt finished on the other side.
+    Finished,
+    /// `give_up` said so.
+    GaveUp,
 }
 
 /// The node-to-node addresses and client a job connects with.
@@ -608,6 +627,7 @@ impl Peers {
         match response.status() {
             StatusCode::SWITCHING_PROTOCOLS => {}
             StatusCode::NOT_FOUND => return Err(ConnectError::NotThere),
+            StatusCode::GONE => return Err(ConnectError::Finished),
             other => {
                 let body = response.text().await.unwrap_or_default();
                 return Err(ConnectError::Failed(format!(
@@ -629,16 +649,17 @@ impl Peers {
         to: NodeId,
         ask: &Ask,
         give_up: impl Fn() -> bool,
-    ) -> Result<Option<Stream>, String> {
+    ) -> Reached {
         loop {
             match self.connect(to, ask).await {
-                Ok(s) => return Ok(Some(s)),
+                Ok(s) => return Reached::Link(s),
+                Err(ConnectError::Finished) => return Reached::Finished,
                 // Not there yet, or not reachable yet: a node restarting, a job starting.
                 Err(ConnectError::NotThere) => {}
                 Err(ConnectError::Failed(e)) => tracing::debug!(error = %e, "exchange link"),
             }
             if give_up() {
-                return Ok(None);
+                return Reached::GaveUp;
             }
             tokio::time::sleep(RETRY).await;
         }
@@ -673,9 +694,8 @@ pub async fn send_data(
         .connect_when_there(to, &ask, || queue.is_closed())
         .await
     {
-        Ok(Some(s)) => s,
-        Ok(None) => return,
-        Err(e) => return fail(e),
+        Reached::Link(s) => s,
+        Reached::Finished | Reached::GaveUp => return,
     };
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, stream);
     let lost = |e: io::Error| format!("lost the exchange link to node {to}: {e}");
@@ -825,6 +845,15 @@ async fn accept(State(exchange): State<Arc<Exchange>>, mut request: Request) -> 
             .get(&key)
             .map(|(_, inbound)| Target::Session(inbound.clone()))
     };
+    let finished =
+        ask.kind == CONTROL && lock(&exchange.finished).get(&ask.pipeline) == Some(&ask.key);
+    if target.is_none() && finished {
+        return (
+            StatusCode::GONE,
+            format!("job {} of '{}' finished here", ask.key, ask.pipeline),
+        )
+            .into_response();
+    }
     let Some(target) = target else {
         return (
             StatusCode::NOT_FOUND,
@@ -960,6 +989,45 @@ mod tests {
             Ok(Some(ToParticipant::Committed(got))) => assert_eq!(got, vec![(0, c)]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_node_asking_to_join_a_finished_job_is_told_it_finished() {
+        let exchange = Arc::new(Exchange::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = routes(exchange.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let peers = Peers {
+            http: reqwest::Client::new(),
+            addrs: BTreeMap::from([(1, addr.to_string())]),
+        };
+        let ask = |key| Ask {
+            kind: CONTROL,
+            pipeline: "p".into(),
+            key,
+            from: 2,
+        };
+        exchange.finished("p", 7);
+        assert!(matches!(
+            peers.connect_when_there(1, &ask(7), || true).await,
+            Reached::Finished
+        ));
+        // Another attempt, not run here: not there (the asker gives up when it says so).
+        assert!(matches!(
+            peers.connect_when_there(1, &ask(8), || true).await,
+            Reached::GaveUp
+        ));
+        // A coordinator of the attempt takes the link, finished or not.
+        let (_reg, mut door) = exchange.coordinate("p", 7);
+        assert!(matches!(
+            peers.connect_when_there(1, &ask(7), || true).await,
+            Reached::Link(_)
+        ));
+        let joiner = door.recv().await.expect("a joiner");
+        assert_eq!(joiner.from, 2);
     }
 
     #[test]

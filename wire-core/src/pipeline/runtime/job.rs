@@ -848,8 +848,12 @@ async fn coordinate(
             break state;
         }
     };
-    // No more joiners: a node that restarts its part reaches the next job, not this one.
+    // No more joiners: a node that restarts its part reaches the next job, not this one —
+    // or, once this one finished, learns that it did.
     drop(door_reg);
+    if end == JobState::Finished && !expected.is_empty() {
+        cfg.exchange.finished(&cfg.pipeline, cfg.attempt());
+    }
     // The workers end first: a sink publishes the last committed epoch before it sees the
     // stop, so `finished` is shown only once all output is visible.
     let mut threads = threads;
@@ -880,15 +884,16 @@ async fn join(
         .connect_when_there(coordinator, &ask, || std::time::Instant::now() >= give_up);
     let stream = tokio::select! {
         s = connect => match s {
-            Ok(Some(s)) => s,
-            Ok(None) => return JobState::Failed {
+            exchange::Reached::Link(s) => s,
+            // It ended while this part was away: its output is all committed.
+            exchange::Reached::Finished => return JobState::Finished,
+            exchange::Reached::GaveUp => return JobState::Failed {
                 error: format!(
                     "could not join the job's coordinator on node {coordinator} within {} s",
                     JOIN_TIMEOUT.as_secs()
                 ),
                 retry: true,
             },
-            Err(error) => return JobState::Failed { error, retry: true },
         },
         ask = stop_asked(stop) => return JobState::Stopped { reason: ask.reason },
     };
