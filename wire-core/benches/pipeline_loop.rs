@@ -12,6 +12,9 @@
 //!
 //! `cargo bench --bench pipeline_loop -- [--threads N] OUT_FILE INPUT...`
 
+mod support;
+use support::peak_rss_kib;
+
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -38,18 +41,6 @@ struct Out<'a> {
     tags: &'a [&'a str],
     note: &'a str,
     amount_cents: i64,
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Parses, filters and writes one line.

@@ -7,6 +7,9 @@
 //!
 //! prints `seconds=S peak_rss_kib=K` on stderr.
 
+mod support;
+use support::peak_rss_kib;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
@@ -16,17 +19,6 @@ struct Event<'a> {
     user: &'a str,
     ts: i64,
     amount: i64,
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn main() -> std::io::Result<()> {
