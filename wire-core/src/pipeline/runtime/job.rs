@@ -446,6 +446,7 @@ fn spawn_threads(
                 .iter()
                 .map(|s| cfg.metrics.step(&s.id))
                 .collect(),
+            held: plan.keyed && !cfg.others().is_empty(),
             clock: graph
                 .event_time
                 .as_ref()
@@ -754,6 +755,11 @@ async fn coordinate(
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(admit(joiner, session, &checkpoints, &heard_tx));
                         if joined.len() == expected.len() {
+                            // Everyone is in: the sources everywhere may start.
+                            threads.release();
+                            for j in joined.values() {
+                                let _ = j.tx.send(ToParticipant::Release);
+                            }
                             status.set_state(JobState::Running);
                         }
                         Input::Joined { node }

@@ -48,6 +48,10 @@ pub struct SourceWorker {
     pub counters: Vec<Arc<StepCounters>>,
     /// Event times and the watermark, for a pipeline that keeps them.
     pub clock: Option<EventClock>,
+    /// Read nothing until released: the other nodes of a keyed job have yet to join (what it
+    /// wrote meanwhile could not be checkpointed, and a sink that does not wait for a
+    /// checkpoint would show it twice).
+    pub held: bool,
 }
 
 impl SourceWorker {
@@ -66,6 +70,12 @@ impl SourceWorker {
     }
 
     pub fn run(mut self, ctl: Receiver<SourceCtl>) {
+        if self.held {
+            match ctl.recv() {
+                Ok(SourceCtl::Release) => {}
+                _ => return,
+            }
+        }
         let mut finished = vec![false; self.sources.len()];
         let mut idle = false;
         let mut failed = false;
