@@ -57,7 +57,9 @@ def transform(name: str, *, kind: str = "map", batch: bool = False) -> Callable[
     ``kind`` is ``map`` (return the new value), ``filter`` (return whether to keep it),
     ``flat_map`` (return an iterable of values) or ``key_by`` (return the key). With
     ``batch=True`` the function takes the list of a batch's values and returns a list with
-    one result per value.
+    one result per value. ``kind`` ``fold`` or ``stateful_map`` registers a keyed function
+    ``fn(state, value)`` (see :meth:`Pipeline.fold`, :meth:`Pipeline.stateful_map`), used as
+    ``{"type": "reduce", "config": {"function": name, "init": ...}}`` after a ``key_by``.
 
         >>> import wire
         >>> @wire.transform("double")
@@ -245,6 +247,48 @@ class Pipeline:
         """
         return self._transform("reduce", {"init": init, "update": update}, id, on_error)
 
+    def fold(self, init: Any, func: Callable[[Any, Any], Any], *, id: Optional[str] = None,
+             on_error: Optional[str] = None) -> "Pipeline":
+        """Keeps a running value per key (after :meth:`key_by`): ``func(state, value)``
+        returns the key's new state, which is also emitted as the record's output (``None``
+        forgets the key and emits nothing). ``init`` is the state of a key seen first: a JSON
+        value, or a function of no arguments making one. State is any JSON value; it is
+        checkpointed with the source positions, so it survives a restart or a failover.
+
+        >>> flow = Pipeline("p").key_by("user").fold(0, lambda total, e: total + e["amount"])
+        >>> flow.spec()["transforms"][1]
+        {'type': 'reduce', 'config': {'function': 'py.p.1.lambda', 'init': 0}}
+        """
+        if callable(init):
+            make = init
+            step = func
+
+            def folded(state: Any, value: Any) -> Any:
+                return step(make() if state is None else state, value)
+
+            folded.__name__ = getattr(func, "__name__", "fold")
+            return self._keyed("fold", folded, None, id, on_error)
+        try:
+            json.dumps(init)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"fold: init must be a JSON value or a function making one ({e})") from None
+        return self._keyed("fold", func, init, id, on_error)
+
+    def stateful_map(self, func: Callable[[Any, Any], Any], *, id: Optional[str] = None,
+                     on_error: Optional[str] = None) -> "Pipeline":
+        """Bytewax's ``stateful_map`` (after :meth:`key_by`): ``func(state, value)`` gets the
+        key's state (``None`` for a key seen first) and returns ``(new_state, emit)``;
+        ``new_state`` ``None`` forgets the key, ``emit`` ``None`` emits nothing. State is any
+        JSON value, checkpointed with the source positions.
+
+        >>> def count(n, e):
+        ...     n = (n or 0) + 1
+        ...     return n, {"user": e["user"], "seen": n}
+        >>> Pipeline("p").key_by("user").stateful_map(count).spec()["transforms"][1]["type"]
+        'reduce'
+        """
+        return self._keyed("stateful_map", func, None, id, on_error)
+
     def redistribute(self, *, id: Optional[str] = None) -> "Pipeline":
         """Spreads records round-robin over the pipeline's partitions, so the steps after it
         use every partition even when the source has fewer splits (one file, a one-partition
@@ -310,6 +354,15 @@ class Pipeline:
         name = self._callable_name(kind, func)
         self._callables[name] = (kind, func, batch)
         return self._transform(name, None, id, on_error)
+
+    def _keyed(self, kind: str, func: Callable[..., Any], init: Any, id: Optional[str],
+               on_error: Optional[str]) -> "Pipeline":
+        name = self._callable_name(kind, func)
+        self._callables[name] = (kind, func, False)
+        config: Dict[str, Any] = {"function": name}
+        if init is not None:
+            config["init"] = init
+        return self._transform("reduce", config, id, on_error)
 
     def _transform(self, kind: str, config: Optional[Dict[str, Any]], id: Optional[str],
                    on_error: Optional[str]) -> "Pipeline":

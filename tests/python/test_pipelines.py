@@ -302,3 +302,96 @@ def test_restart_resumes_from_the_checkpoint(tmp_path: pathlib.Path) -> None:
     seqs = [r["seq"] for r in read_output(tmp_path / "out")]
     assert sorted(seqs) == list(range(2000)), "every record exactly once"
     assert all(r["label"] == f"item-{r['seq']}" for r in read_output(tmp_path / "out"))
+
+
+def test_fold_and_stateful_map_keep_state_per_key(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    events = [{"user": f"u{rng.randrange(13)}", "amount": rng.randrange(100), "i": i} for i in range(5000)]
+    events[100]["amount"] = "lots"  # the fold raises: a dead letter, the key's total unchanged
+    src = write_lines(tmp_path / "orders.jsonl", events)
+
+    def total(state: int, e: dict) -> int:
+        return state + e["amount"]
+
+    flow = (
+        wire.Pipeline("running-totals", parallelism=2, checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .key_by("user")
+        .fold(0, total)
+        .sink(wire.sinks.file(tmp_path / "totals"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+
+    def numbered(seen: "int | None", e: dict) -> tuple:
+        n = (seen or 0) + 1
+        # Every third record of a key resets it; a set is not JSON (a dead letter).
+        if e["i"] == 4242:
+            return {1, 2}, None
+        return (None if n == 3 else n), {"user": e["user"], "i": e["i"], "n": n}
+
+    mapped = (
+        wire.Pipeline("numbered", parallelism=2, checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .key_by("user")
+        .stateful_map(numbered)
+        .sink(wire.sinks.file(tmp_path / "numbered"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead2"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.deploy(mapped)
+    node.pipelines.wait("running-totals", timeout=60)
+    node.pipelines.wait("numbered", timeout=60)
+
+    # The reference: the same fold over the input, in order, per key.
+    running: dict = {}
+    want_totals: dict = {}
+    for e in events:
+        if isinstance(e["amount"], str):
+            continue
+        running[e["user"]] = running.get(e["user"], 0) + e["amount"]
+        want_totals.setdefault(e["user"], []).append(running[e["user"]])
+    got = read_output(tmp_path / "totals")
+    assert sorted(got) == sorted(t for ts in want_totals.values() for t in ts)
+    finals = {u: ts[-1] for u, ts in want_totals.items()}
+    assert set(finals.values()) <= set(got)
+    dead = read_output(tmp_path / "dead")
+    assert len(dead) == 1 and "TypeError" in dead[0]["error"], dead
+    assert "python keyed function" in dead[0]["error"]
+
+    seen: dict = {}
+    want_numbered = []
+    for e in events:
+        if e["i"] == 4242:
+            continue
+        n = seen.get(e["user"], 0) + 1
+        seen[e["user"]] = 0 if n == 3 else n
+        want_numbered.append({"user": e["user"], "i": e["i"], "n": n})
+    got_numbered = sorted(read_output(tmp_path / "numbered"), key=lambda r: r["i"])
+    assert got_numbered == want_numbered
+    dead2 = read_output(tmp_path / "dead2")
+    assert len(dead2) == 1 and "set" in dead2[0]["error"], dead2
+
+
+def test_keyed_functions_registered_by_name_serve_json_specs(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    @wire.transform("test.longest", kind="fold")
+    def longest(state: str, e: dict) -> str:
+        return e["word"] if len(e["word"]) > len(state) else state
+
+    src = write_lines(tmp_path / "words.jsonl", [{"k": w[0], "word": w} for w in ["ab", "abc", "b", "bcd", "a"]])
+    spec = {
+        "name": "longest-words",
+        "sources": [{"type": "file", "config": {"path": str(src)}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": ".k"}},
+            {"type": "reduce", "config": {"function": "test.longest", "init": ""}},
+        ],
+        "sinks": [{"type": "file", "config": {"path": str(tmp_path / "out")}}],
+    }
+    node.pipelines.create(spec)
+    node.pipelines.wait("longest-words", timeout=30)
+    assert sorted(read_output(tmp_path / "out")) == ["ab", "abc", "abc", "b", "bcd"]
+    # A keyed function is not a transform, and the other way round: 400s naming the place.
+    with pytest.raises(wire.InvalidSpecError, match=r"transforms\[0\].type.*reduce"):
+        node.pipelines.create({**spec, "name": "misused", "transforms": [{"type": "test.longest"}]})

@@ -92,3 +92,62 @@ def test_version_is_the_engine_version() -> None:
     match = re.search(r'^\[workspace\.package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo, re.M | re.S)
     assert match is not None, "no [workspace.package] version in Cargo.toml"
     assert wire.__version__ == match.group(1)
+
+
+FOLD_PROGRAM = textwrap.dedent(
+    """
+    import sys, wire
+    data, out = sys.argv[1], sys.argv[2]
+    with wire.Node(node_id=1, data_dir=data, bootstrap=True,
+                   http_addr="127.0.0.1:0", raft_addr="127.0.0.1:0") as node:
+        flow = (wire.Pipeline("sums", parallelism=2, checkpoint_interval="100ms")
+                .source(wire.sources.generator(count=6000, rate=1500))
+                .key_by(lambda e: e["seq"] % 7)
+                .fold(lambda: {"n": 0, "sum": 0},
+                      lambda s, e: {"key": e["seq"] % 7, "n": s["n"] + 1, "sum": s["sum"] + e["seq"]})
+                .sink(wire.sinks.file(out)))
+        node.pipelines.deploy(flow)
+        node.pipelines.wait("sums", until="running", timeout=30)
+        print("running", flush=True)
+        node.pipelines.wait("sums", timeout=120)
+    print("finished", flush=True)
+    """
+)
+
+
+def test_fold_state_survives_kill_9_of_the_hosting_process(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "fold.py"
+    script.write_text(FOLD_PROGRAM)
+    data, out = tmp_path / "data", tmp_path / "out"
+    args = [sys.executable, str(script), str(data), str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "running"
+        # Killed once some state was checkpointed and its output committed, mid-stream.
+        deadline = time.monotonic() + 60
+        while not any(f.stat().st_size > 0 for f in out.glob("part-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no output committed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    committed = sum(1 for f in out.glob("part-*") for _ in f.read_text().splitlines())
+    assert 0 < committed < 6000, "killed mid-stream"
+    run = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0 and "finished" in run.stdout, run.stderr
+    # Each record folded exactly once: per key, the outputs number 1..n, and the steps
+    # between consecutive sums are exactly the key's sequence numbers (the two generator
+    # partitions interleave, so the order of a key's records may differ from run to run).
+    by_key: dict = {}
+    for f in sorted(out.glob("part-*")):
+        for r in map(json.loads, f.read_text().splitlines()):
+            by_key.setdefault(r["key"], []).append((r["n"], r["sum"]))
+    assert sorted(by_key) == list(range(7))
+    for key, outputs in by_key.items():
+        outputs.sort()
+        seqs = list(range(key, 6000, 7))
+        assert [n for n, _ in outputs] == list(range(1, len(seqs) + 1)), key
+        sums = [0] + [s for _, s in outputs]
+        assert sorted(b - a for a, b in zip(sums, sums[1:])) == seqs, key

@@ -7,6 +7,7 @@
 
 mod convert;
 mod error;
+mod keyed;
 mod transform;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use wire_core::kv::{Compare, Txn, TxnOp};
-use wire_core::pipeline::{DesiredState, PipelineSpec};
+use wire_core::pipeline::{DesiredState, PipelineSpec, Registered};
 use wire_core::{Consistency, NodeOptions};
 
 use error::{raise, to_py};
@@ -321,7 +322,8 @@ impl NativeNode {
     }
 
     /// Registers `func` as the transform `name`. `kind` is map, filter, flat_map or key_by;
-    /// with `batch`, `func` takes the list of a batch's values and returns a list.
+    /// with `batch`, `func` takes the list of a batch's values and returns a list. `kind`
+    /// fold or stateful_map registers a keyed function (for a reduce step).
     #[pyo3(signature = (name, kind, func, batch = false))]
     fn register_transform(
         &self,
@@ -330,6 +332,14 @@ impl NativeNode {
         func: Py<PyAny>,
         batch: bool,
     ) -> PyResult<()> {
+        if matches!(kind, "fold" | "stateful_map") {
+            let keyed = keyed::PyKeyed::new(name, kind, func)?;
+            return self
+                .node()?
+                .pipelines()
+                .register_keyed(name, Arc::new(keyed))
+                .map_err(to_py);
+        }
         let transform = transform::PyTransform::new(name, kind, func, batch)?;
         self.node()?
             .pipelines()
@@ -354,8 +364,21 @@ impl Drop for NativeNode {
 #[pyfunction]
 fn normalize_spec(text: &str) -> PyResult<String> {
     let spec = spec(text)?;
-    wire_core::pipeline::validate(&spec, &|_| true)
-        .map_err(|errors| to_py(wire_core::Error::InvalidSpec(errors)))?;
+    // A name a reduce step uses as its function is taken to be a keyed function.
+    let keyed: std::collections::HashSet<String> = spec
+        .transforms
+        .iter()
+        .filter(|t| t.kind == "reduce")
+        .filter_map(|t| t.config.get("function")?.as_str().map(str::to_string))
+        .collect();
+    wire_core::pipeline::validate(&spec, &|name| {
+        Some(if keyed.contains(name) {
+            Registered::Keyed
+        } else {
+            Registered::Transform
+        })
+    })
+    .map_err(|errors| to_py(wire_core::Error::InvalidSpec(errors)))?;
     json(&spec)
 }
 

@@ -54,22 +54,7 @@ impl PyTransform {
 
     /// The dead letter's reason for an exception: the traceback, as Python prints it.
     fn reason(&self, py: Python<'_>, e: &PyErr) -> String {
-        let printed = py
-            .import("traceback")
-            .and_then(|m| m.getattr("format_exception"))
-            .and_then(|f| f.call1((e.get_type(py), e.value(py), e.traceback(py))))
-            .and_then(|lines| {
-                lines
-                    .try_iter()?
-                    .map(|l| l.and_then(|l| l.extract::<String>()))
-                    .collect::<PyResult<String>>()
-            })
-            .unwrap_or_else(|_| e.to_string());
-        format!(
-            "python transform '{}' raised: {}",
-            self.name,
-            printed.trim_end()
-        )
+        traceback(py, "python transform", &self.name, e)
     }
 
     /// What the function's `result` for `record` makes of it.
@@ -109,6 +94,23 @@ impl PyTransform {
             }
         }
     }
+}
+
+/// The dead letter's reason for an exception raised by `what` `name`: the traceback, as
+/// Python prints it.
+pub fn traceback(py: Python<'_>, what: &str, name: &str, e: &PyErr) -> String {
+    let printed = py
+        .import("traceback")
+        .and_then(|m| m.getattr("format_exception"))
+        .and_then(|f| f.call1((e.get_type(py), e.value(py), e.traceback(py))))
+        .and_then(|lines| {
+            lines
+                .try_iter()?
+                .map(|l| l.and_then(|l| l.extract::<String>()))
+                .collect::<PyResult<String>>()
+        })
+        .unwrap_or_else(|_| e.to_string());
+    format!("{what} '{name}' raised: {}", printed.trim_end())
 }
 
 /// What a function made of one record.

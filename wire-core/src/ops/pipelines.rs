@@ -90,6 +90,16 @@ impl PipelineOps {
         self.runtime.register_transform(name, transform)
     }
 
+    /// Registers a keyed function (state per key) under `name`, usable as `{"type":
+    /// "reduce", "config": {"function": name}}` after a `key_by`.
+    pub fn register_keyed(
+        &self,
+        name: &str,
+        function: Arc<dyn crate::pipeline::reduce::KeyedFunction>,
+    ) -> Result<()> {
+        self.runtime.register_keyed(name, function)
+    }
+
     /// Whether `name` can name a registered transform (not built in; letters, digits, '-',
     /// '_' or '.').
     pub fn check_transform_name(name: &str) -> Result<()> {

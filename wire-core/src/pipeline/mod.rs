@@ -17,4 +17,6 @@ pub mod window;
 
 pub use record::{DesiredState, PipelineRecord};
 pub use spec::{ErrorPolicy, PipelineSpec, SpecError};
-pub use validate::{validate, PipelineGraph, Step, BUILTIN_TRANSFORMS, EXCHANGE_TRANSFORMS};
+pub use validate::{
+    validate, PipelineGraph, Registered, Step, BUILTIN_TRANSFORMS, EXCHANGE_TRANSFORMS,
+};

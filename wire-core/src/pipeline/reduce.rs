@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -22,7 +23,8 @@ use super::jq::Jq;
 use super::transform::Record;
 use jaq_json::Val;
 
-/// `type: reduce`: its config as written.
+/// `type: reduce`: its config as written. Exactly one of `update` (jq) and `function` (a
+/// keyed function registered on the node from Rust, Python or C).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReduceSpec {
@@ -30,13 +32,121 @@ pub struct ReduceSpec {
     #[serde(default)]
     pub init: Json,
     /// jq: `{key, state, record}` -> `{state, emit}`.
-    pub update: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// The name of a registered keyed function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+}
+
+/// What a keyed function decided about a key's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// Leave it as it was.
+    Keep,
+    /// Replace it.
+    Set(Val),
+    /// Forget the key (its next record starts from `init` again).
+    Forget,
+}
+
+/// A function with state per key, registered on a node by name (Rust, Python or C) and used
+/// as `{"type": "reduce", "config": {"function": name}}` after a `key_by` — Bytewax's
+/// `stateful_map`. It gets a batch of records in order and the partition's key states, and
+/// must handle a key's records one after the other (a record sees the state its key's
+/// previous record left). It runs on the partition's own thread.
+pub trait KeyedFunction: Send + Sync {
+    fn apply(
+        &self,
+        states: &mut KeyStates<'_>,
+        records: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    );
+}
+
+/// A per-record keyed function as a [`KeyedFunction`]: `f(key, state, value)` gives what
+/// becomes of the state and the values to emit (each a record with the input's key, time
+/// and position), or the reason to reject the record (its key's state stays as it was).
+pub struct PerKey<F>(pub F);
+
+impl<F> KeyedFunction for PerKey<F>
+where
+    F: Fn(&[u8], Option<&Val>, &Val) -> Result<(Update, Vec<Val>), String> + Send + Sync,
+{
+    fn apply(
+        &self,
+        states: &mut KeyStates<'_>,
+        records: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        for record in records {
+            let Some(key) = record.key.clone() else {
+                rejected.push((record, NO_KEY.into()));
+                continue;
+            };
+            match (self.0)(&key, states.get(&key), &record.value) {
+                Ok((update, emitted)) => {
+                    states.update(key, update);
+                    emit(&record, emitted, out);
+                }
+                Err(reason) => rejected.push((record, reason)),
+            }
+        }
+    }
+}
+
+/// The reason a record without a key is rejected.
+pub const NO_KEY: &str = "reduce: the record has no key (put a key_by before it)";
+
+/// Pushes a record per emitted value, each a copy of `record` with that value.
+pub fn emit(record: &Record, emitted: Vec<Val>, out: &mut Vec<Record>) {
+    for value in emitted {
+        let mut r = record.clone();
+        r.value = value;
+        out.push(r);
+    }
+}
+
+/// A keyed function's view of a partition's key states: a key without state has the step's
+/// `init` (when not null).
+pub struct KeyStates<'a> {
+    keys: &'a mut BTreeMap<Vec<u8>, Val>,
+    init: &'a Val,
+}
+
+impl KeyStates<'_> {
+    /// The key's state: its own, or the step's `init` (None when that is null).
+    pub fn get(&self, key: &[u8]) -> Option<&Val> {
+        self.keys
+            .get(key)
+            .or((!matches!(self.init, Val::Null)).then_some(self.init))
+    }
+
+    pub fn update(&mut self, key: Vec<u8>, update: Update) {
+        match update {
+            Update::Keep => {}
+            Update::Set(Val::Null) | Update::Forget => {
+                self.keys.remove(&key);
+            }
+            Update::Set(v) => {
+                self.keys.insert(key, v);
+            }
+        }
+    }
+}
+
+/// How a reduce step updates a key's state.
+enum Updater {
+    Jq(Jq),
+    Function(Arc<dyn KeyedFunction>),
 }
 
 /// A reduce step, compiled.
 pub struct Reduce {
     init: Val,
-    update: Jq,
+    update: Updater,
 }
 
 /// One partition's reduce state: each key's value (kept as a value; checkpointed as JSON
@@ -96,11 +206,37 @@ fn val(j: &Json) -> Val {
 }
 
 impl Reduce {
+    /// A reduce step running its jq `update` (a spec naming a `function` needs
+    /// [`Reduce::with_function`]).
     pub fn compile(spec: &ReduceSpec) -> Result<Reduce, String> {
+        let update = match (&spec.update, &spec.function) {
+            (Some(update), None) => {
+                Updater::Jq(Jq::compile(update).map_err(|e| format!("update: {e}"))?)
+            }
+            (None, Some(name)) => {
+                return Err(format!(
+                    "function: '{name}' must be looked up among the node's registered functions"
+                ))
+            }
+            _ => {
+                return Err(
+                    "give exactly one of update (a jq program) or function (a registered keyed function)"
+                        .into(),
+                )
+            }
+        };
         Ok(Reduce {
             init: val(&spec.init),
-            update: Jq::compile(&spec.update).map_err(|e| format!("update: {e}"))?,
+            update,
         })
+    }
+
+    /// A reduce step running the registered keyed function `function`.
+    pub fn with_function(spec: &ReduceSpec, function: Arc<dyn KeyedFunction>) -> Reduce {
+        Reduce {
+            init: val(&spec.init),
+            update: Updater::Function(function),
+        }
     }
 
     /// Runs the update for each record, in order; what it emits goes to `out`.
@@ -111,67 +247,57 @@ impl Reduce {
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
-        for record in records {
-            let Some(key) = record.key.clone() else {
-                rejected.push((
-                    record,
-                    "reduce: the record has no key (put a key_by before it)".into(),
-                ));
-                continue;
-            };
-            let current = state.keys.get(&key).unwrap_or(&self.init).clone();
-            let mut input = jaq_json::Map::with_capacity_and_hasher(3, Default::default());
-            input.insert(
-                text("key"),
-                Val::TStr(Box::new(bytes::Bytes::from(key.clone()))),
-            );
-            input.insert(text("state"), current);
-            input.insert(text("record"), record.value.clone());
-            let got = match self.update.run(Val::Obj(input.into())) {
-                Ok(v) => v,
-                Err(e) => {
-                    rejected.push((record, format!("reduce: {e}")));
-                    continue;
-                }
-            };
-            let result = match got.as_slice() {
-                [Val::Obj(map)] => map.clone(),
-                [_] => {
-                    rejected.push((
-                        record,
-                        "reduce: the update must give an object {state, emit}".into(),
-                    ));
-                    continue;
-                }
-                _ => {
-                    let why = format!(
-                        "reduce: the update gave {} values, not one object",
-                        got.len()
-                    );
-                    rejected.push((record, why));
-                    continue;
-                }
-            };
-            match result.get(&text("state")) {
-                None | Some(Val::Null) => {
-                    state.keys.remove(&key);
-                }
-                Some(s) => {
-                    state.keys.insert(key, s.clone());
-                }
-            }
-            let emitted: Vec<Val> = match result.get(&text("emit")) {
-                None | Some(Val::Null) => Vec::new(),
-                Some(Val::Arr(items)) => items.iter().cloned().collect(),
-                Some(one) => vec![one.clone()],
-            };
-            for e in emitted {
-                let mut r = record.clone();
-                r.value = e;
-                out.push(r);
-            }
+        let mut states = KeyStates {
+            keys: &mut state.keys,
+            init: &self.init,
+        };
+        match &self.update {
+            Updater::Function(f) => f.apply(&mut states, records, out, rejected),
+            Updater::Jq(jq) => PerKey(|key: &[u8], current: Option<&Val>, value: &Val| {
+                jq_update(jq, key, current, value)
+            })
+            .apply(&mut states, records, out, rejected),
         }
     }
+}
+
+/// One record through a jq update: `{key, state, record}` -> `{state, emit}`.
+fn jq_update(
+    jq: &Jq,
+    key: &[u8],
+    current: Option<&Val>,
+    value: &Val,
+) -> Result<(Update, Vec<Val>), String> {
+    let mut input = jaq_json::Map::with_capacity_and_hasher(3, Default::default());
+    input.insert(
+        text("key"),
+        Val::TStr(Box::new(bytes::Bytes::from(key.to_vec()))),
+    );
+    input.insert(text("state"), current.cloned().unwrap_or(Val::Null));
+    input.insert(text("record"), value.clone());
+    let got = jq
+        .run(Val::Obj(input.into()))
+        .map_err(|e| format!("reduce: {e}"))?;
+    let result = match got.as_slice() {
+        [Val::Obj(map)] => map,
+        [_] => return Err("reduce: the update must give an object {state, emit}".into()),
+        _ => {
+            return Err(format!(
+                "reduce: the update gave {} values, not one object",
+                got.len()
+            ))
+        }
+    };
+    let update = match result.get(&text("state")) {
+        None | Some(Val::Null) => Update::Forget,
+        Some(s) => Update::Set(s.clone()),
+    };
+    let emitted: Vec<Val> = match result.get(&text("emit")) {
+        None | Some(Val::Null) => Vec::new(),
+        Some(Val::Arr(items)) => items.iter().cloned().collect(),
+        Some(one) => vec![one.clone()],
+    };
+    Ok((update, emitted))
 }
 
 #[cfg(test)]
@@ -192,9 +318,11 @@ mod tests {
     fn a_running_total_per_key_is_kept_emitted_and_forgotten() {
         let r = Reduce::compile(&ReduceSpec {
             init: Json::from(0),
-            update: "if .record.reset then {state: null} else \
+            function: None,
+            update: Some("if .record.reset then {state: null} else \
                      {state: (.state + .record.n), emit: {key: .key, total: (.state + .record.n)}} end"
                 .into(),
+            ),
         })
         .expect("compiles");
         let mut s = ReduceState::default();

@@ -128,10 +128,19 @@ enum Kind {
     Sink,
 }
 
-/// Validates `spec`; `registered` says whether a transform type is registered on the node.
+/// What a name registered on a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A transform (or key function): `{"type": name}`, `key_by`'s `transform`.
+    Transform,
+    /// A keyed function with state: `reduce`'s `function`.
+    Keyed,
+}
+
+/// Validates `spec`; `registered` says what a name is registered as on the node, if it is.
 pub fn validate(
     spec: &PipelineSpec,
-    registered: &dyn Fn(&str) -> bool,
+    registered: &dyn Fn(&str) -> Option<Registered>,
 ) -> Result<PipelineGraph, Vec<SpecError>> {
     let mut errors = Vec::new();
     if !valid_name(&spec.name) {
@@ -304,14 +313,17 @@ pub fn validate(
                 Ok(KeyByConfig {
                     key: None,
                     transform: Some(name),
-                }) => {
-                    if !registered(&name) {
-                        errors.push(SpecError::new(
-                            format!("{config_path}.transform"),
-                            format!("no transform '{name}' is registered on the node"),
-                        ));
-                    }
-                }
+                }) => match registered(&name) {
+                    Some(Registered::Transform) => {}
+                    Some(Registered::Keyed) => errors.push(SpecError::new(
+                        format!("{config_path}.transform"),
+                        format!("'{name}' is a keyed function (for reduce), not a key function"),
+                    )),
+                    None => errors.push(SpecError::new(
+                        format!("{config_path}.transform"),
+                        format!("no transform '{name}' is registered on the node"),
+                    )),
+                },
                 Ok(_) => errors.push(SpecError::new(
                     config_path,
                     "give exactly one of key (a jq expression) or transform (a registered key function)",
@@ -327,11 +339,32 @@ pub fn validate(
                 Err(e) => errors.push(e),
             },
             "reduce" => match check_config::<super::reduce::ReduceSpec>(&t.config, &config_path) {
-                Ok(r) => {
-                    if let Err(e) = super::reduce::Reduce::compile(&r) {
-                        errors.push(SpecError::new(format!("{config_path}.update"), e));
+                Ok(r) => match (&r.update, &r.function) {
+                    (_, None) => {
+                        if let Err(e) = super::reduce::Reduce::compile(&r) {
+                            let at = match r.update {
+                                Some(_) => format!("{config_path}.update"),
+                                None => config_path.clone(),
+                            };
+                            errors.push(SpecError::new(at, e));
+                        }
                     }
-                }
+                    (Some(_), Some(_)) => errors.push(SpecError::new(
+                        config_path.clone(),
+                        "give exactly one of update (a jq program) or function (a registered keyed function)",
+                    )),
+                    (None, Some(name)) => match registered(name) {
+                        Some(Registered::Keyed) => {}
+                        Some(Registered::Transform) => errors.push(SpecError::new(
+                            format!("{config_path}.function"),
+                            format!("'{name}' is a transform, not a keyed function (register it as fold or stateful_map)"),
+                        )),
+                        None => errors.push(SpecError::new(
+                            format!("{config_path}.function"),
+                            format!("no keyed function '{name}' is registered on the node"),
+                        )),
+                    },
+                },
                 Err(e) => errors.push(e),
             },
             "dedup" => match check_config::<super::dedup::DedupSpec>(&t.config, &config_path) {
@@ -349,7 +382,15 @@ pub fn validate(
                     }
                 }
             }
-            other if registered(other) => {
+            other if registered(other) == Some(Registered::Keyed) => {
+                errors.push(SpecError::new(
+                    format!("{path}.type"),
+                    format!(
+                        "'{other}' is a keyed function: use it as {{\"type\": \"reduce\", \"config\": {{\"function\": \"{other}\"}}}} after a key_by"
+                    ),
+                ))
+            }
+            other if registered(other).is_some() => {
                 if !t.config.is_object() {
                     errors.push(SpecError::new(config_path, "must be an object"));
                 }
@@ -760,8 +801,8 @@ fn topological_order(
 mod tests {
     use super::*;
 
-    fn none(_: &str) -> bool {
-        false
+    fn none(_: &str) -> Option<Registered> {
+        None
     }
 
     fn parse(text: &str) -> PipelineSpec {
@@ -943,8 +984,54 @@ sinks:
         let errors = validate(&spec, &none).unwrap_err();
         assert_eq!(paths(&errors), ["transforms[0].type"]);
         assert!(errors[0].message.contains("registered"));
-        let g = validate(&spec, &|name| name == "enrich").unwrap();
+        let g = validate(&spec, &|name| {
+            (name == "enrich").then_some(Registered::Transform)
+        })
+        .unwrap();
         assert_eq!(g.transforms[0].kind, "enrich");
+    }
+
+    #[test]
+    fn reduce_takes_a_jq_update_or_a_registered_keyed_function() {
+        let with = |config: &str| {
+            parse(&format!(
+                r#"{{"name": "r", "sources": [{{"type": "generator"}}],
+                    "transforms": [{{"type": "key_by", "config": {{"key": ".seq"}}}},
+                                   {{"type": "reduce", "config": {config}}}],
+                    "sinks": [{{"type": "stdout"}}]}}"#
+            ))
+        };
+        let known = |name: &str| match name {
+            "total" => Some(Registered::Keyed),
+            "enrich" => Some(Registered::Transform),
+            _ => None,
+        };
+        assert!(validate(&with(r#"{"function": "total", "init": 0}"#), &known).is_ok());
+        assert!(validate(&with(r#"{"update": "{state: 1}"}"#), &known).is_ok());
+        for (config, message) in [
+            (r#"{"function": "nobody"}"#, "no keyed function 'nobody'"),
+            (
+                r#"{"function": "enrich"}"#,
+                "is a transform, not a keyed function",
+            ),
+            (r#"{"function": "total", "update": "."}"#, "exactly one of"),
+            (r#"{"init": 0}"#, "exactly one of"),
+        ] {
+            let errors = validate(&with(config), &known).unwrap_err();
+            assert!(
+                errors[0].path.starts_with("transforms[1].config"),
+                "{config}: {errors:?}"
+            );
+            assert!(errors[0].message.contains(message), "{config}: {errors:?}");
+        }
+        // A keyed function used as a transform is named as such.
+        let misused = parse(
+            r#"{"name": "m", "sources": [{"type": "generator"}],
+                "transforms": [{"type": "total"}], "sinks": [{"type": "stdout"}]}"#,
+        );
+        let errors = validate(&misused, &known).unwrap_err();
+        assert_eq!(paths(&errors), ["transforms[0].type"]);
+        assert!(errors[0].message.contains("keyed function"), "{errors:?}");
     }
 
     #[test]
@@ -956,7 +1043,7 @@ sinks:
                     "sinks": [{{"type": "stdout"}}]}}"#
             ))
         };
-        let by_name = |name: &str| name == "user_of";
+        let by_name = |name: &str| (name == "user_of").then_some(Registered::Transform);
         assert!(validate(&with(r#"{"key": ".user"}"#), &none).is_ok());
         assert!(validate(&with(r#"{"transform": "user_of"}"#), &by_name).is_ok());
         let errors = validate(&with(r#"{"transform": "nobody"}"#), &by_name).unwrap_err();
@@ -1004,7 +1091,7 @@ sinks:
                     "sinks": [{{"type": "stdout"}}]}}"#
             ))
             .expect("spec");
-            validate(&spec, &|_| false)
+            validate(&spec, &|_| None)
         };
         assert!(
             check(r#"[{"type": "redistribute"}, {"type": "jq", "config": {"filter": "."}}]"#)

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use super::metrics::{JobMetrics, StepCounters};
 use crate::pipeline::dedup::{Dedup, DedupState};
 use crate::pipeline::jq::Jq;
-use crate::pipeline::reduce::{Reduce, ReduceState};
+use crate::pipeline::reduce::{KeyedFunction, Reduce, ReduceSpec, ReduceState};
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
-use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph};
+use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph, Registered};
 use crate::pipeline::window::{Window, WindowState};
 
 /// How an exchange step sends its records on.
@@ -88,16 +88,51 @@ impl Transform for Redistribute {
     }
 }
 
-/// Transforms registered on a node by name (from Rust, Python or C).
-pub type Registry = Arc<std::sync::RwLock<HashMap<String, Arc<dyn Transform>>>>;
+/// A function registered on a node by name (from Rust, Python or C).
+#[derive(Clone)]
+pub enum Function {
+    /// A transform: `{"type": name}`, or a key function for `key_by`.
+    Records(Arc<dyn Transform>),
+    /// A keyed function with state: `{"type": "reduce", "config": {"function": name}}`.
+    Keyed(Arc<dyn KeyedFunction>),
+}
 
-fn registered(registry: &Registry, name: &str) -> Result<Arc<dyn Transform>, String> {
+impl Function {
+    /// What validation knows of it.
+    pub fn kind(&self) -> Registered {
+        match self {
+            Function::Records(_) => Registered::Transform,
+            Function::Keyed(_) => Registered::Keyed,
+        }
+    }
+}
+
+/// The functions registered on a node, by name.
+pub type Registry = Arc<std::sync::RwLock<HashMap<String, Function>>>;
+
+fn lookup(registry: &Registry, name: &str) -> Result<Function, String> {
     registry
         .read()
         .map_err(|_| "the transform registry is poisoned".to_string())?
         .get(name)
         .cloned()
         .ok_or_else(|| format!("transform '{name}' is not registered on this node"))
+}
+
+fn registered(registry: &Registry, name: &str) -> Result<Arc<dyn Transform>, String> {
+    match lookup(registry, name)? {
+        Function::Records(t) => Ok(t),
+        Function::Keyed(_) => Err(format!(
+            "'{name}' is a keyed function: use it in a reduce step"
+        )),
+    }
+}
+
+fn registered_keyed(registry: &Registry, name: &str) -> Result<Arc<dyn KeyedFunction>, String> {
+    match lookup(registry, name)? {
+        Function::Keyed(f) => Ok(f),
+        Function::Records(_) => Err(format!("'{name}' is a transform, not a keyed function")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +268,16 @@ impl Plan {
             keyed |= exchange.is_some();
             let window = stateful(step, "window", Window::compile)?;
             let dedup = stateful(step, "dedup", Dedup::compile)?;
-            let reduce = stateful(step, "reduce", Reduce::compile)?;
+            let reduce = if step.kind == "reduce" {
+                let spec: ReduceSpec =
+                    crate::connectors::typed(&step.config).map_err(|e| e.message)?;
+                Some(match &spec.function {
+                    Some(name) => Reduce::with_function(&spec, registered_keyed(registry, name)?),
+                    None => Reduce::compile(&spec)?,
+                })
+            } else {
+                None
+            };
             // Validation refused mixing: one crossed input means all did.
             let after = inputs.iter().any(|i| match i {
                 Input::Transform(t) => {
@@ -530,7 +574,7 @@ mod tests {
 
     fn plan(yaml: &str) -> Plan {
         let spec = PipelineSpec::parse(yaml).unwrap();
-        let graph = crate::pipeline::validate(&spec, &|_| false).unwrap();
+        let graph = crate::pipeline::validate(&spec, &|_| None).unwrap();
         Plan::build(graph, &Registry::default(), &JobMetrics::default()).unwrap()
     }
 

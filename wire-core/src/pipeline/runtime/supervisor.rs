@@ -20,11 +20,12 @@ use super::exchange::{Exchange, Peers};
 use super::job::{Job, JobConfig};
 use super::live::{JobState, JobStatus};
 use super::metrics::JobMetrics;
-use super::plan::{Plan, Registry};
+use super::plan::{Function, Plan, Registry};
 use crate::consensus::client::{ConsensusClient, Consistency};
 use crate::consensus::{Command, CommandResponse, NodeId};
 use crate::ops::cluster::ClusterOps;
 use crate::pipeline::checkpoint::Checkpoint;
+use crate::pipeline::reduce::KeyedFunction;
 use crate::pipeline::transform::Transform;
 use crate::pipeline::{self, DesiredState, PipelineGraph, PipelineRecord, PipelineSpec};
 use crate::{Error, Result};
@@ -76,8 +77,8 @@ impl Runtime {
         let known = |name: &str| {
             registry
                 .read()
-                .map(|r| r.contains_key(name))
-                .unwrap_or(false)
+                .ok()
+                .and_then(|r| r.get(name).map(Function::kind))
         };
         pipeline::validate(spec, &known).map_err(Error::InvalidSpec)
     }
@@ -85,11 +86,21 @@ impl Runtime {
     /// Registers a transform under `name`, usable as `type: name` in any spec run on this
     /// node; replaces one registered before under that name. A built-in name is refused.
     pub fn register_transform(&self, name: &str, transform: Arc<dyn Transform>) -> Result<()> {
+        self.register(name, Function::Records(transform))
+    }
+
+    /// Registers a keyed function under `name`, usable as `{"type": "reduce", "config":
+    /// {"function": name}}` after a `key_by`; replaces anything registered under that name.
+    pub fn register_keyed(&self, name: &str, function: Arc<dyn KeyedFunction>) -> Result<()> {
+        self.register(name, Function::Keyed(function))
+    }
+
+    fn register(&self, name: &str, function: Function) -> Result<()> {
         Self::check_transform_name(name)?;
         self.registry
             .write()
             .map_err(|_| Error::Internal("the transform registry is poisoned".into()))?
-            .insert(name.to_string(), transform);
+            .insert(name.to_string(), function);
         self.transform_registered();
         Ok(())
     }
