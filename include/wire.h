@@ -68,6 +68,9 @@ typedef struct wire_batch wire_batch;
 // Where a transform call puts its output records and rejections.
 typedef struct wire_batch_builder wire_batch_builder;
 
+// What a keyed function call decided: the key's new state and the values to emit.
+typedef struct wire_keyed_result wire_keyed_result;
+
 // A node hosted by this process. Opaque: a handle is checked on every call, so a NULL,
 // freed or made-up handle gives `WIRE_ERR_INVALID_HANDLE`.
 typedef struct wire_node wire_node;
@@ -86,6 +89,21 @@ typedef wire_status (*wire_transform_fn)(void *user_data, const wire_batch *inpu
 
 // Frees a transform's `user_data` when the node no longer needs it.
 typedef void (*wire_free_fn)(void *user_data);
+
+// A C keyed function (state per key, for a `reduce` step's `function`): called once per
+// record, a key's records in order, with the key, the key's state as JSON (`state` NULL
+// and `state_len` 0 when the key has none: the step's `init` is given when it has one) and
+// the record's value as JSON. Both JSON texts are NUL-terminated and valid only during the
+// call.
+//
+// Set the key's new state with `wire_keyed_result_set_state` (not calling it keeps the
+// state; NULL forgets the key) and emit records with `wire_keyed_result_emit`, using only
+// those functions with `result`, which is valid only until the call returns. Returning
+// anything but `WIRE_OK` sends the record to the dead-letter sink with the message given to
+// `wire_keyed_result_fail`, and the key's state stays as it was. It runs on the partition's
+// own thread, like a transform; several partitions call it at once, so `user_data` must be
+// safe to share between threads.
+typedef wire_status (*wire_keyed_fn)(void *user_data, const uint8_t *key, size_t key_len, const char *state, size_t state_len, const char *value, size_t value_len, wire_keyed_result *result);
 
 #ifdef __cplusplus
 extern "C" {
@@ -133,6 +151,37 @@ wire_status wire_node_free(wire_node *node);
 // `name` is NULL or a NUL-terminated string; `transform` and `free_user_data` follow
 // their typedefs' contracts for as long as the node holds them.
 wire_status wire_node_register_transform(const wire_node *node, const char *name, wire_transform_fn transform, void *user_data, wire_free_fn free_user_data);
+
+// Registers `function` as the keyed function `name` on this node, usable after a `key_by`
+// as `{"type": "reduce", "config": {"function": name, "init": <JSON, optional>}}`. Its
+// state per key is checkpointed with the sources, so it survives a restart or a failover.
+// `free_user_data` is as for `wire_node_register_transform`.
+//
+// # Safety
+// `name` is NULL or a NUL-terminated string; `function` and `free_user_data` follow their
+// typedefs' contracts for as long as the node holds them.
+wire_status wire_node_register_keyed(const wire_node *node, const char *name, wire_keyed_fn function, void *user_data, wire_free_fn free_user_data);
+
+// Sets the key's new state to `len` bytes of JSON at `json`; `json` NULL forgets the key
+// (its next record starts from the step's `init`). Invalid JSON sends the record to the
+// dead-letter sink with the parse error, the state unchanged.
+//
+// # Safety
+// `result` is NULL or the running call's result; `json` NULL or `len` readable bytes.
+wire_status wire_keyed_result_set_state(wire_keyed_result *result, const char *json, size_t len);
+
+// Emits a record made from the input (keeping its key, time and origin) with `len` bytes of
+// JSON at `json` as its value. Call it as many times as there are outputs.
+//
+// # Safety
+// `result` is NULL or the running call's result; `json` NULL or `len` readable bytes.
+wire_status wire_keyed_result_emit(wire_keyed_result *result, const char *json, size_t len);
+
+// Says why the call is about to return an error status (the dead letter's reason).
+//
+// # Safety
+// `result` is NULL or the running call's result; `message` NULL or a NUL-terminated string.
+wire_status wire_keyed_result_fail(wire_keyed_result *result, const char *message);
 
 // Sets `key` to `len` bytes at `value` (NULL with `len` 0 is the empty value).
 //

@@ -2,8 +2,9 @@
  * A C program hosting a Wire node through libwire:
  *   host DATA_DIR
  * starts a single-node cluster, writes and reads keys, registers a C transform, runs a
- * file -> C transform -> file pipeline, checks its output and dead letters, tries bad
- * input, and shuts down. Exits 0 when every check held; prints what failed otherwise.
+ * file -> C transform -> file pipeline, checks its output and dead letters, runs a running
+ * total per key through a C keyed function (state as JSON in and out), tries bad input,
+ * and shuts down. Exits 0 when every check held; prints what failed otherwise.
  */
 #include <dirent.h>
 #include <stdatomic.h>
@@ -75,6 +76,34 @@ static wire_status always_fails(void *user_data, const wire_batch *in, wire_batc
     (void)in;
     wire_batch_builder_fail(out, "the C side gave up");
     return WIRE_ERR_INTERNAL;
+}
+
+/* A keyed function: a running count and sum of n per key. The state is JSON in and out
+ * ({"count": C, "sum": S}, the step's init for a new key); n = 50 is refused (a dead
+ * letter, the key's state unchanged). */
+static wire_status running_total(void *user_data, const uint8_t *key, size_t key_len, const char *state,
+                                 size_t state_len, const char *value, size_t value_len,
+                                 wire_keyed_result *result) {
+    (void)value_len;
+    struct counters *c = user_data;
+    atomic_fetch_add(&c->calls, 1);
+    long count = 0, sum = 0, n;
+    if (state_len > 0 && sscanf(state, "{\"count\":%ld,\"sum\":%ld}", &count, &sum) != 2) {
+        wire_keyed_result_fail(result, "unreadable state");
+        return WIRE_ERR_INVALID_ARGUMENT;
+    }
+    if (sscanf(value, "{\"n\":%ld", &n) != 1 || n == 50) {
+        wire_keyed_result_fail(result, "no n, or n is 50");
+        return WIRE_ERR_INVALID_ARGUMENT;
+    }
+    count += 1;
+    sum += n;
+    char buf[160];
+    int w = snprintf(buf, sizeof buf, "{\"count\":%ld,\"sum\":%ld}", count, sum);
+    if (wire_keyed_result_set_state(result, buf, (size_t)w) != WIRE_OK) return WIRE_ERR_INTERNAL;
+    w = snprintf(buf, sizeof buf, "{\"key\":%.*s,\"count\":%ld,\"sum\":%ld}", (int)key_len,
+                 (const char *)key, count, sum);
+    return wire_keyed_result_emit(result, buf, (size_t)w);
 }
 
 static void free_counters(void *user_data) {
@@ -211,6 +240,36 @@ int main(int argc, char **argv) {
     free(dead);
     CHECK(atomic_load(&counters.calls) >= 1, "the transform was called");
 
+    /* A C keyed function: a running total per key, its state checkpointed by the engine. */
+    struct counters totals = {0, 0};
+    OK(wire_node_register_keyed(node, "running_total", running_total, &totals, free_counters));
+    snprintf(spec, sizeof spec,
+             "{\"name\": \"totals\", \"checkpoint_interval\": \"200ms\","
+             " \"sources\": [{\"type\": \"file\", \"config\": {\"path\": \"%s\"}}],"
+             " \"transforms\": [{\"type\": \"key_by\", \"config\": {\"key\": \".n %% 3\"}},"
+             "   {\"type\": \"reduce\", \"config\": {\"function\": \"running_total\","
+             "     \"init\": {\"count\": 0, \"sum\": 0}}}],"
+             " \"sinks\": [{\"type\": \"file\", \"config\": {\"path\": \"%s/totals\"}}],"
+             " \"dead_letter\": {\"type\": \"file\", \"config\": {\"path\": \"%s/totals-dead\"}}}",
+             input, root, root);
+    OK(wire_pipeline_apply(node, spec, NULL));
+    wait_finished(node, "totals");
+    snprintf(dir, sizeof dir, "%s/totals", root);
+    out = read_parts(dir, &lines);
+    CHECK(lines == 99, "one running total per record but n = 50, got %d", lines);
+    /* Key 0: 0, 3, ..., 99; key 1: 1, 4, ..., 97; key 2: 2, 5, ..., 98 without 50. */
+    CHECK(strstr(out, "{\"key\":0,\"count\":34,\"sum\":1683}") != NULL, "key 0's total: %s", out);
+    CHECK(strstr(out, "{\"key\":1,\"count\":33,\"sum\":1617}") != NULL, "key 1's total");
+    CHECK(strstr(out, "{\"key\":2,\"count\":32,\"sum\":1600}") != NULL, "key 2's total");
+    free(out);
+    snprintf(dir, sizeof dir, "%s/totals-dead", root);
+    dead = read_parts(dir, &lines);
+    CHECK(lines == 2 && strstr(dead, "n is 50") != NULL, "n = 50 and not json dead: %s", dead);
+    free(dead);
+    CHECK(atomic_load(&totals.calls) == 100, "called once per keyed record, got %ld", atomic_load(&totals.calls));
+    CHECK(wire_node_register_keyed(node, "key_by", running_total, NULL, NULL) == WIRE_ERR_INVALID_ARGUMENT,
+          "a built-in name is refused");
+
     /* A transform that returns an error: its records are dead letters with the message. */
     snprintf(spec, sizeof spec,
              "{\"name\": \"failing\", \"sources\": [{\"type\": \"generator\", \"config\": {\"count\": 5}}],"
@@ -245,6 +304,7 @@ int main(int argc, char **argv) {
     CHECK(wire_kv_get(node, "greeting", &value, &value_len) == WIRE_ERR_SHUTDOWN, "use after shutdown");
     OK(wire_node_free(node));
     CHECK(atomic_load(&counters.freed) == 1, "user_data freed with the node");
+    CHECK(atomic_load(&totals.freed) == 1, "the keyed function's user_data freed with the node");
     CHECK(wire_node_free(node) == WIRE_ERR_INVALID_HANDLE, "double free detected");
     CHECK(wire_kv_get(node, "greeting", &value, &value_len) == WIRE_ERR_INVALID_HANDLE, "use after free");
 

@@ -7,6 +7,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use wire_core::pipeline::reduce::{KeyStates, KeyedFunction, PerKey, Update};
 use wire_core::pipeline::transform::{Record, Transform};
 
 use crate::host::{self, Hosted};
@@ -55,6 +56,42 @@ pub type wire_transform_fn = Option<
         user_data: *mut c_void,
         input: *const wire_batch,
         output: *mut wire_batch_builder,
+    ) -> wire_status,
+>;
+
+/// What a keyed function call decided: the key's new state and the values to emit.
+#[allow(non_camel_case_types)]
+pub struct wire_keyed_result {
+    /// `None`: the state stays; `Some(None)`: forget the key; `Some(Some(json))`: set it.
+    state: Option<Option<Vec<u8>>>,
+    emitted: Vec<Vec<u8>>,
+    failure: Option<String>,
+}
+
+/// A C keyed function (state per key, for a `reduce` step's `function`): called once per
+/// record, a key's records in order, with the key, the key's state as JSON (`state` NULL
+/// and `state_len` 0 when the key has none: the step's `init` is given when it has one) and
+/// the record's value as JSON. Both JSON texts are NUL-terminated and valid only during the
+/// call.
+///
+/// Set the key's new state with `wire_keyed_result_set_state` (not calling it keeps the
+/// state; NULL forgets the key) and emit records with `wire_keyed_result_emit`, using only
+/// those functions with `result`, which is valid only until the call returns. Returning
+/// anything but `WIRE_OK` sends the record to the dead-letter sink with the message given to
+/// `wire_keyed_result_fail`, and the key's state stays as it was. It runs on the partition's
+/// own thread, like a transform; several partitions call it at once, so `user_data` must be
+/// safe to share between threads.
+#[allow(non_camel_case_types)]
+pub type wire_keyed_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        key: *const u8,
+        key_len: usize,
+        state: *const c_char,
+        state_len: usize,
+        value: *const c_char,
+        value_len: usize,
+        result: *mut wire_keyed_result,
     ) -> wire_status,
 >;
 
@@ -269,10 +306,105 @@ pub unsafe extern "C" fn wire_node_register_transform(
         let t = CTransform {
             name: name.to_string(),
             function,
-            user_data: UserData(user_data),
-            free: free_user_data,
+            data: Owned {
+                user_data: UserData(user_data),
+                free: free_user_data,
+            },
         };
         Ok(engine.pipelines().register_transform(name, Arc::new(t))?)
+    })
+}
+
+/// Registers `function` as the keyed function `name` on this node, usable after a `key_by`
+/// as `{"type": "reduce", "config": {"function": name, "init": <JSON, optional>}}`. Its
+/// state per key is checkpointed with the sources, so it survives a restart or a failover.
+/// `free_user_data` is as for `wire_node_register_transform`.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `function` and `free_user_data` follow their
+/// typedefs' contracts for as long as the node holds them.
+#[no_mangle]
+pub unsafe extern "C" fn wire_node_register_keyed(
+    node: *const wire_node,
+    name: *const c_char,
+    function: wire_keyed_fn,
+    user_data: *mut c_void,
+    free_user_data: wire_free_fn,
+) -> wire_status {
+    call(|| {
+        let name = text(name, "name")?;
+        let Some(function) = function else {
+            return Err(null("function"));
+        };
+        let engine = hosted(node)?.node()?;
+        wire_core::ops::pipelines::PipelineOps::check_transform_name(name)?;
+        let keyed = CKeyed {
+            name: name.to_string(),
+            function,
+            data: Owned {
+                user_data: UserData(user_data),
+                free: free_user_data,
+            },
+        };
+        Ok(engine.pipelines().register_keyed(name, Arc::new(keyed))?)
+    })
+}
+
+/// Sets the key's new state to `len` bytes of JSON at `json`; `json` NULL forgets the key
+/// (its next record starts from the step's `init`). Invalid JSON sends the record to the
+/// dead-letter sink with the parse error, the state unchanged.
+///
+/// # Safety
+/// `result` is NULL or the running call's result; `json` NULL or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wire_keyed_result_set_state(
+    result: *mut wire_keyed_result,
+    json: *const c_char,
+    len: usize,
+) -> wire_status {
+    call(|| {
+        let r = result.as_mut().ok_or_else(|| null("result"))?;
+        r.state = Some(if json.is_null() {
+            None
+        } else {
+            Some(bytes(json as *const u8, len, "json")?.to_vec())
+        });
+        Ok(())
+    })
+}
+
+/// Emits a record made from the input (keeping its key, time and origin) with `len` bytes of
+/// JSON at `json` as its value. Call it as many times as there are outputs.
+///
+/// # Safety
+/// `result` is NULL or the running call's result; `json` NULL or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wire_keyed_result_emit(
+    result: *mut wire_keyed_result,
+    json: *const c_char,
+    len: usize,
+) -> wire_status {
+    call(|| {
+        let r = result.as_mut().ok_or_else(|| null("result"))?;
+        r.emitted
+            .push(bytes(json as *const u8, len, "json")?.to_vec());
+        Ok(())
+    })
+}
+
+/// Says why the call is about to return an error status (the dead letter's reason).
+///
+/// # Safety
+/// `result` is NULL or the running call's result; `message` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wire_keyed_result_fail(
+    result: *mut wire_keyed_result,
+    message: *const c_char,
+) -> wire_status {
+    call(|| {
+        let r = result.as_mut().ok_or_else(|| null("result"))?;
+        r.failure = Some(text(message, "message")?.to_string());
+        Ok(())
     })
 }
 
@@ -690,6 +822,22 @@ unsafe impl Send for UserData {}
 // SAFETY: as above.
 unsafe impl Sync for UserData {}
 
+/// A registration's `user_data` and the function that frees it when the node drops the
+/// registration.
+struct Owned {
+    user_data: UserData,
+    free: wire_free_fn,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(free) = self.free {
+            // SAFETY: called once, with the pointer given at registration, as documented.
+            unsafe { free(self.user_data.0) }
+        }
+    }
+}
+
 struct CTransform {
     name: String,
     function: unsafe extern "C" fn(
@@ -697,16 +845,104 @@ struct CTransform {
         *const wire_batch,
         *mut wire_batch_builder,
     ) -> wire_status,
-    user_data: UserData,
-    free: wire_free_fn,
+    data: Owned,
 }
 
-impl Drop for CTransform {
-    fn drop(&mut self) {
-        if let Some(free) = self.free {
-            // SAFETY: called once, with the pointer given at registration, as documented.
-            unsafe { free(self.user_data.0) }
+type KeyedCall = unsafe extern "C" fn(
+    *mut c_void,
+    *const u8,
+    usize,
+    *const c_char,
+    usize,
+    *const c_char,
+    usize,
+    *mut wire_keyed_result,
+) -> wire_status;
+
+struct CKeyed {
+    name: String,
+    function: KeyedCall,
+    data: Owned,
+}
+
+impl CKeyed {
+    /// One record through the function: the new state and the values to emit, or why not.
+    fn call(
+        &self,
+        key: &[u8],
+        state: Option<&jaq_json::Val>,
+        value: &jaq_json::Val,
+    ) -> Result<(Update, Vec<jaq_json::Val>), String> {
+        let state = state.map(|s| {
+            let mut t = Vec::new();
+            wire_core::pipeline::json::write_json(s, &mut t);
+            t.push(0);
+            t
+        });
+        let mut v = Vec::new();
+        wire_core::pipeline::json::write_json(value, &mut v);
+        v.push(0);
+        let mut result = wire_keyed_result {
+            state: None,
+            emitted: Vec::new(),
+            failure: None,
+        };
+        let (state_ptr, state_len) = match &state {
+            Some(t) => (t.as_ptr() as *const c_char, t.len() - 1),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: every pointer is valid for the call, as the function's contract says.
+        let status = unsafe {
+            (self.function)(
+                self.data.user_data.0,
+                key.as_ptr(),
+                key.len(),
+                state_ptr,
+                state_len,
+                v.as_ptr() as *const c_char,
+                v.len() - 1,
+                &mut result,
+            )
+        };
+        let name = &self.name;
+        if status != wire_status::WIRE_OK {
+            let why = result.failure.unwrap_or_else(|| "no message given".into());
+            return Err(format!(
+                "C keyed function '{name}' returned {status:?}: {why}"
+            ));
         }
+        let parse = |json: &[u8], what: &str| {
+            wire_core::pipeline::jq::parse_json(json)
+                .map_err(|e| format!("C keyed function '{name}' gave invalid JSON as {what}: {e}"))
+        };
+        let update = match result.state {
+            None => Update::Keep,
+            Some(None) => Update::Forget,
+            Some(Some(json)) => Update::Set(parse(&json, "the state")?),
+        };
+        let emitted = result
+            .emitted
+            .iter()
+            .map(|json| parse(json, "a value to emit"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((update, emitted))
+    }
+}
+
+impl KeyedFunction for CKeyed {
+    fn apply(
+        &self,
+        states: &mut KeyStates<'_>,
+        records: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        PerKey(
+            |key: &[u8], state: Option<&jaq_json::Val>, value: &jaq_json::Val| {
+                self.call(key, state, value)
+            },
+        )
+        .apply(states, records, out, rejected)
     }
 }
 
@@ -736,7 +972,7 @@ impl Transform for CTransform {
             failure: None,
         };
         // SAFETY: both pointers are valid for the call, as the transform's contract says.
-        let status = unsafe { (self.function)(self.user_data.0, &input, &mut builder) };
+        let status = unsafe { (self.function)(self.data.user_data.0, &input, &mut builder) };
         if status != wire_status::WIRE_OK {
             let why = builder.failure.unwrap_or_else(|| "no message given".into());
             let reason = format!("C transform '{}' returned {status:?}: {why}", self.name);
