@@ -289,6 +289,70 @@ class Pipeline:
         """
         return self._keyed("stateful_map", func, None, id, on_error)
 
+    def join(self, other: "Pipeline", *, within: str, how: str = "inner", id: Optional[str] = None,
+             on_error: Optional[str] = None) -> "Pipeline":
+        """Joins this pipeline's records (the left side) with ``other``'s (the right), both
+        keyed (end each with :meth:`key_by`): a left and a right record of the same key whose
+        event times are at most ``within`` apart (``"30s"``) make one record ``{"key",
+        "left", "right"}``. With ``how="left"``, a left record that found no partner comes
+        out with ``"right": None`` once the watermark is ``within`` past it. ``other``'s
+        sources and steps become part of this pipeline (its ids prefixed with its name when
+        not given); its sinks are not used.
+
+        >>> orders = Pipeline("orders").source({"type": "generator"}, id="o").key_by("user")
+        >>> clicks = Pipeline("clicks").source({"type": "generator"}, id="c").key_by("user")
+        >>> spec = orders.join(clicks, within="30s").spec()
+        >>> [(t["id"], t["inputs"]) for t in spec["transforms"]]
+        [('transform0', ['o']), ('clicks.transform0', ['c']), ('transform2', ['transform0', 'clicks.transform0'])]
+        """
+        if not isinstance(other, Pipeline):
+            raise TypeError(f"join: other is a wire.Pipeline, not {type(other).__name__}")
+        if other is self:
+            raise ValueError("join: a pipeline cannot join itself; build the other side as its own Pipeline")
+        if how not in ("inner", "left"):
+            raise ValueError(f"join: how is 'inner' or 'left', not {how!r}")
+        if other._spec["sinks"]:
+            raise ValueError("join: the other pipeline's sinks would not be used; leave them out")
+        left = self._pin_ids("")
+        right = other._pin_ids(f"{other.name}.")
+        taken = {s["id"] for s in self._spec["sources"]} | {t["id"] for t in self._spec["transforms"]}
+        for step in other._spec["sources"] + other._spec["transforms"]:
+            if step["id"] in taken:
+                raise ValueError(f"join: both pipelines have a step '{step['id']}'; give one another id")
+        for name in other._callables:
+            if name in self._callables:
+                raise ValueError(f"join: both pipelines have a function named {name!r}; name the pipelines apart")
+        self._spec["sources"].extend(copy.deepcopy(other._spec["sources"]))
+        self._spec["transforms"].extend(copy.deepcopy(other._spec["transforms"]))
+        self._callables.update(other._callables)
+        if "event_time" not in self._spec and "event_time" in other._spec:
+            self._spec["event_time"] = copy.deepcopy(other._spec["event_time"])
+        joined: Spec = {"type": "join", "inputs": left + right, "config": {"within": within, "how": how}}
+        if id is not None:
+            joined["id"] = id
+        if on_error is not None:
+            joined["on_error"] = on_error
+        # Later steps and sinks read the join (not the other side's last step).
+        self._spec["transforms"].append(joined)
+        return self._pin_last()
+
+    def _pin_ids(self, prefix: str) -> List[str]:
+        """Gives every source and transform an explicit id and inputs (so another pipeline's
+        steps can be added beside them); returns what a step after them reads."""
+        for i, source in enumerate(self._spec["sources"]):
+            source.setdefault("id", f"{prefix}source{i}")
+        previous = [s["id"] for s in self._spec["sources"]]
+        for i, t in enumerate(self._spec["transforms"]):
+            t.setdefault("id", f"{prefix}transform{i}")
+            t.setdefault("inputs", previous)
+            previous = [t["id"]]
+        return previous
+
+    def _pin_last(self) -> "Pipeline":
+        last = self._spec["transforms"][-1]
+        last.setdefault("id", f"transform{len(self._spec['transforms']) - 1}")
+        return self
+
     def redistribute(self, *, id: Optional[str] = None) -> "Pipeline":
         """Spreads records round-robin over the pipeline's partitions, so the steps after it
         use every partition even when the source has fewer splits (one file, a one-partition

@@ -395,3 +395,30 @@ def test_keyed_functions_registered_by_name_serve_json_specs(node: wire.Node, tm
     # A keyed function is not a transform, and the other way round: 400s naming the place.
     with pytest.raises(wire.InvalidSpecError, match=r"transforms\[0\].type.*reduce"):
         node.pipelines.create({**spec, "name": "misused", "transforms": [{"type": "test.longest"}]})
+
+
+def test_join_pairs_orders_with_payments_within_reach(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    orders = [{"id": i, "user": f"u{i % 9}", "ts": i * 100} for i in range(900)]
+    payments = [{"order": i, "user": f"u{i % 9}", "ts": i * 100 + (i % 4) * 400} for i in range(900) if i % 5]
+    write_lines(tmp_path / "orders.jsonl", orders)
+    write_lines(tmp_path / "payments.jsonl", payments)
+    left = (
+        wire.Pipeline("paid", parallelism=2, checkpoint_interval="200ms")
+        .event_time("ts", max_delay="1s")
+        .source(wire.sources.file(tmp_path / "orders.jsonl"), id="orders")
+        .key_by("user")
+    )
+    right = wire.Pipeline("pay").source(wire.sources.file(tmp_path / "payments.jsonl"), id="payments").key_by("user")
+    flow = (
+        left.join(right, within="1s", how="left")
+        .map(lambda j: {"order": j["left"]["id"], "payment": (j["right"] or {}).get("order")})
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("paid", timeout=60)
+    want = []
+    for o in orders:
+        hits = [p["order"] for p in payments if p["user"] == o["user"] and abs(p["ts"] - o["ts"]) <= 1000]
+        want.extend((o["id"], h) for h in hits or [None])
+    got = [(r["order"], r["payment"]) for r in read_output(tmp_path / "out")]
+    assert sorted(got, key=str) == sorted(want, key=str)

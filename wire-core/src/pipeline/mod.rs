@@ -4,6 +4,7 @@
 pub(crate) mod catalog;
 pub mod checkpoint;
 pub mod dedup;
+pub mod join;
 pub mod jq;
 pub mod jq_fast;
 pub mod json;

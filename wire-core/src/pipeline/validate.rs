@@ -18,10 +18,19 @@ pub const MAX_PARALLELISM: u32 = 1024;
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Transform types built into every node; other types name transforms registered on the
 /// node (from Rust, Python or C).
-pub const BUILTIN_TRANSFORMS: &[&str] =
-    &["jq", "key_by", "redistribute", "window", "dedup", "reduce"];
+pub const BUILTIN_TRANSFORMS: &[&str] = &[
+    "jq",
+    "key_by",
+    "redistribute",
+    "window",
+    "dedup",
+    "reduce",
+    "join",
+];
 /// Transform types that keep state per key (after a `key_by`).
-pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup", "reduce"];
+pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup", "reduce", "join"];
+/// Transform types that run on event time.
+const EVENT_TIME_TRANSFORMS: &[&str] = &["window", "dedup", "join"];
 /// Default and largest `max_state_bytes`.
 pub const DEFAULT_STATE_BYTES: u64 = 1024 * 1024;
 pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
@@ -367,6 +376,14 @@ pub fn validate(
                 },
                 Err(e) => errors.push(e),
             },
+            "join" => match check_config::<super::join::JoinSpec>(&t.config, &config_path) {
+                Ok(j) => {
+                    if let Err(e) = super::join::Join::compile(&j) {
+                        errors.push(SpecError::new(config_path.clone(), e));
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
             "dedup" => match check_config::<super::dedup::DedupSpec>(&t.config, &config_path) {
                 Ok(d) => {
                     if let Err(e) = super::dedup::Dedup::compile(&d) {
@@ -444,12 +461,22 @@ pub fn validate(
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            resolve(
+            let inputs = resolve(
                 &t.inputs,
                 default_inputs(i),
                 &format!("transforms[{i}]"),
                 &mut errors,
-            )
+            );
+            if t.kind == "join" && (inputs.len() != 2 || inputs[0] == inputs[1]) {
+                errors.push(SpecError::new(
+                    format!("transforms[{i}].inputs"),
+                    format!(
+                        "a join reads exactly two different inputs, the left then the right (got {})",
+                        inputs.len()
+                    ),
+                ));
+            }
+            inputs
         })
         .collect();
     let sink_inputs: Vec<Vec<String>> = spec
@@ -570,11 +597,11 @@ pub fn validate(
             "must be a node id (a positive integer)",
         )]);
     }
-    // Windows and dedup run on event time (reduce does not need it).
+    // Windows, dedup and joins run on event time (reduce does not need it).
     let windows = spec
         .transforms
         .iter()
-        .any(|t| t.kind == "window" || t.kind == "dedup");
+        .any(|t| EVENT_TIME_TRANSFORMS.contains(&t.kind.as_str()));
     let event_time = match (&spec.event_time, windows) {
         (None, false) => None,
         (given, _) => {
@@ -691,14 +718,18 @@ fn check_exchanges(
     inputs: &[Vec<String>],
     errors: &mut Vec<SpecError>,
 ) {
-    // Transforms whose output has crossed: an exchange step, and all that read one.
-    let mut crossed: BTreeSet<&str> = BTreeSet::new();
+    // Transforms whose output has crossed: an exchange step, and all that read one; with
+    // whether the records went by key (a key_by) or round-robin (a redistribute).
+    let mut crossed: BTreeMap<&str, bool> = BTreeMap::new();
     for &t in order {
         let kind = spec.transforms[t].kind.as_str();
         let from: Vec<bool> = inputs[t]
             .iter()
-            .map(|i| crossed.contains(i.as_str()))
+            .map(|i| crossed.contains_key(i.as_str()))
             .collect();
+        let by_key = inputs[t]
+            .iter()
+            .all(|i| crossed.get(i.as_str()).copied().unwrap_or(false));
         let path = format!("transforms[{t}]");
         if EXCHANGE_TRANSFORMS.contains(&kind) {
             if let Some(j) = from.iter().position(|c| *c) {
@@ -710,15 +741,18 @@ fn check_exchanges(
                     ),
                 ));
             }
-            crossed.insert(&ids[t]);
-        } else if STATEFUL_TRANSFORMS.contains(&kind) && !from.iter().all(|c| *c) {
-            errors.push(SpecError::new(
-                format!("{path}.type"),
-                format!(
-                    "{kind} '{}' must come after a key_by: its state is kept per key, in the partition that owns the key",
-                    ids[t]
-                ),
-            ));
+            crossed.insert(&ids[t], kind == "key_by");
+        } else if STATEFUL_TRANSFORMS.contains(&kind) {
+            if !by_key {
+                errors.push(SpecError::new(
+                    format!("{path}.type"),
+                    format!(
+                        "{kind} '{}' must come after a key_by: its state is kept per key, in the partition that owns the key",
+                        ids[t]
+                    ),
+                ));
+            }
+            crossed.insert(&ids[t], true);
         } else if from.iter().any(|c| *c) {
             if let Some(j) = from.iter().position(|c| !*c) {
                 errors.push(SpecError::new(
@@ -729,7 +763,7 @@ fn check_exchanges(
                     ),
                 ));
             }
-            crossed.insert(&ids[t]);
+            crossed.insert(&ids[t], by_key);
         }
     }
 }

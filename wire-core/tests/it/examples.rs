@@ -105,7 +105,7 @@ async fn the_file_and_generator_examples_run_to_the_end() {
     let node = Embedded::start().await;
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("data")).unwrap();
-    for data in ["orders.jsonl", "timed-orders.jsonl"] {
+    for data in ["orders.jsonl", "timed-orders.jsonl", "payments.jsonl"] {
         std::fs::copy(
             examples_dir().join("data").join(data),
             root.path().join("data").join(data),
@@ -128,12 +128,61 @@ async fn the_file_and_generator_examples_run_to_the_end() {
     assert_eq!(
         names,
         [
+            "join.yaml",
             "orders.yaml",
             "per-user.json",
             "spread.yaml",
             "windows.yaml"
         ]
     );
+
+    // join.yaml: a brute-force left join of the two files (without what was dead-lettered:
+    // an order without a time, records behind the watermark) is exactly the output.
+    let dead: Vec<Value> = committed_lines(&root.path().join("out/join-dead"))
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            serde_json::from_str(v["raw"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    assert!(!dead.is_empty() && dead.len() < 20, "{dead:?}");
+    let read = |file: &str| -> Vec<Value> {
+        std::fs::read_to_string(root.path().join("data").join(file))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| !dead.contains(v))
+            .collect()
+    };
+    let (orders, payments) = (read("timed-orders.jsonl"), read("payments.jsonl"));
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for o in &orders {
+        let mut partners: Vec<String> = payments
+            .iter()
+            .filter(|p| {
+                p["user"] == o["user"]
+                    && (p["ts"].as_i64().unwrap() - o["ts"].as_i64().unwrap()).abs() <= 60_000
+            })
+            .map(|p| p.to_string())
+            .collect();
+        if partners.is_empty() {
+            partners.push("null".into());
+        }
+        want.entry(o.to_string()).or_default().extend(partners);
+    }
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in committed_lines(&root.path().join("out/join")) {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["key"], v["left"]["user"], "{line}");
+        got.entry(v["left"].to_string())
+            .or_default()
+            .push(v["right"].to_string());
+    }
+    for v in got.values_mut().chain(want.values_mut()) {
+        v.sort();
+    }
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the join differs from the reference");
 
     // orders.yaml: exactly the big orders, each once with its total; the rest dead letters.
     let (want, bad) = expected_orders(&root.path().join("data/orders.jsonl"));

@@ -356,6 +356,142 @@ async fn dedup_passes_the_first_of_each_key_within_its_stretch() {
     assert_eq!(ids, want);
 }
 
+/// A pseudo-random number in `0..n` from `i` (the same every run).
+fn scatter(i: i64, n: i64) -> i64 {
+    (i.wrapping_mul(2_654_435_761) >> 7).rem_euclid(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_left_join_pairs_each_order_with_its_payments_within_reach() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("events.json");
+    // Orders 50 ms apart over 40 users; a payment for two orders in three, 0-4 s after it.
+    // Lines are out of order by up to 1.5 s (inside max_delay); then two records far too
+    // late. The reference is a brute-force join over the same events.
+    let mut events: Vec<(i64, Value)> = Vec::new();
+    for i in 0..3000i64 {
+        let user = format!("u{}", i % 40);
+        let ts = i * 50;
+        events.push((
+            ts,
+            json!({"kind": "order", "id": i, "user": user, "ts": ts}),
+        ));
+        if i % 3 != 0 {
+            let paid = ts + scatter(i, 5) * 1000;
+            events.push((
+                paid,
+                json!({"kind": "payment", "id": 10_000 + i, "user": user, "ts": paid}),
+            ));
+        }
+    }
+    let within = 3_000;
+    let mut want: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
+    for (_, o) in events.iter().filter(|(_, e)| e["kind"] == "order") {
+        let partners: Vec<Option<i64>> = events
+            .iter()
+            .filter(|(_, p)| {
+                p["kind"] == "payment"
+                    && p["user"] == o["user"]
+                    && (p["ts"].as_i64().unwrap() - o["ts"].as_i64().unwrap()).abs() <= within
+            })
+            .map(|(_, p)| p["id"].as_i64())
+            .collect();
+        let id = o["id"].as_i64().unwrap();
+        want.insert(
+            id,
+            if partners.is_empty() {
+                vec![None]
+            } else {
+                partners
+            },
+        );
+    }
+    for v in want.values_mut() {
+        v.sort();
+    }
+    let mut order: Vec<(i64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(k, (ts, _))| (ts + scatter(k as i64 + 7, 1500), k))
+        .collect();
+    order.sort();
+    let mut lines: String = order
+        .iter()
+        .map(|(_, k)| format!("{}\n", events[*k].1))
+        .collect();
+    lines.push_str("{\"kind\": \"order\", \"id\": -1, \"user\": \"u1\", \"ts\": 1000}\n");
+    lines.push_str("{\"kind\": \"payment\", \"id\": -2, \"user\": \"u1\", \"ts\": 1000}\n");
+    std::fs::write(&input, lines).unwrap();
+    let spec = json!({
+        "name": "joins",
+        "parallelism": 2,
+        "checkpoint_interval": "200ms",
+        "event_time": {"field": ".ts", "max_delay": "2s"},
+        "sources": [{"id": "events", "type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"id": "orders", "type": "jq", "inputs": ["events"], "config": {"filter": "select(.kind == \"order\")"}},
+            {"id": "payments", "type": "jq", "inputs": ["events"], "config": {"filter": "select(.kind == \"payment\")"}},
+            {"id": "orders_by_user", "type": "key_by", "inputs": ["orders"], "config": {"key": ".user"}},
+            {"id": "payments_by_user", "type": "key_by", "inputs": ["payments"], "config": {"key": ".user"}},
+            {"id": "paid", "type": "join", "inputs": ["orders_by_user", "payments_by_user"],
+             "config": {"within": "3s", "how": "left"}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}],
+        "dead_letter": {"type": "file", "config": {"path": root.join("dead")}}
+    });
+    apply(&n, &spec).await;
+    let status = wait_state(&n.url("/pipelines/joins"), "finished").await;
+    for p in status["partitions"].as_array().unwrap() {
+        assert_eq!(
+            p["open_windows"].as_u64(),
+            Some(0),
+            "nothing held at the end: {p}"
+        );
+    }
+    let mut got: BTreeMap<i64, Vec<Option<i64>>> = BTreeMap::new();
+    for line in committed_lines(&root.join("out")) {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["key"], v["left"]["user"], "{line}");
+        if !v["right"].is_null() {
+            assert_eq!(v["right"]["user"], v["left"]["user"], "{line}");
+        }
+        got.entry(v["left"]["id"].as_i64().unwrap())
+            .or_default()
+            .push(v["right"]["id"].as_i64());
+    }
+    for v in got.values_mut() {
+        v.sort();
+    }
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the join differs from the reference");
+    let dead = committed_lines(&root.join("dead"));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead.iter().all(|l| l.contains("late")), "{dead:?}");
+
+    // A join without two inputs, or not after a key_by, is a 400 naming the place.
+    let mut bad = spec.clone();
+    bad["name"] = json!("bad-join");
+    bad["transforms"][4]["inputs"] = json!(["orders_by_user"]);
+    let r = http()
+        .post(n.url("/pipelines"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("transforms[4].inputs"));
+    bad["transforms"][4]["inputs"] = json!(["orders", "payments_by_user"]);
+    let r = http()
+        .post(n.url("/pipelines"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("must come after a key_by"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reduce_keeps_a_running_total_per_key() {
     let n = Embedded::start().await;

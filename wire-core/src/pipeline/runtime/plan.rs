@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::metrics::{JobMetrics, StepCounters};
 use crate::pipeline::dedup::{Dedup, DedupState};
+use crate::pipeline::join::{Join, JoinState, Side as JoinSide};
 use crate::pipeline::jq::Jq;
 use crate::pipeline::reduce::{KeyedFunction, Reduce, ReduceSpec, ReduceState};
 use crate::pipeline::spec::ErrorPolicy;
@@ -37,6 +38,8 @@ pub struct PartitionState {
     dedup: BTreeMap<usize, DedupState>,
     #[serde(default)]
     reduce: BTreeMap<usize, ReduceState>,
+    #[serde(default)]
+    joins: BTreeMap<usize, JoinState>,
 }
 
 impl PartitionState {
@@ -59,6 +62,11 @@ impl PartitionState {
                 .values()
                 .map(|d| d.remembered() as u64)
                 .sum::<u64>()
+            + self.joins.values().map(|j| j.held() as u64).sum::<u64>()
+    }
+
+    fn join(&mut self, step: usize) -> &mut JoinState {
+        self.joins.entry(step).or_default()
     }
 
     fn reduce(&mut self, step: usize) -> &mut ReduceState {
@@ -155,6 +163,8 @@ struct PlanStep {
     dedup: Option<Dedup>,
     /// Set on a `reduce` step (its state is the partition's).
     reduce: Option<Reduce>,
+    /// Set on a `join` step (its state is the partition's).
+    join: Option<Join>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
 }
@@ -247,7 +257,7 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
-                "redistribute" | "window" | "dedup" | "reduce" => Arc::new(Redistribute),
+                "redistribute" | "window" | "dedup" | "reduce" | "join" => Arc::new(Redistribute),
                 "key_by" => {
                     let c: KeyByConfig =
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -268,6 +278,7 @@ impl Plan {
             keyed |= exchange.is_some();
             let window = stateful(step, "window", Window::compile)?;
             let dedup = stateful(step, "dedup", Dedup::compile)?;
+            let join = stateful(step, "join", Join::compile)?;
             let reduce = if step.kind == "reduce" {
                 let spec: ReduceSpec =
                     crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -296,6 +307,7 @@ impl Plan {
                 window,
                 dedup,
                 reduce,
+                join,
                 after,
             });
         }
@@ -344,9 +356,9 @@ impl Plan {
 
     /// Whether a step keeps state (a window).
     pub fn stateful(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.window.is_some() || s.dedup.is_some() || s.reduce.is_some())
+        self.steps.iter().any(|s| {
+            s.window.is_some() || s.dedup.is_some() || s.reduce.is_some() || s.join.is_some()
+        })
     }
 
     /// How often the pipeline's windows emit early results (the shortest of its windows'),
@@ -402,10 +414,11 @@ impl Plan {
             if let Some(d) = &step.dedup {
                 d.advance(state.dedup(t), watermark);
             }
-            let Some(window) = &step.window else {
-                continue;
+            let results = match (&step.window, &step.join) {
+                (Some(window), _) => window.advance(state.window(t), watermark, &step.id),
+                (_, Some(join)) => join.advance(state.join(t), watermark, &step.id),
+                _ => continue,
             };
-            let results = window.advance(state.window(t), watermark, &step.id);
             if results.is_empty() {
                 continue;
             }
@@ -440,6 +453,25 @@ impl Plan {
         self.flow(flow, Side::Landed, state)
     }
 
+    /// Runs step `t` (not a join) on `input`.
+    fn apply(
+        &self,
+        t: usize,
+        step: &PlanStep,
+        input: Vec<Record>,
+        state: &mut PartitionState,
+        out: &mut Vec<Record>,
+        failed: &mut Vec<(Record, String)>,
+    ) {
+        match (&step.window, &step.dedup, &step.reduce) {
+            // A window takes records into its state; its results come with the watermark.
+            (Some(w), _, _) => w.add(state.window(t), input, failed),
+            (_, Some(d), _) => d.add(state.dedup(t), input, out, failed),
+            (_, _, Some(r)) => r.add(state.reduce(t), input, out, failed),
+            _ => step.transform.apply(input, out, failed),
+        }
+    }
+
     fn flow(&self, mut flow: Flow, side: Side, state: &mut PartitionState) -> Outputs {
         let mut result = Outputs {
             per_sink: vec![Vec::new(); self.sinks.len()],
@@ -453,19 +485,30 @@ impl Plan {
             if !runs_here {
                 continue;
             }
-            let Some(input) = flow.gather(&step.inputs) else {
-                continue;
-            };
-            let started = std::time::Instant::now();
-            step.counters.add_in(input.len());
-            let mut out = Vec::with_capacity(input.len());
+            let mut out = Vec::new();
             let mut failed = Vec::new();
-            match (&step.window, &step.dedup, &step.reduce) {
-                // A window takes records into its state; its results come with the watermark.
-                (Some(w), _, _) => w.add(state.window(t), input, &mut failed),
-                (_, Some(d), _) => d.add(state.dedup(t), input, &mut out, &mut failed),
-                (_, _, Some(r)) => r.add(state.reduce(t), input, &mut out, &mut failed),
-                _ => step.transform.apply(input, &mut out, &mut failed),
+            let started = std::time::Instant::now();
+            if let Some(join) = &step.join {
+                // Its first input is the left side, its second the right (validation).
+                let sides = [JoinSide::Left, JoinSide::Right];
+                let mut reached = false;
+                for (input, side) in step.inputs.iter().zip(sides) {
+                    if let Some(records) = flow.gather(std::slice::from_ref(input)) {
+                        reached = true;
+                        step.counters.add_in(records.len());
+                        join.add(state.join(t), side, records, &mut out, &mut failed);
+                    }
+                }
+                if !reached {
+                    continue;
+                }
+            } else {
+                let Some(input) = flow.gather(&step.inputs) else {
+                    continue;
+                };
+                step.counters.add_in(input.len());
+                out.reserve(input.len());
+                self.apply(t, step, input, state, &mut out, &mut failed);
             }
             step.counters.add_out(out.len());
             step.counters.add_time(started.elapsed());
