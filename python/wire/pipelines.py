@@ -476,7 +476,7 @@ def _written(text: str) -> Written:
 
 class Pipelines:
     """The pipelines of a cluster. Statuses are the JSON documents of
-    ``GET /pipelines/{name}`` as dicts: ``state`` (``running``, ``paused``,
+    ``GET /pipelines/{name}`` as dicts: ``state`` (``running``, ``pausing``, ``paused``,
     ``finished``, ``failed``, ``starting``, ``unassigned``), ``errors``, ``partitions`` (each
     with ``node``, ``state``, ``epoch``, ``positions``, ``read``, ``lag``) and ``steps``
     (counters per step)."""

@@ -592,7 +592,7 @@ async fn window_state_survives_a_pause_and_resume() {
         "parallelism": 2,
         "checkpoint_interval": "200ms",
         "event_time": {"field": "(.seq | tonumber) * 10"},
-        "sources": [{"type": "generator", "config": {"count": 6000, "rate": 3000, "template": {"seq": "{{seq}}"}}}],
+        "sources": [{"type": "generator", "config": {"count": 6000, "rate": 1000, "template": {"seq": "{{seq}}"}}}],
         "transforms": [
             {"type": "jq", "config": {"filter": ".seq |= tonumber"}},
             {"type": "key_by", "config": {"key": ".seq % 3"}},
@@ -606,12 +606,32 @@ async fn window_state_survives_a_pause_and_resume() {
         (committed_lines(&root.join("out")).len() >= 6).then_some(())
     })
     .await;
+    // Paused with windows open, so their partial counts must be in the pause's checkpoint
+    // (a resume that lost them would emit those windows short).
+    eventually(Duration::from_secs(20), "windows open", || async {
+        let s = get_json(&url).await;
+        let open: u64 = s["partitions"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["open_windows"].as_u64())
+            .sum();
+        (open > 0).then_some(())
+    })
+    .await;
     let c = reqwest::Client::new();
     c.post(n.url("/pipelines/paced-windows/pause"))
         .send()
         .await
         .unwrap();
+    // "paused" once the partitions stopped after their final checkpoint ("pausing" before).
     wait_state(&url, "paused").await;
+    // The generator's offsets are each partition's next number: 6000 + 6001 at the end.
+    let at_pause = checkpointed_positions(&url).await.expect("positions");
+    assert!(
+        at_pause < 12_000,
+        "paused mid-stream, not at the end: {at_pause}"
+    );
+
     c.post(n.url("/pipelines/paced-windows/resume"))
         .send()
         .await

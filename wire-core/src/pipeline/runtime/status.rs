@@ -112,6 +112,7 @@ pub fn assemble(
             }
         }
     }
+    let paused = record.desired == crate::pipeline::DesiredState::Paused;
     for p in 0..record.spec.parallelism {
         let node = assignments.get(&p).copied();
         let answer = node.and_then(|n| reports.get(&n));
@@ -121,6 +122,10 @@ pub fn assemble(
                 state_name(&r.state).to_string(),
                 r.partitions.get(&p).cloned().unwrap_or_default(),
             ),
+            // Its node runs no job for it: stopped by the pause, or not started yet.
+            (Some(_), Some(Some(None))) if paused => {
+                ("paused".to_string(), PartitionLive::default())
+            }
             (Some(_), Some(Some(_))) => ("starting".to_string(), PartitionLive::default()),
             (Some(_), _) => ("unknown".to_string(), PartitionLive::default()),
         };
@@ -144,8 +149,14 @@ pub fn assemble(
     }
     let all = |s: &str| !partitions.is_empty() && partitions.iter().all(|p| p.state == s);
     let any = |s: &str| partitions.iter().any(|p| p.state == s);
-    let state = if record.desired == crate::pipeline::DesiredState::Paused {
-        "paused"
+    let state = if paused {
+        // Paused once its partitions stopped (after their final checkpoint); until then
+        // they still read and write.
+        if any("running") || any("starting") {
+            "pausing"
+        } else {
+            "paused"
+        }
     } else if any("failed") {
         "failed"
     } else if all("finished") {
