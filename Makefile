@@ -98,3 +98,11 @@ bench-pipeline-failover:
 bench-keyed:
 	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} cargo build -q --release -p wire-core --bin wire
 	python3 bench/keyed/cluster.py
+
+# Keyed running sums and tumbling-window counts: Wire (jq reduce, built-in window, and a
+# Python stateful_map through the release wheel) beside Bytewax 0.21 and a Rust HashMap loop.
+bench-stateful:
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} cargo build -q --release -p wire-core --bin wire
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} cargo bench -q -p wire-core --bench stateful_loop --no-run
+	bash bench/wheel.sh
+	python3 bench/stateful/run.py

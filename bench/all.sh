@@ -35,7 +35,7 @@ run connectors bash bench/connectors/run.sh
 run failover bash bench/failover/run.sh
 run pipeline-failover bash -c 'cargo build -q --release -p wire-core --bin wire && python3 bench/failover/pipelines.py'
 run keyed bash -c 'cargo build -q --release -p wire-core --bin wire && python3 bench/keyed/cluster.py'
-run stateful bash -c 'cargo build -q --release -p wire-core --bin wire && cargo bench -q -p wire-core --bench stateful_loop --no-run && python3 bench/stateful/run.py'
+run stateful make -s bench-stateful
 for s in tests/services/*.sh; do [ "$s" = tests/services/lib.sh ] || bash "$s" stop >/dev/null 2>&1; done
 
 {

@@ -19,12 +19,7 @@ trap 'rm -rf "$work"' EXIT
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 venv="${BENCH_VENV:-$HOME/.cache/wire-bench/python-venv}"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'bytewax==0.21.*' 'maturin>=1.15,<2'
-fi
-"$venv/bin/maturin" build --release --quiet --out "$work/wheel" >/dev/null
-"$venv/bin/pip" install -q --force-reinstall --no-deps "$work"/wheel/wire-*.whl
+bash bench/wheel.sh
 
 "$venv/bin/python" - "$work/in.jsonl" "$LINES" "$work/expected" <<'PY'
 import json, random, sys

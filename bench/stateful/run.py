@@ -3,7 +3,9 @@
 1-100) through two keyed workloads, in alternating rounds:
 
 - sum: a running sum per user, one output per event — Wire `key_by` + `reduce` (a jq
-  update), Bytewax 0.21 `stateful_map`, a plain Rust `HashMap` loop;
+  update), Wire `key_by` + `aggregate` (the built-in running sum), Wire `key_by` + `stateful_map` with a plain Python function (the wheel in the
+  bench virtualenv, the same function Bytewax runs), Bytewax 0.21 `stateful_map`, a plain
+  Rust `HashMap` loop;
 - window: events per user and tumbling minute of event time — Wire `key_by` + `window`
   (`count`), Bytewax 0.21 `count_window` (EventClock, TumblingWindower), the Rust loop.
 
@@ -69,7 +71,8 @@ def check(mode: str, out: str, totals, counts, who: str) -> None:
         n, best = 0, {}
         for v in lines(out):
             n += 1
-            best[v["user"]] = max(best.get(v["user"], 0), v["total"])
+            user = v.get("user", v.get("key"))
+            best[user] = max(best.get(user, 0), v["total"])
         ok = n == EVENTS and best == totals
         what = f"{n} outputs, final totals {'equal' if best == totals else 'DIFFER'}"
     else:
@@ -82,7 +85,9 @@ def check(mode: str, out: str, totals, counts, who: str) -> None:
 
 
 def wire_spec(mode: str, path: str, out: str) -> dict:
-    if mode == "sum":
+    if mode == "sum-agg":
+        step = {"type": "aggregate", "config": {"aggregate": {"total": {"sum": ".amount"}}}}
+    elif mode == "sum":
         step = {"type": "reduce", "config": {
             "init": 0,
             "update": "(.state + .record.amount) as $t | {state: $t, emit: {user: .key, total: $t}}"}}
@@ -143,7 +148,7 @@ def run_wire(mode: str, path: str, work: str, totals, counts) -> Tuple[float, in
     finally:
         proc.kill()
         proc.wait()
-    check(mode, out, totals, counts, "wire")
+    check(mode.split("-")[0], out, totals, counts, "wire " + mode)
     shutil.rmtree(d, ignore_errors=True)
     return secs, hwm, biggest
 
@@ -164,6 +169,15 @@ def run_bytewax(mode: str, path: str, work: str, totals, counts) -> Tuple[float,
     env = dict(os.environ, BENCH_INPUT=path, BENCH_OUT=out, BENCH_MODE=mode, PYTHONPATH=HERE)
     secs, rss = timed([os.path.join(VENV, "bin", "python"), "-m", "bytewax.run", "bytewax_flow:flow"], env)
     check(mode, out, totals, counts, "bytewax")
+    return secs, rss
+
+
+def run_wire_python(mode: str, path: str, work: str, totals, counts) -> Tuple[float, int]:
+    out = tempfile.mkdtemp(dir=work)
+    secs, rss = timed([os.path.join(VENV, "bin", "python"), os.path.join(HERE, "wire_python.py"),
+                       path, os.path.join(out, "out")], dict(os.environ))
+    check(mode, os.path.join(out, "out"), totals, counts, "wire python")
+    shutil.rmtree(out, ignore_errors=True)
     return secs, rss
 
 
@@ -196,7 +210,15 @@ def main() -> int:
                 b = run_bytewax(mode, path, work, totals, counts)
                 subprocess.run(["sync"])
                 l = run_loop(loop, mode, path, work, totals, counts)
-                for who, got in (("wire", w), ("bytewax", b), ("loop", l)):
+                runs = [("wire", w), ("bytewax", b), ("loop", l)]
+                if mode == "sum":
+                    subprocess.run(["sync"])
+                    secs, rss, state = run_wire("sum-agg", path, work, totals, counts)
+                    states["sum-agg"] = max(states.get("sum-agg", (0, 0)), state)
+                    runs.append(("wire-agg", (secs, rss)))
+                    subprocess.run(["sync"])
+                    runs.append(("wire-python", run_wire_python(mode, path, work, totals, counts)))
+                for who, got in runs:
                     print(f"round {r} {mode} {who}: {EVENTS / got[0]:,.0f} events/s", file=sys.stderr, flush=True)
                     if (mode, who) not in best or got[0] < best[(mode, who)][0]:
                         best[(mode, who)] = got
@@ -205,12 +227,18 @@ def main() -> int:
         print("| workload | contender | events/s | peak RSS | durability |")
         print("|---|---|---|---|---|")
         durability = {"wire": "file sink fsynced at each 5 s checkpoint (state in the checkpoint)",
+                      "wire-python": "file sink fsynced at each 5 s checkpoint (state in the checkpoint)",
+                      "wire-agg": "file sink fsynced at each 5 s checkpoint (state in the checkpoint)",
                       "bytewax": "FileSink fsync per batch", "loop": "one fsync at the end"}
         names = {"wire": {"sum": "Wire key_by + reduce (jq)", "window": "Wire key_by + window (count)"},
                  "bytewax": {"sum": "Bytewax stateful_map", "window": "Bytewax count_window"},
-                 "loop": {"sum": "Rust HashMap loop", "window": "Rust HashMap loop"}}
+                 "loop": {"sum": "Rust HashMap loop", "window": "Rust HashMap loop"},
+                 "wire-python": {"sum": "Wire key_by + stateful_map (Python function)"},
+                 "wire-agg": {"sum": "Wire key_by + aggregate (built-in sum)"}}
         for mode in ("sum", "window"):
-            for who in ("wire", "bytewax", "loop"):
+            for who in ("wire", "wire-agg", "wire-python", "bytewax", "loop"):
+                if (mode, who) not in best:
+                    continue
                 secs, rss = best[(mode, who)]
                 print(f"| {mode} | {names[who][mode]} | {EVENTS / secs:,.0f} | {rss // 1024} MiB | {durability[who]} |")
         print()
@@ -219,6 +247,12 @@ def main() -> int:
             print(f"{mode}: Wire / Bytewax {b / w:.2f}x (target >= {target_bw}x), "
                   f"Wire / Rust loop {l / w:.2f}x (target >= 0.5x); largest checkpointed state "
                   f"{states[mode][0]:,} bytes, encoded in {states[mode][1] / 1000:.1f} ms")
+        a, b, l = (best[("sum", k)][0] for k in ("wire-agg", "bytewax", "loop"))
+        print(f"sum: Wire built-in aggregate / Bytewax {b / a:.2f}x (target >= 10x), "
+              f"/ Rust loop {l / a:.2f}x (target >= 0.5x); largest checkpointed state "
+              f"{states['sum-agg'][0]:,} bytes, encoded in {states['sum-agg'][1] / 1000:.1f} ms")
+        p = best[("sum", "wire-python")][0]
+        print(f"sum: Wire Python stateful_map / Bytewax stateful_map {b / p:.2f}x (target >= 3x)")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -78,6 +78,24 @@ def transform(name: str, *, kind: str = "map", batch: bool = False) -> Callable[
     return decorate
 
 
+def _aggregates(aggregates: Any, named: Dict[str, Any]) -> Dict[str, Any]:
+    """Aggregates given positionally (wire.agg ones, or dicts of spec forms) and by output
+    field, as a spec's ``aggregate`` map."""
+    from .agg import Aggregate
+
+    out: Dict[str, Any] = {}
+    for a in aggregates:
+        if isinstance(a, Aggregate):
+            out[a.name] = a.spec
+        elif isinstance(a, dict):
+            out.update(a)
+        else:
+            raise TypeError(f"an aggregate is a wire.agg aggregate or a dict, not {type(a).__name__}")
+    for name, a in named.items():
+        out[name] = a.spec if isinstance(a, Aggregate) else a
+    return out
+
+
 def _spec_of(spec: Union["Pipeline", Spec, str]) -> str:
     if isinstance(spec, Pipeline):
         return spec.spec_json()
@@ -204,27 +222,27 @@ class Pipeline:
         >>> flow.spec()["transforms"][1]["config"]
         {'size': '1m', 'aggregate': {'sum_amount': {'sum': '.amount'}, 'n': 'count'}}
         """
-        from .agg import Aggregate
-
         config: Spec = {"size": window} if isinstance(window, str) else dict(window)
         if slide is not None:
             config["slide"] = slide
-        aggregate: Dict[str, Any] = {}
-        for a in aggregates:
-            if isinstance(a, Aggregate):
-                aggregate[a.name] = a.spec
-            elif isinstance(a, dict):
-                aggregate.update(a)
-            else:
-                raise TypeError(f"an aggregate is a wire.agg aggregate or a dict, not {type(a).__name__}")
-        for name, a in named.items():
-            aggregate[name] = a.spec if isinstance(a, Aggregate) else a
-        config["aggregate"] = aggregate
+        config["aggregate"] = _aggregates(aggregates, named)
         if allowed_lateness is not None:
             config["allowed_lateness"] = allowed_lateness
         if early is not None:
             config["early"] = early
         return self._transform("window", config, id, on_error)
+
+    def aggregate(self, *aggregates: Any, id: Optional[str] = None, on_error: Optional[str] = None,
+                  **named: Any) -> "Pipeline":
+        """Running aggregates per key (after :meth:`key_by`), without a window — Flink's
+        rolling aggregations: each record goes on as ``{"key", <field>: <value so far>}``.
+        Aggregates are given as for :meth:`window`; their state is checkpointed.
+
+        >>> import wire
+        >>> Pipeline("p").key_by("user").aggregate(total=wire.agg.sum("amount")).spec()["transforms"][1]
+        {'type': 'aggregate', 'config': {'aggregate': {'total': {'sum': '.amount'}}}}
+        """
+        return self._transform("aggregate", {"aggregate": _aggregates(aggregates, named)}, id, on_error)
 
     def dedup(self, within: str, *, id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
         """Drops a record (after :meth:`key_by`) when a record of the same key passed less

@@ -422,3 +422,25 @@ def test_join_pairs_orders_with_payments_within_reach(node: wire.Node, tmp_path:
         want.extend((o["id"], h) for h in hits or [None])
     got = [(r["order"], r["payment"]) for r in read_output(tmp_path / "out")]
     assert sorted(got, key=str) == sorted(want, key=str)
+
+
+def test_aggregate_keeps_running_values_per_key(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    events = [{"user": f"u{i % 4}", "amount": i % 10} for i in range(400)]
+    src = write_lines(tmp_path / "orders.jsonl", events)
+    flow = (
+        wire.Pipeline("running", parallelism=2, checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .key_by("user")
+        .aggregate(wire.agg.count(), total=wire.agg.sum("amount"), top=wire.agg.max("amount"))
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("running", timeout=60)
+    got = read_output(tmp_path / "out")
+    assert len(got) == 400
+    last = {}
+    for r in sorted(got, key=lambda r: r["count"]):
+        last[r["key"]] = r
+    for user in ("u0", "u1", "u2", "u3"):
+        mine = [e["amount"] for e in events if e["user"] == user]
+        assert (last[user]["count"], last[user]["total"], last[user]["top"]) == (len(mine), sum(mine), max(mine))

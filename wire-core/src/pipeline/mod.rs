@@ -10,6 +10,7 @@ pub mod jq_fast;
 pub mod json;
 pub mod record;
 pub mod reduce;
+pub mod rolling;
 pub mod runtime;
 pub mod spec;
 pub mod transform;

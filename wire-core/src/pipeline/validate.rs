@@ -26,9 +26,10 @@ pub const BUILTIN_TRANSFORMS: &[&str] = &[
     "dedup",
     "reduce",
     "join",
+    "aggregate",
 ];
 /// Transform types that keep state per key (after a `key_by`).
-pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup", "reduce", "join"];
+pub const STATEFUL_TRANSFORMS: &[&str] = &["window", "dedup", "reduce", "join", "aggregate"];
 /// Transform types that run on event time.
 const EVENT_TIME_TRANSFORMS: &[&str] = &["window", "dedup", "join"];
 /// Default and largest `max_state_bytes`.
@@ -374,6 +375,15 @@ pub fn validate(
                         )),
                     },
                 },
+                Err(e) => errors.push(e),
+            },
+            "aggregate" => match check_config::<super::rolling::RollingSpec>(&t.config, &config_path)
+            {
+                Ok(r) => {
+                    if let Err(e) = super::rolling::Rolling::compile(&r) {
+                        errors.push(SpecError::new(config_path.clone(), e));
+                    }
+                }
                 Err(e) => errors.push(e),
             },
             "join" => match check_config::<super::join::JoinSpec>(&t.config, &config_path) {

@@ -69,7 +69,7 @@ enum Kind {
 }
 
 /// One output field's aggregate: what it computes over which value of each record.
-struct Aggregate {
+pub(crate) struct Aggregate {
     field: String,
     kind: Kind,
     value: Option<Jq>,
@@ -351,29 +351,7 @@ impl Window {
 
     /// Each aggregate's value of a record (`None` for `count`).
     fn values(&self, record: &Record) -> Result<Vec<Option<Json>>, String> {
-        let mut out = Vec::with_capacity(self.aggregates.len());
-        for a in &self.aggregates {
-            let Some(jq) = &a.value else {
-                out.push(None);
-                continue;
-            };
-            let got = jq
-                .run(record.value.clone())
-                .map_err(|e| format!("window: aggregate {}: {e}", a.field))?;
-            let v = match got.as_slice() {
-                [v] => to_json(v),
-                _ => Json::Null,
-            };
-            let numeric = matches!(a.kind, Kind::Sum | Kind::Min | Kind::Max | Kind::Avg);
-            if numeric && !v.is_number() && !v.is_null() {
-                return Err(format!(
-                    "window: aggregate {} ({:?}) needs a number, got {v}",
-                    a.field, a.kind
-                ));
-            }
-            out.push(Some(v));
-        }
-        Ok(out)
+        values(&self.aggregates, record, "window")
     }
 
     /// Moves the watermark to `watermark` (it never goes back) and returns the results of
@@ -434,7 +412,7 @@ fn to_json(v: &Val) -> Json {
     }
 }
 
-fn aggregate(field: &str, how: &Json) -> Result<Aggregate, String> {
+pub(crate) fn aggregate(field: &str, how: &Json) -> Result<Aggregate, String> {
     let named = |name: &str| -> Result<Kind, String> {
         Ok(match name {
             "count" => Kind::Count,
@@ -498,9 +476,41 @@ fn aggregate(field: &str, how: &Json) -> Result<Aggregate, String> {
     }
 }
 
+/// Each aggregate's value of `record` (`None` for count); `Err` when an aggregate's
+/// expression fails or a numeric one gets something else (`what` names the step's kind).
+pub(crate) fn values(
+    aggregates: &[Aggregate],
+    record: &Record,
+    what: &str,
+) -> Result<Vec<Option<Json>>, String> {
+    let mut out = Vec::with_capacity(aggregates.len());
+    for a in aggregates {
+        let Some(jq) = &a.value else {
+            out.push(None);
+            continue;
+        };
+        let got = jq
+            .run(record.value.clone())
+            .map_err(|e| format!("{what}: aggregate {}: {e}", a.field))?;
+        let v = match got.as_slice() {
+            [v] => to_json(v),
+            _ => Json::Null,
+        };
+        let numeric = matches!(a.kind, Kind::Sum | Kind::Min | Kind::Max | Kind::Avg);
+        if numeric && !v.is_number() && !v.is_null() {
+            return Err(format!(
+                "{what}: aggregate {} ({:?}) needs a number, got {v}",
+                a.field, a.kind
+            ));
+        }
+        out.push(Some(v));
+    }
+    Ok(out)
+}
+
 /// An aggregate's running value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Acc {
+pub(crate) enum Acc {
     Count(u64),
     /// Integers add exactly until a float comes.
     Sum {
@@ -528,6 +538,11 @@ fn num(v: &Json) -> f64 {
 }
 
 impl Acc {
+    /// A fresh running value for `a`.
+    pub(crate) fn of(a: &Aggregate) -> Acc {
+        Acc::new(a.kind)
+    }
+
     fn new(kind: Kind) -> Acc {
         match kind {
             Kind::Count => Acc::Count(0),
@@ -549,7 +564,7 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, v: Option<&Json>) {
+    pub(crate) fn add(&mut self, v: Option<&Json>) {
         let present = v.filter(|v| !v.is_null());
         match self {
             Acc::Count(n) => *n += 1,
@@ -675,7 +690,7 @@ impl Acc {
         }
     }
 
-    fn result(self) -> Json {
+    pub(crate) fn result(self) -> Json {
         match self {
             Acc::Count(n) => n.into(),
             Acc::Sum {

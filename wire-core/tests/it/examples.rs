@@ -131,10 +131,39 @@ async fn the_file_and_generator_examples_run_to_the_end() {
             "join.yaml",
             "orders.yaml",
             "per-user.json",
+            "running.yaml",
             "spread.yaml",
             "windows.yaml"
         ]
     );
+
+    // running.yaml: each user's last output has the count and sum of the user's orders.
+    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    for line in std::fs::read_to_string(root.path().join("data/timed-orders.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let e = want
+            .entry(v["user"].as_str().unwrap().to_string())
+            .or_default();
+        e.0 += 1;
+        e.1 += v["amount"].as_i64().unwrap();
+    }
+    let mut got: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let out = committed_lines(&root.path().join("out/running"));
+    for line in &out {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let e = got
+            .entry(v["key"].as_str().unwrap().to_string())
+            .or_default();
+        let now = (v["orders"].as_u64().unwrap(), v["spent"].as_i64().unwrap());
+        if now.0 > e.0 {
+            *e = now;
+        }
+    }
+    assert_eq!(out.len() as u64, want.values().map(|w| w.0).sum::<u64>());
+    assert_eq!(got, want);
 
     // join.yaml: a brute-force left join of the two files (without what was dead-lettered:
     // an order without a time, records behind the watermark) is exactly the output.

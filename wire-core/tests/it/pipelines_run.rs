@@ -493,6 +493,57 @@ async fn a_left_join_pairs_each_order_with_its_payments_within_reach() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_emits_each_keys_running_values() {
+    let n = Embedded::start().await;
+    let root = n.dir.path();
+    let input = root.join("orders.json");
+    let mut lines: String = (0..3000)
+        .map(|i| format!("{{\"user\": \"u{}\", \"amount\": {}}}\n", i % 11, i % 17))
+        .collect();
+    lines.push_str("{\"user\": \"u1\", \"amount\": \"lots\"}\n");
+    std::fs::write(&input, lines).unwrap();
+    let spec = json!({
+        "name": "rolling",
+        "parallelism": 2,
+        "checkpoint_interval": "200ms",
+        "sources": [{"type": "file", "config": {"path": input}}],
+        "transforms": [
+            {"type": "key_by", "config": {"key": ".user"}},
+            {"type": "aggregate", "config": {"aggregate": {"total": {"sum": ".amount"}, "orders": "count"}}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("out")}}],
+        "dead_letter": {"type": "file", "config": {"path": root.join("dead")}}
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/rolling"), "finished").await;
+    // Per key, the counts run 1..n once each and the totals grow to the key's sum.
+    let mut per_key: BTreeMap<String, Vec<(u64, i64)>> = BTreeMap::new();
+    for (_, values) in lines_by_partition(&root.join("out")) {
+        for v in values {
+            per_key
+                .entry(v["key"].as_str().unwrap().to_string())
+                .or_default()
+                .push((v["orders"].as_u64().unwrap(), v["total"].as_i64().unwrap()));
+        }
+    }
+    assert_eq!(per_key.len(), 11);
+    for (key, mut outs) in per_key {
+        outs.sort();
+        let k: i64 = key[1..].parse().unwrap();
+        let want: Vec<i64> = (0..3000).filter(|i| i % 11 == k).map(|i| i % 17).collect();
+        assert_eq!(outs.len(), want.len(), "{key}");
+        let mut total = 0;
+        for (i, (count, sum)) in outs.iter().enumerate() {
+            total += want[i];
+            assert_eq!((*count, *sum), (i as u64 + 1, total), "{key}");
+        }
+    }
+    let dead = committed_lines(&root.join("dead"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("needs a number"), "{dead:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reduce_keeps_a_running_total_per_key() {
     let n = Embedded::start().await;
     let root = n.dir.path();
@@ -717,6 +768,47 @@ async fn registered_rust_transforms_run_by_name() {
     let out = committed_lines(&root.join("out"));
     assert_eq!(out.len(), 10);
     assert_eq!(out[3], r#"{"double":6}"#);
+    // A keyed function from a Rust closure: the largest seq per key so far, emitted when it
+    // grows; the step's init is the state of a key seen first.
+    use wire_core::pipeline::reduce::{PerKey, Update};
+    let largest = PerKey(
+        |_key: &[u8], state: Option<&jaq_json::Val>, value: &jaq_json::Val| {
+            let seq: i64 = value
+                .to_string()
+                .parse()
+                .map_err(|_| format!("not a number: {value}"))?;
+            let before: i64 =
+                state.map_or(Ok(-1), |s| s.to_string().parse().map_err(|_| "bad state"))?;
+            if seq <= before {
+                return Ok((Update::Keep, vec![]));
+            }
+            let v = wire_core::pipeline::jq::parse_json(seq.to_string().as_bytes())?;
+            Ok((Update::Set(v.clone()), vec![v]))
+        },
+    );
+    n.node
+        .pipelines()
+        .register_keyed("largest", Arc::new(largest))
+        .unwrap();
+    let spec = json!({
+        "name": "largest",
+        "sources": [{"type": "generator", "config": {"count": 30, "template": "{{seq}}"}}],
+        "transforms": [
+            {"type": "jq", "config": {"filter": "tonumber"}},
+            {"type": "key_by", "config": {"key": ". % 3"}},
+            {"type": "reduce", "config": {"function": "largest", "init": 20}}
+        ],
+        "sinks": [{"type": "file", "config": {"path": root.join("largest")}}]
+    });
+    apply(&n, &spec).await;
+    wait_state(&n.url("/pipelines/largest"), "finished").await;
+    // Counting up, each value above init (20) grows its key's largest: 21..29.
+    let mut out: Vec<i64> = committed_lines(&root.join("largest"))
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    out.sort();
+    assert_eq!(out, (21..=29).collect::<Vec<i64>>());
     // An unregistered type is refused up front.
     let bad = json!({"name": "x", "sources": [{"type": "generator"}], "transforms": [{"type": "triple"}], "sinks": [{"type": "stdout"}]});
     let r = json(http().post(n.url("/pipelines")).json(&bad)).await;

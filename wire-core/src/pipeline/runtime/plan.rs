@@ -16,6 +16,7 @@ use crate::pipeline::dedup::{Dedup, DedupState};
 use crate::pipeline::join::{Join, JoinState, Side as JoinSide};
 use crate::pipeline::jq::Jq;
 use crate::pipeline::reduce::{KeyedFunction, Reduce, ReduceSpec, ReduceState};
+use crate::pipeline::rolling::{Rolling, RollingState};
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
 use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph, Registered};
@@ -40,6 +41,8 @@ pub struct PartitionState {
     reduce: BTreeMap<usize, ReduceState>,
     #[serde(default)]
     joins: BTreeMap<usize, JoinState>,
+    #[serde(default)]
+    rolling: BTreeMap<usize, RollingState>,
 }
 
 impl PartitionState {
@@ -63,6 +66,10 @@ impl PartitionState {
                 .map(|d| d.remembered() as u64)
                 .sum::<u64>()
             + self.joins.values().map(|j| j.held() as u64).sum::<u64>()
+    }
+
+    fn rolling(&mut self, step: usize) -> &mut RollingState {
+        self.rolling.entry(step).or_default()
     }
 
     fn join(&mut self, step: usize) -> &mut JoinState {
@@ -165,6 +172,8 @@ struct PlanStep {
     reduce: Option<Reduce>,
     /// Set on a `join` step (its state is the partition's).
     join: Option<Join>,
+    /// Set on an `aggregate` step (its state is the partition's).
+    rolling: Option<Rolling>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
 }
@@ -257,7 +266,9 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
-                "redistribute" | "window" | "dedup" | "reduce" | "join" => Arc::new(Redistribute),
+                "redistribute" | "window" | "dedup" | "reduce" | "join" | "aggregate" => {
+                    Arc::new(Redistribute)
+                }
                 "key_by" => {
                     let c: KeyByConfig =
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -279,6 +290,7 @@ impl Plan {
             let window = stateful(step, "window", Window::compile)?;
             let dedup = stateful(step, "dedup", Dedup::compile)?;
             let join = stateful(step, "join", Join::compile)?;
+            let rolling = stateful(step, "aggregate", Rolling::compile)?;
             let reduce = if step.kind == "reduce" {
                 let spec: ReduceSpec =
                     crate::connectors::typed(&step.config).map_err(|e| e.message)?;
@@ -308,6 +320,7 @@ impl Plan {
                 dedup,
                 reduce,
                 join,
+                rolling,
                 after,
             });
         }
@@ -463,6 +476,9 @@ impl Plan {
         out: &mut Vec<Record>,
         failed: &mut Vec<(Record, String)>,
     ) {
+        if let Some(r) = &step.rolling {
+            return r.add(state.rolling(t), input, out, failed);
+        }
         match (&step.window, &step.dedup, &step.reduce) {
             // A window takes records into its state; its results come with the watermark.
             (Some(w), _, _) => w.add(state.window(t), input, failed),
