@@ -370,7 +370,11 @@ impl Plan {
     /// Whether a step keeps state (a window).
     pub fn stateful(&self) -> bool {
         self.steps.iter().any(|s| {
-            s.window.is_some() || s.dedup.is_some() || s.reduce.is_some() || s.join.is_some()
+            s.window.is_some()
+                || s.dedup.is_some()
+                || s.reduce.is_some()
+                || s.join.is_some()
+                || s.rolling.is_some()
         })
     }
 
@@ -695,6 +699,36 @@ dead_letter: {type: stdout}
         let failure = out.failure.expect("the strict step fails the batch");
         assert_eq!(failure.step, "strict");
         assert!(failure.reason.contains("too big"), "{}", failure.reason);
+    }
+
+    #[test]
+    fn every_stateful_step_kind_makes_a_stateful_plan() {
+        let configs = [
+            ("window", "{size: 1s, aggregate: {n: count}}"),
+            ("dedup", "{within: 1s}"),
+            ("reduce", "{update: '{state: 1}'}"),
+            ("aggregate", "{aggregate: {n: count}}"),
+        ];
+        for kind in crate::pipeline::validate::STATEFUL_TRANSFORMS {
+            let inputs = if *kind == "join" { "[k, k2]" } else { "[k]" };
+            let config = configs
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or("{within: 1s}", |(_, c)| c);
+            let p = plan(&format!(
+                r#"
+name: s
+event_time: {{field: .ts}}
+sources: [{{id: a, type: generator}}]
+transforms:
+  - {{id: k, type: key_by, inputs: [a], config: {{key: "."}}}}
+  - {{id: k2, type: key_by, inputs: [a], config: {{key: "."}}}}
+  - {{id: s, type: {kind}, inputs: {inputs}, config: {config}}}
+sinks: [{{type: stdout, inputs: [s, k2]}}]
+"#
+            ));
+            assert!(p.stateful(), "{kind}: its state must be checkpointed");
+        }
     }
 
     #[test]

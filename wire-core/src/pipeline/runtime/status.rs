@@ -137,6 +137,12 @@ pub fn assemble(
                 live.last_checkpoint_ms = Some(c.taken_at_ms);
             }
         }
+        if live.state_bytes.is_none() {
+            // The last checkpoint's state (a finished or stopped job reports none).
+            if let Some(c) = checkpoints.get(&p) {
+                live.state_bytes = c.state.as_ref().map(|s| s.len() as u64);
+            }
+        }
         let m = moves.get(&p);
         partitions.push(PartitionStatus {
             partition: p,
