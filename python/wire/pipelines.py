@@ -354,6 +354,11 @@ class Pipeline:
         self._spec["transforms"].append(joined)
         return self._pin_last()
 
+    def _hosted_connectors(self) -> bool:
+        """Whether a source or sink is a Python object of this process."""
+        steps = self._spec["sources"] + self._spec["sinks"] + [self._spec.get("dead_letter") or {}]
+        return any(s.get("type") == "registered" for s in steps)
+
     def _pin_ids(self, prefix: str) -> List[str]:
         """Gives every source and transform an explicit id and inputs (so another pipeline's
         steps can be added beside them); returns what a step after them reads."""
@@ -522,7 +527,7 @@ class Pipelines:
         hosts. Unless the spec names a ``node``, a pipeline with inline functions is pinned
         to this node when the cluster has members hosted elsewhere."""
         text = _spec_of(flow)
-        if isinstance(flow, Pipeline) and flow._callables:
+        if isinstance(flow, Pipeline) and (flow._callables or flow._hosted_connectors()):
             spec = json.loads(text)
             if spec.get("node") is None:
                 pin = self._pin()

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Union
 
-from .sources import connector
+from .sources import _register, connector
 
-__all__ = ["file", "stdout", "kafka", "elasticsearch", "mongodb", "connector"]
+__all__ = ["file", "stdout", "kafka", "elasticsearch", "mongodb", "python", "connector"]
 
 Spec = Dict[str, Any]
 
@@ -115,3 +115,22 @@ def mongodb(
         max_docs=max_docs,
         flush_interval=flush_interval,
     )
+
+
+def python(sink: Any, *, name: Optional[str] = None) -> Spec:
+    """A sink written in Python: ``sink`` has ``write(values)`` (a batch's values, in order;
+    it may return a list of ``(index, reason)`` for values it refuses, which go to the
+    dead-letter sink) and, optionally, ``flush()``, called before each checkpoint — what was
+    written must be durable when it returns. Delivery is at-least-once: after a restart,
+    batches since the last checkpoint are written again. An exception restarts the pipeline
+    from its last checkpoint. Calls to one object never overlap (partitions take turns).
+
+    >>> class Hook:
+    ...     def write(self, values):
+    ...         pass
+    >>> python(Hook(), name="hook")
+    {'type': 'registered', 'config': {'name': 'hook'}}
+    """
+    if not callable(getattr(sink, "write", None)):
+        raise TypeError(f"a Python sink has a write(values) method; {type(sink).__name__} has none")
+    return {"type": "registered", "config": {"name": _register("sink", sink, name)}}

@@ -16,9 +16,52 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Sequence, Union
 
-__all__ = ["file", "generator", "kafka", "mongodb", "connector"]
+__all__ = ["file", "generator", "kafka", "mongodb", "python", "connector"]
 
 Spec = Dict[str, Any]
+
+_names: Dict[str, Any] = {}
+
+
+def _register(kind: str, obj: Any, name: Optional[str]) -> str:
+    """Registers ``obj`` in this process under ``name`` (default: its class name, numbered
+    when another object holds it) and returns the name."""
+    from . import _native
+
+    base = name or f"py.{kind}.{type(obj).__name__}"
+    chosen, n = base, 1
+    while name is None and _names.get(f"{kind}:{chosen}", obj) is not obj:
+        n += 1
+        chosen = f"{base}.{n}"
+    if kind == "source":
+        _native.register_source(chosen, obj)
+    else:
+        _native.register_sink(chosen, obj)
+    _names[f"{kind}:{chosen}"] = obj
+    return chosen
+
+
+def python(source: Any, *, name: Optional[str] = None) -> Spec:
+    """A source written in Python: ``source`` has ``read(split, position)`` and, optionally,
+    ``splits()`` (a list of split names; default ``["0"]``), split ``i`` read by partition
+    ``i % parallelism``. ``read`` gets a split and the position it returned last (``None``
+    at the start; the checkpointed one after a restart) and returns ``(values, position)``
+    — an empty list when nothing is there yet — or ``None`` once the split is finished.
+    Positions are any JSON value, kept in the checkpoints; values that are not JSON go to the
+    dead-letter sink; an exception restarts the pipeline from its last checkpoint. It runs
+    on its partition's own thread, in the nodes of this process (a pipeline using it is
+    pinned to them); calls to one object never overlap.
+
+    >>> class Pages:
+    ...     def read(self, split, position):
+    ...         start = position or 0
+    ...         return ([{"n": n} for n in range(start, start + 10)], start + 10) if start < 30 else None
+    >>> python(Pages(), name="pages")
+    {'type': 'registered', 'config': {'name': 'pages'}}
+    """
+    if not callable(getattr(source, "read", None)):
+        raise TypeError(f"a Python source has a read(split, position) method; {type(source).__name__} has none")
+    return {"type": "registered", "config": {"name": _register("source", source, name)}}
 
 
 def connector(type: str, **config: Any) -> Spec:

@@ -444,3 +444,64 @@ def test_aggregate_keeps_running_values_per_key(node: wire.Node, tmp_path: pathl
     for user in ("u0", "u1", "u2", "u3"):
         mine = [e["amount"] for e in events if e["user"] == user]
         assert (last[user]["count"], last[user]["total"], last[user]["top"]) == (len(mine), sum(mine), max(mine))
+
+
+class _Pages:
+    """A paging API in miniature: split ``a`` and ``b`` each hold 500 items, served 64 at a
+    time from a cursor; item 77 of ``b`` is a set (not JSON)."""
+
+    def __init__(self) -> None:
+        self.asked: list = []
+
+    def splits(self) -> list:
+        return ["a", "b"]
+
+    def read(self, split: str, position: "int | None") -> "tuple | None":
+        start = position or 0
+        self.asked.append((split, position))
+        if start >= 500:
+            return None
+        items = [{"split": split, "n": n} if (split, n) != ("b", 77) else {1, 2} for n in range(start, min(start + 64, 500))]
+        return items, start + len(items)
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.got: list = []
+        self.flushes = 0
+
+    def write(self, values: list) -> list:
+        keep = [v for v in values if v["n"] != 13]
+        self.got.extend(keep)
+        return [(i, "13 is refused") for i, v in enumerate(values) if v["n"] == 13]
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_python_sources_and_sinks_page_write_and_dead_letter(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pages, sink = _Pages(), _Collect()
+    flow = (
+        wire.Pipeline("paged", parallelism=2, checkpoint_interval="200ms")
+        .source(wire.sources.python(pages))
+        .map(lambda v: {**v, "twice": v["n"] * 2})
+        .sink(wire.sinks.python(sink))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("paged", timeout=60)
+    got = sorted((v["split"], v["n"], v["twice"]) for v in sink.got)
+    want = sorted((s, n, 2 * n) for s in "ab" for n in range(500) if (s, n) != ("b", 77) and n != 13)
+    assert got == want
+    assert sink.flushes >= 1
+    dead = read_output(tmp_path / "dead")
+    assert sorted(d["error"].split(": ", 1)[0] for d in dead) == ["python sink '" + flow.spec()["sinks"][0]["config"]["name"] + "'"] * 2 + [
+        "python source '" + flow.spec()["sources"][0]["config"]["name"] + "'"
+    ]
+    assert any("a set cannot be a record value" in d["error"] for d in dead)
+    assert sum("13 is refused" in d["error"] for d in dead) == 2
+    # A name that is not registered is refused where the spec is checked.
+    bad = flow.spec()
+    bad["name"], bad["sources"][0]["config"]["name"] = "nobody", "no-such-source"
+    with pytest.raises(wire.InvalidSpecError, match=r"sources\[0\].config.name"):
+        node.pipelines.create(bad)

@@ -5,6 +5,7 @@
 //! Every call that waits on the engine releases the GIL; errors become the exceptions of
 //! `wire.errors`, chosen by the same codes the HTTP API answers with.
 
+mod connector;
 mod convert;
 mod error;
 mod keyed;
@@ -383,6 +384,33 @@ fn normalize_spec(text: &str) -> PyResult<String> {
 }
 
 /// The engine's version.
+/// Registers `obj` (read(split, position), optionally splits()) as the source `name` in this
+/// process, for `{"type": "registered", "config": {"name": name}}`.
+#[pyfunction]
+fn register_source(name: &str, obj: Py<PyAny>) -> PyResult<()> {
+    wire_core::ops::pipelines::PipelineOps::check_transform_name(name).map_err(to_py)?;
+    let owned = name.to_string();
+    let shared = connector::Shared::new(obj);
+    wire_core::connectors::registered::register_source(
+        name,
+        Arc::new(move |ctx| connector::open_source(&owned, &shared, ctx)),
+    );
+    Ok(())
+}
+
+/// Registers `obj` (write(values), optionally flush()) as the sink `name` in this process.
+#[pyfunction]
+fn register_sink(name: &str, obj: Py<PyAny>) -> PyResult<()> {
+    wire_core::ops::pipelines::PipelineOps::check_transform_name(name).map_err(to_py)?;
+    let owned = name.to_string();
+    let shared = connector::Shared::new(obj);
+    wire_core::connectors::registered::register_sink(
+        name,
+        Arc::new(move |ctx| connector::open_sink(&owned, &shared, ctx)),
+    );
+    Ok(())
+}
+
 #[pyfunction]
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
@@ -393,5 +421,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeNode>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(register_source, m)?)?;
+    m.add_function(wrap_pyfunction!(register_sink, m)?)?;
     Ok(())
 }

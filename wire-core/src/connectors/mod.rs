@@ -19,6 +19,7 @@ pub mod kafka;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 pub mod read_ahead;
+pub mod registered;
 pub mod stdout;
 
 use std::collections::BTreeMap;
@@ -276,6 +277,7 @@ pub const CONNECTORS: &[ConnectorInfo] = &[
     kafka::INFO,
     #[cfg(feature = "mongodb")]
     mongodb::INFO,
+    registered::INFO,
     stdout::INFO,
 ];
 
