@@ -3,10 +3,11 @@
 
 export CARGO_BUILD_JOBS ?= 2
 
-# The Python side builds and tests in a virtualenv of its own (maturin, pytest, mypy).
+# The Python side builds and tests in a virtualenv of its own (maturin, pytest, mypy, and
+# pyarrow, polars and pandas for the columnar batches).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10"
+PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10" "pyarrow>=14" "polars>=1" "pandas>=2"
 
 .PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench-keyed bench-stateful bench
 

@@ -9,6 +9,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'bytewax==0.21.*' 'maturin>=1.15,<2'
 fi
+"$venv/bin/python" -c 'import pyarrow, polars, orjson' 2>/dev/null \
+  || "$venv/bin/pip" install -q 'pyarrow>=14' 'polars>=1' 'orjson>=3'
+
 wheels=$(mktemp -d /tmp/wire-bench-wheel.XXXXXX)
 trap 'rm -rf "$wheels"' EXIT
 "$venv/bin/maturin" build --release --quiet --out "$wheels" >/dev/null

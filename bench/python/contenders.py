@@ -1,6 +1,6 @@
 """One contender per run (a fresh process each, so peak RSS is its own):
 
-    python contenders.py wire-record|wire-batch|plain INPUT OUTDIR
+    python contenders.py wire-record|wire-batch|wire-arrow|wire-polars|plain|orjson INPUT OUTDIR
 
 prints "seconds=S peak_rss_kib=K records_out=N" on stderr. Bytewax runs through
 bytewax_flow.py (its own runner)."""
@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from work import enrich, enrich_batch, keep, keep_batch
+from work import (enrich, enrich_arrow, enrich_batch, enrich_polars, keep, keep_arrow, keep_batch,
+                  keep_polars)
 
 
 def peak_rss_kib() -> int:
@@ -27,11 +28,15 @@ def count_lines(out: Path) -> int:
     return n
 
 
-def run_wire(path: str, out: Path, batch: bool) -> float:
+def run_wire(path: str, out: Path, batch: bool, columnar: str = "") -> float:
     import wire
 
     flow = wire.Pipeline("bench", checkpoint_interval="5s").source(wire.sources.file(path))
-    if batch:
+    if columnar == "arrow":
+        flow = flow.map_batches(enrich_arrow).filter_batches(keep_arrow)
+    elif columnar == "polars":
+        flow = flow.map_batches(enrich_polars, format="polars").filter_batches(keep_polars, format="polars")
+    elif batch:
         flow = flow.map(enrich_batch, batch=True).filter(keep_batch, batch=True)
     else:
         flow = flow.map(enrich).filter(keep)
@@ -55,15 +60,31 @@ def run_plain(path: str, out: Path) -> float:
     return time.monotonic() - started
 
 
+def run_orjson(path: str, out: Path) -> float:
+    import orjson
+
+    started = time.monotonic()
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        for line in src:
+            e = enrich(orjson.loads(line))
+            if keep(e):
+                dst.write(orjson.dumps(e) + b"\n")
+    return time.monotonic() - started
+
+
 def main() -> None:
     kind, path, outdir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     outdir.mkdir(parents=True, exist_ok=True)
     if kind == "plain":
         out = outdir / "plain.jsonl"
         seconds = run_plain(path, out)
+    elif kind == "orjson":
+        out = outdir / "orjson.jsonl"
+        seconds = run_orjson(path, out)
     else:
         out = outdir / kind
-        seconds = run_wire(path, out, batch=(kind == "wire-batch"))
+        columnar = kind[len("wire-"):] if kind in ("wire-arrow", "wire-polars") else ""
+        seconds = run_wire(path, out, batch=(kind == "wire-batch"), columnar=columnar)
     print(f"seconds={seconds:.3f} peak_rss_kib={peak_rss_kib()} records_out={count_lines(out)}",
           file=sys.stderr)
 

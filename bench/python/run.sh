@@ -4,7 +4,9 @@
 #   - Wire, per-record Python map + filter (file source -> file sink, one partition);
 #   - Wire, the batch form of the same functions;
 #   - Bytewax 0.21 from PyPI with its FileSource/FileSink, one worker;
-#   - a plain Python loop (json.loads -> functions -> json.dumps).
+#   - Wire with the same work on columnar batches: pyarrow compute and polars expressions
+#     (map_batches / filter_batches);
+#   - a plain Python loop (json.loads -> functions -> json.dumps), and the same with orjson.
 # Wire is a release build of the wheel installed in the bench virtualenv beside Bytewax.
 # Every contender's output is checked against the expected records (bench/check_output.py;
 # the run fails if one differs), each starts after a `sync`, and the table says what each
@@ -61,7 +63,7 @@ keep() { # name "seconds rss"
     best_s[$1]=$s; best_rss[$1]=$r
   fi
 }
-kinds="wire-record wire-batch bytewax plain"
+kinds="wire-record wire-batch wire-arrow wire-polars bytewax plain orjson"
 for round in $(seq "$ROUNDS"); do
   for k in $kinds; do sync; keep "$k" "$(run "$k")"; done
   echo "round $round: $(for k in $kinds; do printf '%s %ss  ' "$k" "${best_s[$k]}"; done)" >&2
@@ -70,8 +72,11 @@ done
 declare -A durability=(
   [wire-record]="fsync per checkpoint (5 s) and at the end"
   [wire-batch]="fsync per checkpoint (5 s) and at the end"
+  [wire-arrow]="fsync per checkpoint (5 s) and at the end"
+  [wire-polars]="fsync per checkpoint (5 s) and at the end"
   [bytewax]="fsync per batch (FileSink)"
   [plain]="none (page cache)"
+  [orjson]="none (page cache)"
 )
 rate() { echo "$LINES / $1" | bc -l; }
 echo "every contender's output checked: $(cut -d' ' -f1 "$work/expected") records, ids and amount_cents as expected"
@@ -83,3 +88,7 @@ ratio() { echo "${best_s[$2]} / ${best_s[$1]}" | bc -l; }
 printf 'ratio wire per-record / bytewax = %.2fx (target 5x)\n' "$(ratio wire-record bytewax)"
 printf 'ratio wire per-record / plain python = %.2fx (target 2x)\n' "$(ratio wire-record plain)"
 printf 'ratio wire batch / wire per-record = %.2fx (target > 1x)\n' "$(ratio wire-batch wire-record)"
+printf 'ratio wire arrow batches / bytewax = %.2fx (target 5x)\n' "$(ratio wire-arrow bytewax)"
+printf 'ratio wire polars batches / bytewax = %.2fx (target 5x)\n' "$(ratio wire-polars bytewax)"
+printf 'ratio wire arrow batches / orjson loop = %.2fx (target 2x)\n' "$(ratio wire-arrow orjson)"
+printf 'ratio wire polars batches / orjson loop = %.2fx (target 2x)\n' "$(ratio wire-polars orjson)"

@@ -8,7 +8,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, List, Tuple
 
-KINDS = ("map", "filter", "flat_map", "key_by", "fold", "stateful_map")
+KINDS = ("map", "filter", "flat_map", "key_by", "fold", "stateful_map", "map_batches", "filter_batches")
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 Entry = Tuple[str, Callable[..., Any], bool]

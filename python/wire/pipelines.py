@@ -168,6 +168,33 @@ class Pipeline:
         ``func`` returns a list of iterables."""
         return self._python("flat_map", func, batch, id, on_error)
 
+    def map_batches(self, func: Callable[[Any], Any], *, format: str = "arrow", id: Optional[str] = None,
+                    on_error: Optional[str] = None) -> "Pipeline":
+        """Runs ``func`` on whole batches as columns: it gets a ``pyarrow.RecordBatch``
+        (``format="arrow"``), a ``polars.DataFrame`` (``"polars"``) or a ``pandas.DataFrame``
+        (``"pandas"``) and returns one of the same format with one row per input row (the
+        records' new values). The batch is built in Rust and handed over without copying (the
+        Arrow C data interface); its schema is inferred from the step's first batch, and a
+        record that does not fit it (a field it lacks, another type) goes to the dead-letter
+        sink with the reason. A function that raises dead-letters its batch. Needs pyarrow
+        (``pip install "wire[arrow]"``) and polars or pandas for those formats."""
+        return self._columnar("map_batches", func, format, id, on_error)
+
+    def filter_batches(self, func: Callable[[Any], Any], *, format: str = "arrow", id: Optional[str] = None,
+                       on_error: Optional[str] = None) -> "Pipeline":
+        """Keeps the records of a columnar batch (as :meth:`map_batches`) for which the
+        boolean mask ``func`` returns (a pyarrow array, a polars or pandas Series, or a list)
+        is true."""
+        return self._columnar("filter_batches", func, format, id, on_error)
+
+    def _columnar(self, kind: str, func: Callable[[Any], Any], format: str, id: Optional[str],
+                  on_error: Optional[str]) -> "Pipeline":
+        from . import _columnar
+
+        name = self._callable_name(kind, func)
+        self._callables[name] = (kind, _columnar.wrap(func, format, kind == "filter_batches"), True)
+        return self._transform(name, None, id, on_error)
+
     def key_by(self, key: Union[str, Callable[[Any], Any]], *, id: Optional[str] = None,
                on_error: Optional[str] = None) -> "Pipeline":
         """Keys each record, so records of one key go to one partition: ``key`` is a field

@@ -505,3 +505,87 @@ def test_python_sources_and_sinks_page_write_and_dead_letter(node: wire.Node, tm
     bad["name"], bad["sources"][0]["config"]["name"] = "nobody", "no-such-source"
     with pytest.raises(wire.InvalidSpecError, match=r"sources\[0\].config.name"):
         node.pipelines.create(bad)
+
+
+def _cents_records(n: int) -> list:
+    out = []
+    for i in range(n):
+        out.append({
+            "id": i,
+            "amount": None if i % 10 == 0 else (i % 97) * 0.5,
+            "user": {"name": f"u{i % 13}", "tier": i % 3},
+            "tags": ["a", "b"][: i % 3],
+        })
+    out[50_000]["amount"] = "lots"  # does not fit the inferred schema: a dead letter
+    return out
+
+
+@pytest.mark.parametrize("format", ["arrow", "polars", "pandas"])
+def test_columnar_batches_match_the_per_record_functions(node: wire.Node, tmp_path: pathlib.Path, format: str) -> None:
+    pytest.importorskip("pyarrow")
+    pytest.importorskip(format if format != "arrow" else "pyarrow")
+    import pyarrow.compute as pc
+
+    records = _cents_records(100_000)
+    src = write_lines(tmp_path / "in.jsonl", records)
+
+    def per_record(v: dict) -> dict:
+        return {**v, "amount_cents": None if v["amount"] is None else v["amount"] * 100}
+
+    def cents(frame):  # type: ignore[no-untyped-def]
+        if format == "arrow":
+            return frame.append_column("amount_cents", pc.multiply(frame.column("amount"), 100))
+        if format == "polars":
+            import polars as pl
+
+            return frame.with_columns((pl.col("amount") * 100).alias("amount_cents"))
+        return frame.assign(amount_cents=frame["amount"] * 100)
+
+    def big(frame):  # type: ignore[no-untyped-def]
+        if format == "arrow":
+            return pc.fill_null(pc.greater(frame.column("amount"), 5), False)
+        if format == "polars":
+            import polars as pl
+
+            return frame.select((pl.col("amount") > 5).fill_null(False)).to_series()
+        return frame["amount"].fillna(0) > 5
+
+    want = sorted((per_record(r) for r in records if r["id"] != 50_000
+                   and r["amount"] is not None and r["amount"] > 5), key=lambda r: r["id"])
+    flow = (
+        wire.Pipeline(f"cols-{format}", checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .map_batches(cents, format=format)
+        .filter_batches(big, format=format)
+        .sink(wire.sinks.file(tmp_path / "out"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait(f"cols-{format}", timeout=120)
+    got = sorted(read_output(tmp_path / "out"), key=lambda r: r["id"])
+    assert len(got) == len(want)
+    assert got == want
+    dead = read_output(tmp_path / "dead")
+    assert len(dead) == 1 and "does not fit the schema" in dead[0]["error"], dead
+
+
+def test_a_columnar_function_that_raises_dead_letters_its_batch(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("pyarrow")
+    src = write_lines(tmp_path / "in.jsonl", [{"n": i} for i in range(100)])
+
+    def boom(batch):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no columns today")
+
+    flow = (
+        wire.Pipeline("cols-raise")
+        .source(wire.sources.file(src))
+        .map_batches(boom)
+        .sink(wire.sinks.file(tmp_path / "out"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("cols-raise", timeout=60)
+    dead = read_output(tmp_path / "dead")
+    assert len(dead) == 100 and all("no columns today" in d["error"] for d in dead)
+    with pytest.raises(ValueError, match="format"):
+        wire.Pipeline("x").map_batches(boom, format="excel")

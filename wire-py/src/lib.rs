@@ -5,6 +5,7 @@
 //! Every call that waits on the engine releases the GIL; errors become the exceptions of
 //! `wire.errors`, chosen by the same codes the HTTP API answers with.
 
+mod columnar;
 mod connector;
 mod convert;
 mod error;
@@ -333,6 +334,14 @@ impl NativeNode {
         func: Py<PyAny>,
         batch: bool,
     ) -> PyResult<()> {
+        if matches!(kind, "map_batches" | "filter_batches") {
+            let columnar = columnar::PyColumnar::new(name, func, kind == "filter_batches");
+            return self
+                .node()?
+                .pipelines()
+                .register_transform(name, Arc::new(columnar))
+                .map_err(to_py);
+        }
         if matches!(kind, "fold" | "stateful_map") {
             let keyed = keyed::PyKeyed::new(name, kind, func)?;
             return self

@@ -112,8 +112,13 @@ async fn pipelines_are_created_updated_paused_and_deleted() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    let mut want =
-        std::collections::BTreeSet::from(["elasticsearch", "file", "generator", "stdout"]);
+    let mut want = std::collections::BTreeSet::from([
+        "elasticsearch",
+        "file",
+        "generator",
+        "registered",
+        "stdout",
+    ]);
     if cfg!(feature = "mongodb") {
         want.insert("mongodb");
     }

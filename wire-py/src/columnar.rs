@@ -1,0 +1,231 @@
+//! Python functions of whole columnar batches (`map_batches`, `filter_batches`): the records'
+//! JSON values become an Arrow record batch in Rust (arrow-json, with the schema inferred
+//! from the step's first batch), which goes to Python through the Arrow C data interface
+//! (two PyCapsules, no copy); `wire._columnar` turns it into a pyarrow, polars or pandas
+//! frame, calls the function, and hands back a record batch (map) or a boolean mask
+//! (filter) the same way, which becomes records again here.
+//!
+//! The rule for records that do not fit: a record must fit the schema of the step's first
+//! batch (no field the schema lacks, each field of its type or null); one that does not goes
+//! to the dead-letter sink with the decoder's reason. A function that raises, or returns a
+//! different number of rows than it got, sends its batch to the dead-letter sink.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::{Array, BooleanArray, RecordBatch, StructArray};
+use arrow_data::ffi::FFI_ArrowArray;
+use arrow_schema::ffi::FFI_ArrowSchema;
+use arrow_schema::SchemaRef;
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyCapsuleMethods};
+use wire_core::pipeline::transform::{Record, Transform};
+
+use crate::transform::traceback;
+
+const SCHEMA: &std::ffi::CStr = c"arrow_schema";
+const ARRAY: &std::ffi::CStr = c"arrow_array";
+
+pub struct PyColumnar {
+    name: String,
+    /// `wire._columnar`'s wrapper of the user's function: (schema, array) capsules in, an
+    /// object with `__arrow_c_array__` out.
+    func: Py<PyAny>,
+    filter: bool,
+    schema: Mutex<Option<SchemaRef>>,
+}
+
+impl PyColumnar {
+    pub fn new(name: &str, func: Py<PyAny>, filter: bool) -> PyColumnar {
+        PyColumnar {
+            name: name.to_string(),
+            func,
+            filter,
+            schema: Mutex::new(None),
+        }
+    }
+
+    /// The step's schema: inferred from `lines` the first time.
+    fn schema(&self, lines: &[Vec<u8>]) -> Result<SchemaRef, String> {
+        let mut known = self.schema.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = known.as_ref() {
+            return Ok(s.clone());
+        }
+        let values = lines
+            .iter()
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .map(Ok::<_, arrow_schema::ArrowError>);
+        let schema = arrow_json::reader::infer_json_schema_from_iterator(values)
+            .map_err(|e| format!("inferring the schema from the first batch: {e}"))?;
+        let schema = Arc::new(schema);
+        *known = Some(schema.clone());
+        Ok(schema)
+    }
+
+    /// The lines as one record batch of `schema`.
+    fn decode(schema: &SchemaRef, lines: &[&[u8]]) -> Result<RecordBatch, String> {
+        let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+            .with_strict_mode(true)
+            .with_batch_size(lines.len().max(1))
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        for line in lines {
+            decoder.decode(line).map_err(|e| e.to_string())?;
+            decoder.decode(b"\n").map_err(|e| e.to_string())?;
+        }
+        match decoder.flush().map_err(|e| e.to_string())? {
+            Some(batch) => Ok(batch),
+            None => Ok(RecordBatch::new_empty(schema.clone())),
+        }
+    }
+
+    /// Calls the function on `batch`; its answer as Arrow data.
+    fn call(&self, py: Python<'_>, batch: RecordBatch) -> PyResult<arrow_data::ArrayData> {
+        let data = StructArray::from(batch).into_data();
+        let array = FFI_ArrowArray::new(&data);
+        let schema = FFI_ArrowSchema::try_from(data.data_type())
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        let schema = PyCapsule::new_with_value(py, schema, SCHEMA)?;
+        let array = PyCapsule::new_with_value(py, array, ARRAY)?;
+        let result = self.func.bind(py).call1((schema, array))?;
+        let (schema, array): (Bound<'_, PyCapsule>, Bound<'_, PyCapsule>) =
+            result.call_method0("__arrow_c_array__")?.extract()?;
+        let schema_ptr = schema.pointer_checked(Some(SCHEMA))?;
+        let array_ptr = array.pointer_checked(Some(ARRAY))?;
+        // SAFETY: the capsules follow the Arrow PyCapsule interface: they point to an
+        // ArrowSchema and an ArrowArray; the array is moved out (its release set to null in
+        // the capsule, which then frees nothing), the schema only borrowed while it lives.
+        unsafe {
+            let array = FFI_ArrowArray::from_raw(array_ptr.as_ptr().cast());
+            let schema = &*schema_ptr.as_ptr().cast::<FFI_ArrowSchema>();
+            arrow_array::ffi::from_ffi(array, schema)
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+        }
+    }
+
+    /// Runs the function on `batch` (every record fits the schema).
+    fn run(
+        &self,
+        schema: &SchemaRef,
+        lines: &[&[u8]],
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        let n = batch.len();
+        let answer = match Self::decode(schema, lines) {
+            Ok(b) => Python::attach(|py| {
+                self.call(py, b)
+                    .map_err(|e| traceback(py, "python batch function", &self.name, &e))
+            }),
+            Err(e) => Err(format!("decoding the batch: {e}")),
+        };
+        let result = answer.and_then(|data| {
+            if data.len() != n {
+                return Err(format!(
+                    "python batch function '{}' returned {} rows for {n}",
+                    self.name,
+                    data.len()
+                ));
+            }
+            if self.filter {
+                let mask = BooleanArray::from(data);
+                let keep: Vec<bool> = (0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect();
+                return Ok(Answer::Keep(keep));
+            }
+            let rows = RecordBatch::from(StructArray::from(data));
+            let mut text = Vec::new();
+            {
+                let mut writer = arrow_json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow_json::writer::LineDelimited>(&mut text);
+                writer.write(&rows).map_err(|e| e.to_string())?;
+                writer.finish().map_err(|e| e.to_string())?;
+            }
+            let values = text
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(wire_core::pipeline::jq::parse_json)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Answer::Values(values))
+        });
+        match result {
+            Ok(Answer::Keep(keep)) => out.extend(
+                batch
+                    .into_iter()
+                    .zip(keep)
+                    .filter_map(|(r, k)| k.then_some(r)),
+            ),
+            Ok(Answer::Values(values)) if values.len() == n => {
+                out.extend(
+                    batch
+                        .into_iter()
+                        .zip(values)
+                        .map(|(r, value)| Record { value, ..r }),
+                );
+            }
+            Ok(Answer::Values(values)) => {
+                let why = format!("the batch came back as {} records for {n}", values.len());
+                rejected.extend(batch.into_iter().map(|r| (r, why.clone())));
+            }
+            Err(why) => rejected.extend(batch.into_iter().map(|r| (r, why.clone()))),
+        }
+    }
+}
+
+enum Answer {
+    Keep(Vec<bool>),
+    Values(Vec<jaq_json::Val>),
+}
+
+impl Transform for PyColumnar {
+    fn apply(
+        &self,
+        batch: Vec<Record>,
+        out: &mut Vec<Record>,
+        rejected: &mut Vec<(Record, String)>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let lines: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|r| {
+                let mut l = Vec::new();
+                wire_core::pipeline::json::write_json(&r.value, &mut l);
+                l
+            })
+            .collect();
+        let schema = match self.schema(&lines) {
+            Ok(s) => s,
+            Err(why) => {
+                rejected.extend(batch.into_iter().map(|r| (r, why.clone())));
+                return;
+            }
+        };
+        let all: Vec<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
+        if Self::decode(&schema, &all).is_ok() {
+            return self.run(&schema, &all, batch, out, rejected);
+        }
+        // Some records do not fit: find them one by one, run the rest.
+        let mut fit = Vec::new();
+        let mut fit_lines = Vec::new();
+        for (record, line) in batch.into_iter().zip(&lines) {
+            match Self::decode(&schema, &[line.as_slice()]) {
+                Ok(_) => {
+                    fit.push(record);
+                    fit_lines.push(line.as_slice());
+                }
+                Err(e) => rejected.push((
+                    record,
+                    format!(
+                        "python batch function '{}': the record does not fit the schema of the step's first batch ({schema}): {e}",
+                        self.name
+                    ),
+                )),
+            }
+        }
+        if !fit.is_empty() {
+            self.run(&schema, &fit_lines, fit, out, rejected);
+        }
+    }
+}
