@@ -8,7 +8,7 @@ those formats) are optional: ``pip install "wire[arrow]"``."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Any, Callable, List, Tuple
 
 FORMATS = ("arrow", "polars", "pandas")
 
@@ -23,7 +23,7 @@ def _need(module: str) -> Any:
         ) from None
 
 
-def check(format: str) -> None:
+def check(format: str) -> None:  # noqa: A002 - the step's own word
     """Raises when ``format`` is unknown or its packages are missing."""
     if format not in FORMATS:
         raise ValueError(f"format: one of {', '.join(FORMATS)}, not {format!r}")
@@ -32,49 +32,87 @@ def check(format: str) -> None:
         _need(format)
 
 
-def wrap(func: Callable[[Any], Any], format: str, filter: bool) -> Callable[[Any, Any], Any]:
-    """The function the engine calls: two capsules in, an Arrow object out."""
-    check(format)
-    pa = _need("pyarrow")
-    pl = _need("polars") if format == "polars" else None
-    pd = _need("pandas") if format == "pandas" else None
+ROW = "__wire_row"
 
-    def to_batch(out: Any) -> Any:
-        if pl is not None and isinstance(out, pl.DataFrame):
-            out = out.to_arrow()
-        elif pd is not None and isinstance(out, pd.DataFrame):
-            out = pa.Table.from_pandas(out, preserve_index=False)
-        if isinstance(out, pa.Table):
-            out = out.combine_chunks()
-            batches = out.to_batches()
-            return batches[0] if len(batches) == 1 else pa.RecordBatch.from_pylist(out.to_pylist(), schema=out.schema)
-        if isinstance(out, pa.RecordBatch):
-            return out
-        raise TypeError(f"a map_batches function returns a frame of the batch's format, not {type(out).__name__}")
 
-    def to_mask(out: Any) -> Any:
-        if pl is not None and isinstance(out, pl.Series):
-            out = out.to_arrow()
-        elif pd is not None and isinstance(out, pd.Series):
-            out = pa.array(out.to_numpy(), type=pa.bool_())
-        elif isinstance(out, (list, tuple)):
-            out = pa.array(out, type=pa.bool_())
-        if isinstance(out, pa.ChunkedArray):
-            out = out.combine_chunks()
-        if isinstance(out, pa.Array) and out.type == pa.bool_():
-            return out
-        raise TypeError(f"a filter_batches function returns a boolean mask, not {type(out).__name__}")
+class Stages:
+    """Consecutive columnar steps of one format run as one: ``(kind, func)`` pairs, applied
+    to one frame in order (a filter drops rows), so a batch is converted once for all."""
 
-    def call(schema: Any, array: Any) -> Any:
+    def __init__(self, format: str) -> None:
+        check(format)
+        self.format = format
+        self.stages: List[Tuple[str, Callable[[Any], Any]]] = []
+
+    def add(self, kind: str, func: Callable[[Any], Any]) -> None:
+        self.stages.append((kind, func))
+
+    def __call__(self, schema: Any, array: Any) -> Any:
+        pa = _need("pyarrow")
+        pl = _need("polars") if self.format == "polars" else None
+        pd = _need("pandas") if self.format == "pandas" else None
         batch = pa.RecordBatch._import_from_c_capsule(schema, array)
-        if pl is not None:
-            arg = pl.from_arrow(batch)
-        elif pd is not None:
-            arg = batch.to_pandas()
-        else:
-            arg = batch
-        out = func(arg)
-        return to_mask(out) if filter else to_batch(out)
+        n = batch.num_rows
+        frame: Any = pl.from_arrow(batch) if pl is not None else batch.to_pandas() if pd is not None else batch
+        if all(kind == "filter_batches" for kind, _ in self.stages):
+            keep = pa.array([True] * n, type=pa.bool_())
+            for _, func in self.stages:
+                keep = pa.compute.and_(keep, _mask(pa, pl, pd, func(frame), n))
+            return keep
+        rows = pa.array(range(n), type=pa.int64())
+        for kind, func in self.stages:
+            if kind == "filter_batches":
+                mask = _mask(pa, pl, pd, func(frame), len(rows))
+                rows = rows.filter(mask)
+                frame = _filter(pa, pl, pd, frame, mask)
+            else:
+                before = _rows(frame)
+                frame = func(frame)
+                if _rows(frame) != before:
+                    raise ValueError(f"a map_batches function returns one row per input row: got {_rows(frame)} for {before}")
+        out = _batch(pa, pl, pd, frame)
+        return out.append_column(ROW, rows)
 
-    call.__name__ = getattr(func, "__name__", "batch")
-    return call
+
+def _rows(frame: Any) -> int:
+    return int(frame.num_rows) if hasattr(frame, "num_rows") else len(frame)
+
+
+def _mask(pa: Any, pl: Any, pd: Any, out: Any, n: int) -> Any:
+    if pl is not None and isinstance(out, pl.Series):
+        out = out.to_arrow()
+    elif pd is not None and isinstance(out, pd.Series):
+        out = pa.array(out.to_numpy(), type=pa.bool_())
+    elif isinstance(out, (list, tuple)):
+        out = pa.array(out, type=pa.bool_())
+    if isinstance(out, pa.ChunkedArray):
+        out = out.combine_chunks()
+    if not (isinstance(out, pa.Array) and out.type == pa.bool_()):
+        raise TypeError(f"a filter_batches function returns a boolean mask, not {type(out).__name__}")
+    if len(out) != n:
+        raise ValueError(f"a filter_batches mask has one value per row: got {len(out)} for {n}")
+    return pa.compute.fill_null(out, False)
+
+
+def _filter(pa: Any, pl: Any, pd: Any, frame: Any, mask: Any) -> Any:
+    if pl is not None:
+        return frame.filter(pl.from_arrow(mask))
+    if pd is not None:
+        return frame[mask.to_numpy(zero_copy_only=False)].reset_index(drop=True)
+    return frame.filter(mask)
+
+
+def _batch(pa: Any, pl: Any, pd: Any, frame: Any) -> Any:
+    if pl is not None and isinstance(frame, pl.DataFrame):
+        frame = frame.to_arrow()
+    elif pd is not None and isinstance(frame, pd.DataFrame):
+        frame = pa.Table.from_pandas(frame, preserve_index=False)
+    if isinstance(frame, pa.Table):
+        frame = frame.combine_chunks()
+        batches = frame.to_batches()
+        if len(batches) == 1:
+            return batches[0]
+        return pa.RecordBatch.from_pylist(frame.to_pylist(), schema=frame.schema)
+    if isinstance(frame, pa.RecordBatch):
+        return frame
+    raise TypeError(f"a map_batches function returns a frame of the batch's format, not {type(frame).__name__}")

@@ -176,8 +176,10 @@ class Pipeline:
         records' new values). The batch is built in Rust and handed over without copying (the
         Arrow C data interface); its schema is inferred from the step's first batch, and a
         record that does not fit it (a field it lacks, another type) goes to the dead-letter
-        sink with the reason. A function that raises dead-letters its batch. Needs pyarrow
-        (``pip install "wire[arrow]"``) and polars or pandas for those formats."""
+        sink with the reason. A function that raises dead-letters its batch. Consecutive
+        ``map_batches`` / ``filter_batches`` of one format run as one step, on one frame (one
+        conversion each way). Needs pyarrow (``pip install "wire[arrow]"``) and polars or
+        pandas for those formats."""
         return self._columnar("map_batches", func, format, id, on_error)
 
     def filter_batches(self, func: Callable[[Any], Any], *, format: str = "arrow", id: Optional[str] = None,
@@ -191,8 +193,18 @@ class Pipeline:
                   on_error: Optional[str]) -> "Pipeline":
         from . import _columnar
 
+        last = self._spec["transforms"][-1] if self._spec["transforms"] else None
+        entry = self._callables.get(last["type"]) if last is not None else None
+        stages = entry[1] if entry is not None else None
+        if (last is not None and isinstance(stages, _columnar.Stages) and stages.format == format
+                and id is None and on_error == last.get("on_error") and last.get("id") is None):
+            # The step before is columnar in the same format: one conversion for both.
+            stages.add(kind, func)
+            return self
+        stages = _columnar.Stages(format)
+        stages.add(kind, func)
         name = self._callable_name(kind, func)
-        self._callables[name] = (kind, _columnar.wrap(func, format, kind == "filter_batches"), True)
+        self._callables[name] = ("map_batches", stages, True)
         return self._transform(name, None, id, on_error)
 
     def key_by(self, key: Union[str, Callable[[Any], Any]], *, id: Optional[str] = None,

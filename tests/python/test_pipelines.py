@@ -589,3 +589,24 @@ def test_a_columnar_function_that_raises_dead_letters_its_batch(node: wire.Node,
     assert len(dead) == 100 and all("no columns today" in d["error"] for d in dead)
     with pytest.raises(ValueError, match="format"):
         wire.Pipeline("x").map_batches(boom, format="excel")
+
+
+def test_columnar_steps_in_a_row_run_as_one_and_keep_each_rows_record(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    src = write_lines(tmp_path / "in.jsonl", [{"n": i, "k": f"k{i % 7}"} for i in range(5000)])
+    flow = (
+        wire.Pipeline("cols-chain", checkpoint_interval="200ms")
+        .source(wire.sources.file(src))
+        .key_by("k")
+        .filter_batches(lambda b: pc.equal(pc.bit_wise_and(b.column("n"), 1), 0))
+        .map_batches(lambda b: b.set_column(0, "n", pc.multiply(b.column("n"), 10)))
+        .filter_batches(lambda b: pc.less(b.column("n"), 30_000))
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    assert [t["type"] for t in flow.spec()["transforms"]][1:] == ["py.cols-chain.1.lambda"]
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("cols-chain", timeout=60)
+    got = sorted((r["n"], r["k"]) for r in read_output(tmp_path / "out"))
+    assert got == sorted((i * 10, f"k{i % 7}") for i in range(0, 3000, 2))

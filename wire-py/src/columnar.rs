@@ -27,19 +27,20 @@ const ARRAY: &std::ffi::CStr = c"arrow_array";
 
 pub struct PyColumnar {
     name: String,
-    /// `wire._columnar`'s wrapper of the user's function: (schema, array) capsules in, an
-    /// object with `__arrow_c_array__` out.
+    /// `wire._columnar.Stages`: (schema, array) capsules in; out, a boolean mask (every stage
+    /// a filter) or a record batch with the input row of each output row in `__wire_row`.
     func: Py<PyAny>,
-    filter: bool,
     schema: Mutex<Option<SchemaRef>>,
 }
 
+/// The column of a returned batch that says which input row each output row comes from.
+const ROW: &str = "__wire_row";
+
 impl PyColumnar {
-    pub fn new(name: &str, func: Py<PyAny>, filter: bool) -> PyColumnar {
+    pub fn new(name: &str, func: Py<PyAny>) -> PyColumnar {
         PyColumnar {
             name: name.to_string(),
             func,
-            filter,
             schema: Mutex::new(None),
         }
     }
@@ -102,52 +103,20 @@ impl PyColumnar {
         }
     }
 
-    /// Runs the function on `batch` (every record fits the schema).
+    /// Runs the function on `rows` (the records of `batch`, decoded).
     fn run(
         &self,
-        schema: &SchemaRef,
-        lines: &[&[u8]],
+        rows: RecordBatch,
         batch: Vec<Record>,
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     ) {
         let n = batch.len();
-        let answer = match Self::decode(schema, lines) {
-            Ok(b) => Python::attach(|py| {
-                self.call(py, b)
-                    .map_err(|e| traceback(py, "python batch function", &self.name, &e))
-            }),
-            Err(e) => Err(format!("decoding the batch: {e}")),
-        };
-        let result = answer.and_then(|data| {
-            if data.len() != n {
-                return Err(format!(
-                    "python batch function '{}' returned {} rows for {n}",
-                    self.name,
-                    data.len()
-                ));
-            }
-            if self.filter {
-                let mask = BooleanArray::from(data);
-                let keep: Vec<bool> = (0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect();
-                return Ok(Answer::Keep(keep));
-            }
-            let rows = RecordBatch::from(StructArray::from(data));
-            let mut text = Vec::new();
-            {
-                let mut writer = arrow_json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow_json::writer::LineDelimited>(&mut text);
-                writer.write(&rows).map_err(|e| e.to_string())?;
-                writer.finish().map_err(|e| e.to_string())?;
-            }
-            let values = text
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(wire_core::pipeline::jq::parse_json)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Answer::Values(values))
+        let answer = Python::attach(|py| {
+            self.call(py, rows)
+                .map_err(|e| traceback(py, "python batch function", &self.name, &e))
         });
+        let result = answer.and_then(|data| self.answer(data, n));
         match result {
             Ok(Answer::Keep(keep)) => out.extend(
                 batch
@@ -155,26 +124,80 @@ impl PyColumnar {
                     .zip(keep)
                     .filter_map(|(r, k)| k.then_some(r)),
             ),
-            Ok(Answer::Values(values)) if values.len() == n => {
-                out.extend(
-                    batch
-                        .into_iter()
-                        .zip(values)
-                        .map(|(r, value)| Record { value, ..r }),
-                );
-            }
-            Ok(Answer::Values(values)) => {
-                let why = format!("the batch came back as {} records for {n}", values.len());
-                rejected.extend(batch.into_iter().map(|r| (r, why.clone())));
+            Ok(Answer::Rows(rows)) => {
+                let mut inputs: Vec<Option<Record>> = batch.into_iter().map(Some).collect();
+                for (i, value) in rows {
+                    if let Some(r) = inputs.get_mut(i).and_then(Option::take) {
+                        out.push(Record { value, ..r });
+                    }
+                }
             }
             Err(why) => rejected.extend(batch.into_iter().map(|r| (r, why.clone()))),
         }
+    }
+
+    /// What the function's answer keeps of `n` inputs.
+    fn answer(&self, data: arrow_data::ArrayData, n: usize) -> Result<Answer, String> {
+        if data.data_type() == &arrow_schema::DataType::Boolean {
+            if data.len() != n {
+                return Err(format!(
+                    "python batch function '{}' returned a mask of {} for {n} rows",
+                    self.name,
+                    data.len()
+                ));
+            }
+            let mask = BooleanArray::from(data);
+            return Ok(Answer::Keep(
+                (0..n).map(|i| mask.is_valid(i) && mask.value(i)).collect(),
+            ));
+        }
+        let mut rows = RecordBatch::from(StructArray::from(data));
+        let from: Vec<usize> = match rows.schema().index_of(ROW) {
+            Ok(k) => {
+                let column = rows.remove_column(k);
+                let ids = column
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .ok_or_else(|| format!("{ROW} is not an int64 column"))?;
+                ids.values().iter().map(|i| *i as usize).collect()
+            }
+            Err(_) if rows.num_rows() == n => (0..n).collect(),
+            Err(_) => {
+                return Err(format!(
+                    "python batch function '{}' returned {} rows for {n}",
+                    self.name,
+                    rows.num_rows()
+                ))
+            }
+        };
+        let mut text = Vec::new();
+        {
+            let mut writer = arrow_json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow_json::writer::LineDelimited>(&mut text);
+            writer.write(&rows).map_err(|e| e.to_string())?;
+            writer.finish().map_err(|e| e.to_string())?;
+        }
+        let values = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(wire_core::pipeline::jq::parse_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        if values.len() != from.len() {
+            return Err(format!(
+                "the batch came back as {} records for {} rows",
+                values.len(),
+                from.len()
+            ));
+        }
+        Ok(Answer::Rows(from.into_iter().zip(values).collect()))
     }
 }
 
 enum Answer {
     Keep(Vec<bool>),
-    Values(Vec<jaq_json::Val>),
+    /// (input row, its new value) for each output row.
+    Rows(Vec<(usize, jaq_json::Val)>),
 }
 
 impl Transform for PyColumnar {
@@ -203,8 +226,8 @@ impl Transform for PyColumnar {
             }
         };
         let all: Vec<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
-        if Self::decode(&schema, &all).is_ok() {
-            return self.run(&schema, &all, batch, out, rejected);
+        if let Ok(rows) = Self::decode(&schema, &all) {
+            return self.run(rows, batch, out, rejected);
         }
         // Some records do not fit: find them one by one, run the rest.
         let mut fit = Vec::new();
@@ -224,8 +247,12 @@ impl Transform for PyColumnar {
                 )),
             }
         }
-        if !fit.is_empty() {
-            self.run(&schema, &fit_lines, fit, out, rejected);
+        if fit.is_empty() {
+            return;
+        }
+        match Self::decode(&schema, &fit_lines) {
+            Ok(rows) => self.run(rows, fit, out, rejected),
+            Err(e) => rejected.extend(fit.into_iter().map(|r| (r, format!("decoding: {e}")))),
         }
     }
 }

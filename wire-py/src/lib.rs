@@ -335,7 +335,7 @@ impl NativeNode {
         batch: bool,
     ) -> PyResult<()> {
         if matches!(kind, "map_batches" | "filter_batches") {
-            let columnar = columnar::PyColumnar::new(name, func, kind == "filter_batches");
+            let columnar = columnar::PyColumnar::new(name, func);
             return self
                 .node()?
                 .pipelines()
