@@ -49,6 +49,7 @@ class Stages:
 
     def __call__(self, schema: Any, array: Any) -> Any:
         pa = _need("pyarrow")
+        _need("pyarrow.compute")  # pa.compute is there only once imported
         pl = _need("polars") if self.format == "polars" else None
         pd = _need("pandas") if self.format == "pandas" else None
         batch = pa.RecordBatch._import_from_c_capsule(schema, array)
@@ -59,11 +60,12 @@ class Stages:
             for _, func in self.stages:
                 keep = pa.compute.and_(keep, _mask(pa, pl, pd, func(frame), n))
             return keep
-        rows = pa.array(range(n), type=pa.int64())
+        rows = None  # the input row of each row of the frame, once a filter dropped some
         for kind, func in self.stages:
             if kind == "filter_batches":
-                mask = _mask(pa, pl, pd, func(frame), len(rows))
-                rows = rows.filter(mask)
+                mask = _mask(pa, pl, pd, func(frame), _rows(frame))
+                kept = pa.compute.indices_nonzero(mask)
+                rows = kept if rows is None else rows.take(kept)
                 frame = _filter(pa, pl, pd, frame, mask)
             else:
                 before = _rows(frame)
@@ -71,7 +73,9 @@ class Stages:
                 if _rows(frame) != before:
                     raise ValueError(f"a map_batches function returns one row per input row: got {_rows(frame)} for {before}")
         out = _batch(pa, pl, pd, frame)
-        return out.append_column(ROW, rows)
+        if rows is None:
+            return out
+        return out.append_column(ROW, pa.compute.cast(rows, pa.int64()))
 
 
 def _rows(frame: Any) -> int:
