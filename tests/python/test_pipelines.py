@@ -610,3 +610,27 @@ def test_columnar_steps_in_a_row_run_as_one_and_keep_each_rows_record(node: wire
     node.pipelines.wait("cols-chain", timeout=60)
     got = sorted((r["n"], r["k"]) for r in read_output(tmp_path / "out"))
     assert got == sorted((i * 10, f"k{i % 7}") for i in range(0, 3000, 2))
+
+
+def test_columnar_pipeline_resumes_from_its_checkpoint_without_repeats(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    flow = (
+        wire.Pipeline("cols-resume", checkpoint_interval="100ms")
+        .source(wire.sources.generator(count=6000, rate=2000))
+        .map_batches(lambda b: b.append_column("twice", pc.multiply(b.column("seq"), 2)))
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    deadline = time.monotonic() + 30
+    while not read_output(tmp_path / "out"):
+        assert time.monotonic() < deadline, "no output"
+        time.sleep(0.05)
+    node.pipelines.pause("cols-resume")
+    paused = node.pipelines.wait("cols-resume", until="paused", timeout=30)
+    assert sum(int(o) for p in paused["partitions"] for s in p["positions"].values() for o in s.values()) < 6000
+    node.pipelines.resume("cols-resume")
+    node.pipelines.wait("cols-resume", timeout=60)
+    got = sorted((r["seq"], r["twice"]) for r in read_output(tmp_path / "out"))
+    assert got == [(i, 2 * i) for i in range(6000)], "each record once, through the pause"
