@@ -8,7 +8,7 @@ those formats) are optional: ``pip install "wire[arrow]"``."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 FORMATS = ("arrow", "polars", "pandas")
 
@@ -39,9 +39,13 @@ class Stages:
     """Consecutive columnar steps of one format run as one: ``(kind, func)`` pairs, applied
     to one frame in order (a filter drops rows), so a batch is converted once for all."""
 
-    def __init__(self, format: str) -> None:
+    def __init__(self, format: str, batch_size: Optional[int] = None) -> None:  # noqa: A002
         check(format)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size: at least 1, not {batch_size}")
         self.format = format
+        #: Most rows per call (read by the engine); None: the batches as they come.
+        self.batch_size = batch_size
         self.stages: List[Tuple[str, Callable[[Any], Any]]] = []
 
     def add(self, kind: str, func: Callable[[Any], Any]) -> None:

@@ -596,20 +596,27 @@ def test_columnar_steps_in_a_row_run_as_one_and_keep_each_rows_record(node: wire
     import pyarrow.compute as pc
 
     src = write_lines(tmp_path / "in.jsonl", [{"n": i, "k": f"k{i % 7}"} for i in range(5000)])
+    sizes = set()
+
+    def even(b):  # type: ignore[no-untyped-def]
+        sizes.add(b.num_rows)
+        return pc.equal(pc.bit_wise_and(b.column("n"), 1), 0)
+
     flow = (
         wire.Pipeline("cols-chain", checkpoint_interval="200ms")
         .source(wire.sources.file(src))
         .key_by("k")
-        .filter_batches(lambda b: pc.equal(pc.bit_wise_and(b.column("n"), 1), 0))
-        .map_batches(lambda b: b.set_column(0, "n", pc.multiply(b.column("n"), 10)))
-        .filter_batches(lambda b: pc.less(b.column("n"), 30_000))
+        .filter_batches(even, batch_size=100)
+        .map_batches(lambda b: b.set_column(0, "n", pc.multiply(b.column("n"), 10)), batch_size=100)
+        .filter_batches(lambda b: pc.less(b.column("n"), 30_000), batch_size=100)
         .sink(wire.sinks.file(tmp_path / "out"))
     )
-    assert [t["type"] for t in flow.spec()["transforms"]][1:] == ["py.cols-chain.1.lambda"]
+    assert [t["type"] for t in flow.spec()["transforms"]][1:] == ["py.cols-chain.1.even"]
     node.pipelines.deploy(flow)
     node.pipelines.wait("cols-chain", timeout=60)
     got = sorted((r["n"], r["k"]) for r in read_output(tmp_path / "out"))
     assert got == sorted((i * 10, f"k{i % 7}") for i in range(0, 3000, 2))
+    assert max(sizes) <= 100, sizes
 
 
 def test_columnar_pipeline_resumes_from_its_checkpoint_without_repeats(node: wire.Node, tmp_path: pathlib.Path) -> None:

@@ -30,6 +30,8 @@ pub struct PyColumnar {
     /// `wire._columnar.Stages`: (schema, array) capsules in; out, a boolean mask (every stage
     /// a filter) or a record batch with the input row of each output row in `__wire_row`.
     func: Py<PyAny>,
+    /// Most rows per call (the step's `batch_size`), if capped.
+    max_rows: Option<usize>,
     schema: Mutex<Option<SchemaRef>>,
 }
 
@@ -38,9 +40,18 @@ const ROW: &str = "__wire_row";
 
 impl PyColumnar {
     pub fn new(name: &str, func: Py<PyAny>) -> PyColumnar {
+        let max_rows = Python::attach(|py| {
+            func.bind(py)
+                .getattr("batch_size")
+                .and_then(|b| b.extract::<Option<usize>>())
+                .ok()
+                .flatten()
+                .filter(|n| *n > 0)
+        });
         PyColumnar {
             name: name.to_string(),
             func,
+            max_rows,
             schema: Mutex::new(None),
         }
     }
@@ -208,6 +219,15 @@ impl Transform for PyColumnar {
         rejected: &mut Vec<(Record, String)>,
     ) {
         if batch.is_empty() {
+            return;
+        }
+        if let Some(max) = self.max_rows.filter(|m| batch.len() > *m) {
+            let mut rest = batch;
+            while !rest.is_empty() {
+                let tail = rest.split_off(max.min(rest.len()));
+                self.apply(rest, out, rejected);
+                rest = tail;
+            }
             return;
         }
         let lines: Vec<Vec<u8>> = batch
