@@ -1,5 +1,5 @@
 //! The public HTTP API (axum): status and health, cluster membership, the key-value space,
-//! pipelines.
+//! pipelines, and the web console (`/ui`).
 //! Every error is JSON `{"error": code, "detail": text}`; see [`error::ApiError`].
 
 mod cluster;
@@ -7,6 +7,7 @@ pub mod error;
 mod kv;
 pub mod metrics;
 mod pipelines;
+mod ui;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -77,6 +78,10 @@ pub fn router(node: Node) -> Router {
                 .delete(kv::delete_txn_key),
         )
         .route("/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -296,3 +296,33 @@ async fn the_cli_applies_specs_from_files() {
     assert!(!wire(&["pipeline", "status", "orders"]).status.success());
     n.node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_by_the_node_itself() {
+    let n = Embedded::start().await;
+    for (path, kind, has) in [
+        ("/ui", "text/html", "Wire console"),
+        ("/ui/app.js", "text/javascript", "async function pipeline("),
+        ("/ui/app.css", "text/css", "--accent"),
+    ] {
+        let r = http().get(n.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        assert!(r.text().await.unwrap().contains(has), "{path}");
+    }
+    // The page loads nothing from elsewhere.
+    let page = http()
+        .get(n.url("/ui"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+    assert_eq!(status(http().get(n.url("/ui/nothing.js"))).await, 404);
+}
