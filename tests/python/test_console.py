@@ -123,6 +123,20 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
     assert "console/a" in keys and "other/b" not in keys
     browser.save_screenshot(str(SHOTS / "kv.png"))
 
+    # A record that is not JSON shows in the pipeline's dead letters, with the reason.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"n": 1}\n{this is not JSON\n{"n": 2}\n')
+    one.pipelines.deploy(
+        wire.Pipeline("bad-lines").source(wire.sources.file(bad)).sink(wire.sinks.file(tmp_path / "bad-out"))
+        .dead_letter(wire.sinks.file(tmp_path / "bad-dead"))
+    )
+    one.pipelines.wait("bad-lines", timeout=30)
+    reason = one.pipelines.status("bad-lines")["dead_letters"][0]["error"]
+    browser.get(f"{one.url}/ui#/pipelines/bad-lines")
+    dead = until("the dead letters", lambda: browser.find_element(By.CSS_SELECTOR, "table[aria-label='dead letters']").text)
+    assert "{this is not JSON" in dead and reason.splitlines()[0][:40] in dead, (dead, reason)
+    browser.save_screenshot(str(SHOTS / "dead-letters.png"))
+
     # A node that stops shows as not alive within the failover time (the page asks node 1).
     leader = one.status()["leader"]["id"]
     victim = next(n for n in (two, three) if n.status()["node_id"] != leader)

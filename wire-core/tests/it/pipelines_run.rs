@@ -153,6 +153,14 @@ async fn file_to_jq_to_file_with_fan_out_and_dead_letters() {
     assert_eq!(status["steps"]["events"]["dead_lettered"], 5);
     assert_eq!(status["steps"]["big"]["records_out"], 2000);
     assert_eq!(status["steps"]["odd"]["dead_lettered"], 1);
+    // The status keeps a sample of the most recent ones, newest first, as written.
+    let recent = status["dead_letters"].as_array().expect("a sample");
+    assert_eq!(recent.len(), 6, "{recent:?}");
+    let mut sample: Vec<String> = recent.iter().map(|d| d.to_string()).collect();
+    let mut written: Vec<String> = dead.iter().map(|d| d.to_string()).collect();
+    sample.sort();
+    written.sort();
+    assert_eq!(sample, written);
     assert_eq!(status["steps"]["out"]["records_in"], 2000);
     let part = &status["partitions"][0];
     assert_eq!(part["node"], 1);

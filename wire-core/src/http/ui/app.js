@@ -153,6 +153,8 @@ async function pipeline(name) {
   const parts = (s.partitions || []).map((p) => [esc(p.partition), esc(p.node), esc(p.state), esc(p.epoch),
     `<code>${esc(JSON.stringify(p.positions || {}))}</code>`, esc(p.read ?? "—"), esc(p.lag ?? "—"), esc(p.watermark ?? "—")]);
   const errors = (s.errors || []).map((e) => `<li class="bad">${esc(e)}</li>`).join("");
+  const dead = (s.dead_letters || []).map((d) => [esc(new Date(d.time_ms).toISOString()), esc(d.step),
+    `<span class="bad">${esc(d.error)}</span>`, `<code>${esc(d.raw ?? d.raw_base64 ?? "")}</code>`, esc(`${d.source}/${d.split}@${d.offset}`)]);
   return `<h1>Pipeline ${esc(name)}</h1>
     <p>State: <strong id="state">${esc(s.state)}</strong> · version ${esc(s.version)} · desired ${esc(s.desired)}</p>
     ${errors ? `<ul>${errors}</ul>` : ""}
@@ -160,6 +162,7 @@ async function pipeline(name) {
     <h2>Steps</h2>${dag(s)}
     <h2>Throughput</h2>${chart(name)}
     <h2>Partitions</h2>${table(["partition", "node", "state", "epoch", "positions", "read", "lag", "watermark"], parts, "partitions")}
+    <h2>Recent dead letters</h2>${dead.length ? table(["time", "step", "reason", "record", "from"], dead, "dead letters") : "<p>None.</p>"}
     <h2>Spec</h2><pre>${esc(JSON.stringify(s.spec, null, 2))}</pre>`;
 }
 

@@ -68,10 +68,15 @@ impl StepStats {
     }
 }
 
-/// The counters of one job (a pipeline's partitions on one node).
+/// How many recent dead letters a job keeps for the status (and the console).
+pub const RECENT_DEAD_LETTERS: usize = 20;
+
+/// The counters of one job (a pipeline's partitions on one node), and a sample of its most
+/// recent dead letters (bounded; the dead-letter sink has them all).
 #[derive(Debug, Default)]
 pub struct JobMetrics {
     steps: Mutex<BTreeMap<String, Arc<StepCounters>>>,
+    recent_dead: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl JobMetrics {
@@ -79,6 +84,27 @@ impl JobMetrics {
     pub fn step(&self, id: &str) -> Arc<StepCounters> {
         let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
         steps.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Remembers the last of `letters` (dead letters as written to the dead-letter sink).
+    pub fn note_dead(&self, letters: &[crate::pipeline::transform::Record]) {
+        let skip = letters.len().saturating_sub(RECENT_DEAD_LETTERS);
+        let mut recent = self.recent_dead.lock().unwrap_or_else(|p| p.into_inner());
+        for letter in &letters[skip..] {
+            let text = crate::pipeline::json::to_json(&letter.value);
+            if let Ok(v) = serde_json::from_str(&text) {
+                recent.push_back(v);
+            }
+        }
+        while recent.len() > RECENT_DEAD_LETTERS {
+            recent.pop_front();
+        }
+    }
+
+    /// The most recent dead letters, oldest first.
+    pub fn recent_dead(&self) -> Vec<serde_json::Value> {
+        let recent = self.recent_dead.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, StepStats> {

@@ -101,9 +101,12 @@ impl SinkPartition {
     /// Writes dead letters; `Err(None)` when there is no dead-letter sink.
     fn write_dead(&mut self, letters: &[Record]) -> Result<(), Option<ConnectorError>> {
         match &mut self.dead {
-            Some(d) => d
-                .write(letters)
-                .map_err(|e| Some(e.context("dead-letter sink"))),
+            Some(d) => {
+                d.write(letters)
+                    .map_err(|e| Some(e.context("dead-letter sink")))?;
+                self.status.metrics.note_dead(letters);
+                Ok(())
+            }
             None => Err(None),
         }
     }

@@ -19,6 +19,9 @@ pub struct JobReport {
     pub state: JobState,
     pub partitions: BTreeMap<u32, PartitionLive>,
     pub steps: BTreeMap<String, StepStats>,
+    /// Its most recent dead letters (a bounded sample), oldest first.
+    #[serde(default)]
+    pub dead_letters: Vec<serde_json::Value>,
 }
 
 impl JobReport {
@@ -28,6 +31,7 @@ impl JobReport {
             state: status.state(),
             partitions: status.partitions(),
             steps: status.metrics.snapshot(),
+            dead_letters: status.metrics.recent_dead(),
         }
     }
 }
@@ -68,6 +72,10 @@ pub struct PipelineStatus {
     pub partitions: Vec<PartitionStatus>,
     /// Counters per step, summed over nodes.
     pub steps: BTreeMap<String, StepStats>,
+    /// The most recent dead letters the nodes running it kept (newest first, at most
+    /// [`super::metrics::RECENT_DEAD_LETTERS`]); the dead-letter sink has them all.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub dead_letters: Vec<serde_json::Value>,
 }
 
 fn state_name(s: &JobState) -> &'static str {
@@ -97,8 +105,10 @@ pub fn assemble(
     let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut retrying = false;
+    let mut dead_letters: Vec<serde_json::Value> = Vec::new();
     for (node, report) in reports {
         if let Some(Some(r)) = report {
+            dead_letters.extend(r.dead_letters.iter().cloned());
             for (id, s) in &r.steps {
                 steps.entry(id.clone()).or_default().add(s);
             }
@@ -177,6 +187,8 @@ pub fn assemble(
     } else {
         "starting"
     };
+    dead_letters.sort_by_key(|d| std::cmp::Reverse(d["time_ms"].as_u64().unwrap_or(0)));
+    dead_letters.truncate(super::metrics::RECENT_DEAD_LETTERS);
     PipelineStatus {
         record,
         state: state.to_string(),
@@ -184,5 +196,6 @@ pub fn assemble(
         retrying,
         partitions,
         steps,
+        dead_letters,
     }
 }
