@@ -51,7 +51,11 @@ $(VENV)/.tools:
 
 # The native module in the dev profile (it shares target/ with the Rust tests), installed
 # editable, then pytest: the suite, the package's doctests, stubtest and mypy --strict.
-test-python: $(VENV)/.tools
+# axe-core (npm) for the console's accessibility check in the browser tests.
+target/npm/node_modules/axe-core/axe.min.js:
+	npm install --silent --no-audit --no-fund --prefix target/npm axe-core@4
+
+test-python: $(VENV)/.tools target/npm/node_modules/axe-core/axe.min.js
 	$(VENV)/bin/maturin develop --quiet
 	$(PY) -m pytest -q tests/python --pyargs wire
 

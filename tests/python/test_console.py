@@ -19,7 +19,10 @@ from helpers import start_node
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-SHOTS = pathlib.Path(__file__).resolve().parents[2] / "target" / "console-screenshots"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "target" / "console-screenshots"
+# axe-core from npm (`make test-python` installs it under target/npm).
+AXE = ROOT / "target" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 FAILOVER_MS = 1500
 
 
@@ -66,6 +69,18 @@ def until(what: str, check: Callable[[], Any], timeout: float = 20) -> Any:
         time.sleep(0.1)
 
 
+def accessible(browser: Any, page: str) -> None:
+    """Runs axe-core in the page: no critical finding."""
+    assert AXE.exists(), f"{AXE} is missing: npm install --prefix target/npm axe-core@4"
+    browser.execute_script(AXE.read_text())
+    found = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document).then(r => done(r.violations.map(v => [v.id, v.impact, v.nodes.length])));"
+    )
+    critical = [v for v in found if v[1] == "critical"]
+    assert not critical, f"{page}: {critical} (all: {found})"
+
+
 def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes: List[wire.Node],
                                                              tmp_path: pathlib.Path) -> None:
     from selenium.webdriver.common.by import By
@@ -88,6 +103,7 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
     assert roles.count("leader") == 1, roles
     assert browser.find_element(By.ID, "leader").text == str(one.status()["leader"]["id"])
     browser.save_screenshot(str(SHOTS / "cluster.png"))
+    accessible(browser, "cluster")
 
     # The pipeline: its DAG (source, jq, sink) with counts that rise.
     browser.get(f"{one.url}/ui#/pipelines/console")
@@ -101,6 +117,12 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
     first = until("counts", jq_out)
     until("the counts to rise", lambda: jq_out() > first)
     browser.save_screenshot(str(SHOTS / "pipeline.png"))
+    accessible(browser, "pipeline")
+    # The spec as YAML is the same spec.
+    from wire import _native
+
+    shown = browser.find_element(By.ID, "spec-yaml").text
+    assert _native.normalize_spec(shown) == _native.normalize_spec(flow.spec_json())
 
     # Pause from the page; the API agrees.
     browser.find_element(By.ID, "pause").click()
@@ -114,6 +136,7 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
     browser.get(f"{one.url}/ui#/pipelines")
     until("the list", lambda: "console" in browser.find_element(By.CSS_SELECTOR, "table[aria-label=pipelines]").text)
     browser.save_screenshot(str(SHOTS / "pipelines.png"))
+    accessible(browser, "pipelines")
 
     # The key-value browser with a prefix search.
     one.kv.put("console/a", b"1")
@@ -122,6 +145,7 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
     keys = until("the keys", lambda: browser.find_element(By.CSS_SELECTOR, "table[aria-label=keys]").text)
     assert "console/a" in keys and "other/b" not in keys
     browser.save_screenshot(str(SHOTS / "kv.png"))
+    accessible(browser, "kv")
 
     # A record that is not JSON shows in the pipeline's dead letters, with the reason.
     bad = tmp_path / "bad.jsonl"

@@ -133,6 +133,33 @@ function dag(status) {
   return `<svg role="img" aria-label="the pipeline's steps and how many records each passed on" width="${width}" height="${height}">${edges}${boxes}</svg>`;
 }
 
+// The spec as YAML (the same document `wire pipeline apply` takes).
+function yaml(v, pad = "") {
+  const scalar = (x) => {
+    if (x === null || x === undefined) return "null";
+    if (typeof x === "string") return /^[A-Za-z0-9_./-]+$/.test(x) && !/^(true|false|null|yes|no|on|off|[0-9.eE+-]+)$/i.test(x) ? x : JSON.stringify(x);
+    return String(x);
+  };
+  if (Array.isArray(v)) {
+    if (!v.length) return "[]";
+    return v.map((x) => {
+      const inner = yaml(x, pad + "  ");
+      return typeof x === "object" && x !== null && !Array.isArray(x) && Object.keys(x).length
+        ? `\n${pad}- ${inner.trimStart()}` : `\n${pad}- ${inner}`;
+    }).join("");
+  }
+  if (typeof v === "object" && v !== null) {
+    const keys = Object.keys(v);
+    if (!keys.length) return "{}";
+    return keys.map((k) => {
+      const x = v[k];
+      const nested = typeof x === "object" && x !== null && (Array.isArray(x) ? x.length : Object.keys(x).length);
+      return `\n${pad}${scalar(k)}:${nested ? yaml(x, pad + "  ") : " " + yaml(x, pad + "  ")}`;
+    }).join("");
+  }
+  return scalar(v);
+}
+
 function chart(name) {
   const h = history[name] || [];
   const points = [];
@@ -163,7 +190,9 @@ async function pipeline(name) {
     <h2>Throughput</h2>${chart(name)}
     <h2>Partitions</h2>${table(["partition", "node", "state", "epoch", "positions", "read", "lag", "watermark"], parts, "partitions")}
     <h2>Recent dead letters</h2>${dead.length ? table(["time", "step", "reason", "record", "from"], dead, "dead letters") : "<p>None.</p>"}
-    <h2>Spec</h2><pre>${esc(JSON.stringify(s.spec, null, 2))}</pre>`;
+    <h2>Spec</h2>
+    <details open><summary>YAML</summary><pre id="spec-yaml">${esc(yaml(s.spec).trimStart())}</pre></details>
+    <details><summary>JSON</summary><pre id="spec-json">${esc(JSON.stringify(s.spec, null, 2))}</pre></details>`;
 }
 
 async function kv(query) {
