@@ -56,6 +56,7 @@ target/npm/node_modules/axe-core/axe.min.js:
 	npm install --silent --no-audit --no-fund --prefix target/npm axe-core@4
 
 test-python: $(VENV)/.tools target/npm/node_modules/axe-core/axe.min.js
+	cargo build -q -p wire-core --bin wire
 	$(VENV)/bin/maturin develop --quiet
 	$(PY) -m pytest -q tests/python --pyargs wire
 
