@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Callable
 
 import pytest
 
@@ -94,6 +95,23 @@ def test_version_is_the_engine_version() -> None:
     assert wire.__version__ == match.group(1)
 
 
+def kill_when(args: list, ready: "Callable[[], bool]") -> None:
+    """Runs the program ``args`` (which prints "running" once its pipeline runs) and kills it
+    with SIGKILL as soon as ``ready()`` holds."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "running"
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, "not ready before the kill"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+
+
 FOLD_PROGRAM = textwrap.dedent(
     """
     import sys, wire
@@ -120,19 +138,8 @@ def test_fold_state_survives_kill_9_of_the_hosting_process(tmp_path: pathlib.Pat
     script.write_text(FOLD_PROGRAM)
     data, out = tmp_path / "data", tmp_path / "out"
     args = [sys.executable, str(script), str(data), str(out)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "running"
-        # Killed once some state was checkpointed and its output committed, mid-stream.
-        deadline = time.monotonic() + 60
-        while not any(f.stat().st_size > 0 for f in out.glob("part-*")):
-            assert proc.poll() is None and time.monotonic() < deadline, "no output committed"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
+    # Killed once some state was checkpointed and its output committed, mid-stream.
+    kill_when(args, lambda: any(f.stat().st_size > 0 for f in out.glob("part-*")))
     committed = sum(1 for f in out.glob("part-*") for _ in f.read_text().splitlines())
     assert 0 < committed < 6000, "killed mid-stream"
     run = subprocess.run(args, capture_output=True, text=True, timeout=180)
@@ -199,18 +206,7 @@ def test_python_source_and_sink_resume_after_kill_9(tmp_path: pathlib.Path) -> N
     script.write_text(PYTHON_CONNECTORS)
     data, out, log = tmp_path / "data", tmp_path / "out.jsonl", tmp_path / "reads.jsonl"
     args = [sys.executable, str(script), str(data), str(out), str(log)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "running"
-        deadline = time.monotonic() + 60
-        while not (out.exists() and out.stat().st_size > 20_000):
-            assert proc.poll() is None and time.monotonic() < deadline, "no output"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
+    kill_when(args, lambda: out.exists() and out.stat().st_size > 20_000)
     before = len(log.read_text().splitlines())
     run = subprocess.run(args, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0 and "finished" in run.stdout, run.stderr

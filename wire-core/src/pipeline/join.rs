@@ -239,21 +239,10 @@ impl Join {
 mod tests {
     use super::*;
 
-    fn rec(key: &str, ts: i64, json: &str) -> Record {
-        let mut r = Record::new(
-            crate::pipeline::json::parse_strict(json.as_bytes()).expect("json"),
-            Position::default(),
-        );
-        r.key = Some(key.as_bytes().to_vec());
-        r.event_time = Some(ts);
-        r
-    }
+    use crate::pipeline::transform::testing::{keyed, texts};
 
-    fn texts(records: &[Record]) -> Vec<String> {
-        records
-            .iter()
-            .map(|r| crate::pipeline::json::to_json(&r.value))
-            .collect()
+    fn rec(key: &str, ts: i64, json: &str) -> Record {
+        keyed(key, Some(ts), json)
     }
 
     #[test]

@@ -303,15 +303,11 @@ fn jq_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::transform::Position;
+
+    use crate::pipeline::transform::testing::{keyed, texts};
 
     fn rec(key: &str, json: &str) -> Record {
-        let mut r = Record::new(
-            crate::pipeline::json::parse_strict(json.as_bytes()).expect("json"),
-            Position::default(),
-        );
-        r.key = Some(key.as_bytes().to_vec());
-        r
+        keyed(key, None, json)
     }
 
     #[test]
@@ -340,12 +336,8 @@ mod tests {
             &mut out,
             &mut rejected,
         );
-        let totals: Vec<String> = out
-            .iter()
-            .map(|r| crate::pipeline::json::to_json(&r.value))
-            .collect();
         assert_eq!(
-            totals,
+            texts(&out),
             [
                 r#"{"key":"a","total":2}"#,
                 r#"{"key":"b","total":5}"#,

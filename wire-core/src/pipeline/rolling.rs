@@ -141,15 +141,11 @@ impl Rolling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::transform::Position;
+
+    use crate::pipeline::transform::testing::{keyed, texts};
 
     fn rec(key: &str, json: &str) -> Record {
-        let mut r = Record::new(
-            crate::pipeline::json::parse_strict(json.as_bytes()).expect("json"),
-            Position::default(),
-        );
-        r.key = Some(key.as_bytes().to_vec());
-        r
+        keyed(key, None, json)
     }
 
     #[test]
@@ -172,12 +168,8 @@ mod tests {
             &mut out,
             &mut rejected,
         );
-        let got: Vec<String> = out
-            .iter()
-            .map(|r| crate::pipeline::json::to_json(&r.value))
-            .collect();
         assert_eq!(
-            got,
+            texts(&out),
             [
                 r#"{"key":"a","total":2,"seen":1,"top":2}"#,
                 r#"{"key":"b","total":5,"seen":1,"top":5}"#,

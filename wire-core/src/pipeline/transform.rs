@@ -216,6 +216,31 @@ impl Chain {
     }
 }
 
+/// Records for the stateful steps' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Position, Record};
+
+    /// A record of `key` with the JSON value `json` and, when given, event time `ts`.
+    pub fn keyed(key: &str, ts: Option<i64>, json: &str) -> Record {
+        let mut r = Record::new(
+            crate::pipeline::json::parse_strict(json.as_bytes()).expect("json"),
+            Position::default(),
+        );
+        r.key = Some(key.as_bytes().to_vec());
+        r.event_time = ts;
+        r
+    }
+
+    /// The records' values as JSON text.
+    pub fn texts(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| crate::pipeline::json::to_json(&r.value))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -768,13 +768,7 @@ mod tests {
     }
 
     fn rec(key: &str, ts: i64, value: &str) -> Record {
-        let mut r = Record::new(
-            crate::pipeline::json::parse_strict(value.as_bytes()).expect("json"),
-            Position::default(),
-        );
-        r.key = Some(key.as_bytes().to_vec());
-        r.event_time = Some(ts);
-        r
+        crate::pipeline::transform::testing::keyed(key, Some(ts), value)
     }
 
     fn results(records: &[Record]) -> Vec<Json> {
