@@ -130,7 +130,7 @@ impl Rolling {
             );
             for ((acc, v), field) in accs.iter_mut().zip(&got).zip(&self.fields) {
                 acc.add(v.as_ref());
-                map.insert(field.clone(), val(&acc.clone().result()));
+                map.insert(field.clone(), val(&acc.value()));
             }
             record.value = Val::Obj(map.into());
             out.push(record);

@@ -692,25 +692,36 @@ impl Acc {
 
     pub(crate) fn result(self) -> Json {
         match self {
-            Acc::Count(n) => n.into(),
+            Acc::Min(m) | Acc::Max(m) | Acc::First(m) | Acc::Last(m) => m.unwrap_or(Json::Null),
+            Acc::Collect { items, .. } => Json::Array(items),
+            other => other.value(),
+        }
+    }
+
+    /// The value so far, leaving the running value as it is (for rolling aggregates).
+    pub(crate) fn value(&self) -> Json {
+        match self {
+            Acc::Count(n) => (*n).into(),
             Acc::Sum {
                 int,
                 float,
                 is_float,
             } => {
-                if is_float {
-                    serde_json::Number::from_f64(float).map_or(Json::Null, Json::Number)
+                if *is_float {
+                    serde_json::Number::from_f64(*float).map_or(Json::Null, Json::Number)
                 } else {
-                    int.into()
+                    (*int).into()
                 }
             }
-            Acc::Min(m) | Acc::Max(m) | Acc::First(m) | Acc::Last(m) => m.unwrap_or(Json::Null),
-            Acc::Avg { sum, n } if n > 0 => {
-                serde_json::Number::from_f64(sum / n as f64).map_or(Json::Null, Json::Number)
+            Acc::Min(m) | Acc::Max(m) | Acc::First(m) | Acc::Last(m) => {
+                m.clone().unwrap_or(Json::Null)
+            }
+            Acc::Avg { sum, n } if *n > 0 => {
+                serde_json::Number::from_f64(sum / *n as f64).map_or(Json::Null, Json::Number)
             }
             Acc::Avg { .. } => Json::Null,
             Acc::Distinct(set) => (set.len() as u64).into(),
-            Acc::Collect { items, .. } => Json::Array(items),
+            Acc::Collect { items, .. } => Json::Array(items.clone()),
         }
     }
 }

@@ -19,7 +19,9 @@ use crate::pipeline::reduce::{KeyedFunction, Reduce, ReduceSpec, ReduceState};
 use crate::pipeline::rolling::{Rolling, RollingState};
 use crate::pipeline::spec::ErrorPolicy;
 use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
-use crate::pipeline::validate::{JqConfig, KeyByConfig, PipelineGraph, Registered};
+use crate::pipeline::validate::{
+    JqConfig, KeyByConfig, PipelineGraph, Registered, STATEFUL_TRANSFORMS,
+};
 use crate::pipeline::window::{Window, WindowState};
 
 /// How an exchange step sends its records on.
@@ -164,31 +166,44 @@ struct PlanStep {
     counters: Arc<StepCounters>,
     /// Set on a `key_by` or `redistribute` step.
     exchange: Option<Exchange>,
-    /// Set on a `window` step (its state is the partition's).
-    window: Option<Window>,
-    /// Set on a `dedup` step (its state is the partition's).
-    dedup: Option<Dedup>,
-    /// Set on a `reduce` step (its state is the partition's).
-    reduce: Option<Reduce>,
-    /// Set on a `join` step (its state is the partition's).
-    join: Option<Join>,
-    /// Set on an `aggregate` step (its state is the partition's).
-    rolling: Option<Rolling>,
+    /// Set on a step that keeps state per key (the partition's, checkpointed with it).
+    op: Option<Operator>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
 }
 
-/// A stateful step's operator, compiled from its config, when the step is of `kind`.
-fn stateful<S: serde::de::DeserializeOwned, T>(
-    step: &crate::pipeline::Step,
-    kind: &str,
-    compile: fn(&S) -> Result<T, String>,
-) -> Result<Option<T>, String> {
-    if step.kind != kind {
-        return Ok(None);
+/// What a stateful step does, compiled from its config.
+enum Operator {
+    Window(Window),
+    Dedup(Dedup),
+    Reduce(Reduce),
+    Join(Join),
+    Rolling(Rolling),
+}
+
+impl Operator {
+    /// The operator of `step`, if it is a stateful step.
+    fn of(step: &crate::pipeline::Step, registry: &Registry) -> Result<Option<Operator>, String> {
+        fn typed<S: serde::de::DeserializeOwned>(
+            step: &crate::pipeline::Step,
+        ) -> Result<S, String> {
+            crate::connectors::typed(&step.config).map_err(|e| e.message)
+        }
+        Ok(Some(match step.kind.as_str() {
+            "window" => Operator::Window(Window::compile(&typed(step)?)?),
+            "dedup" => Operator::Dedup(Dedup::compile(&typed(step)?)?),
+            "join" => Operator::Join(Join::compile(&typed(step)?)?),
+            "aggregate" => Operator::Rolling(Rolling::compile(&typed(step)?)?),
+            "reduce" => {
+                let spec: ReduceSpec = typed(step)?;
+                Operator::Reduce(match &spec.function {
+                    Some(name) => Reduce::with_function(&spec, registered_keyed(registry, name)?),
+                    None => Reduce::compile(&spec)?,
+                })
+            }
+            _ => return Ok(None),
+        }))
     }
-    let spec: S = crate::connectors::typed(&step.config).map_err(|e| e.message)?;
-    compile(&spec).map(Some)
 }
 
 /// The DAG of a pipeline, ready to run batches.
@@ -266,7 +281,8 @@ impl Plan {
                         crate::connectors::typed(&step.config).map_err(|e| e.message)?;
                     Arc::new(JqTransform(Jq::compile(&c.filter)?))
                 }
-                "redistribute" | "window" | "dedup" | "reduce" | "join" | "aggregate" => {
+                // A stateful step's work is its operator's (below).
+                k if k == "redistribute" || STATEFUL_TRANSFORMS.contains(&k) => {
                     Arc::new(Redistribute)
                 }
                 "key_by" => {
@@ -287,20 +303,7 @@ impl Plan {
                 _ => None,
             };
             keyed |= exchange.is_some();
-            let window = stateful(step, "window", Window::compile)?;
-            let dedup = stateful(step, "dedup", Dedup::compile)?;
-            let join = stateful(step, "join", Join::compile)?;
-            let rolling = stateful(step, "aggregate", Rolling::compile)?;
-            let reduce = if step.kind == "reduce" {
-                let spec: ReduceSpec =
-                    crate::connectors::typed(&step.config).map_err(|e| e.message)?;
-                Some(match &spec.function {
-                    Some(name) => Reduce::with_function(&spec, registered_keyed(registry, name)?),
-                    None => Reduce::compile(&spec)?,
-                })
-            } else {
-                None
-            };
+            let op = Operator::of(step, registry)?;
             // Validation refused mixing: one crossed input means all did.
             let after = inputs.iter().any(|i| match i {
                 Input::Transform(t) => {
@@ -316,11 +319,7 @@ impl Plan {
                 on_error: step.on_error,
                 counters: metrics.step(&step.id),
                 exchange,
-                window,
-                dedup,
-                reduce,
-                join,
-                rolling,
+                op,
                 after,
             });
         }
@@ -367,15 +366,17 @@ impl Plan {
         self.flow(flow, Side::Source, &mut PartitionState::default())
     }
 
-    /// Whether a step keeps state (a window).
+    /// Whether a step keeps state (its partition's, checkpointed).
     pub fn stateful(&self) -> bool {
-        self.steps.iter().any(|s| {
-            s.window.is_some()
-                || s.dedup.is_some()
-                || s.reduce.is_some()
-                || s.join.is_some()
-                || s.rolling.is_some()
-        })
+        self.steps.iter().any(|s| s.op.is_some())
+    }
+
+    /// Step `t`'s window, if it is one.
+    fn window(&self, t: usize) -> Option<&Window> {
+        match &self.steps[t].op {
+            Some(Operator::Window(w)) => Some(w),
+            _ => None,
+        }
     }
 
     /// How often the pipeline's windows emit early results (the shortest of its windows'),
@@ -383,7 +384,8 @@ impl Plan {
     pub fn early_every(&self) -> Option<std::time::Duration> {
         self.steps
             .iter()
-            .filter_map(|s| s.window.as_ref().and_then(|w| w.early))
+            .enumerate()
+            .filter_map(|(t, _)| self.window(t).and_then(|w| w.early))
             .min()
     }
 
@@ -395,7 +397,7 @@ impl Plan {
             ..Default::default()
         };
         for (t, step) in self.steps.iter().enumerate() {
-            let Some(window) = step.window.as_ref().filter(|w| w.early.is_some()) else {
+            let Some(window) = self.window(t).filter(|w| w.early.is_some()) else {
                 continue;
             };
             let results = window.early_results(state.window(t), &step.id);
@@ -428,12 +430,13 @@ impl Plan {
             ..Default::default()
         };
         for (t, step) in self.steps.iter().enumerate() {
-            if let Some(d) = &step.dedup {
-                d.advance(state.dedup(t), watermark);
-            }
-            let results = match (&step.window, &step.join) {
-                (Some(window), _) => window.advance(state.window(t), watermark, &step.id),
-                (_, Some(join)) => join.advance(state.join(t), watermark, &step.id),
+            let results = match &step.op {
+                Some(Operator::Window(w)) => w.advance(state.window(t), watermark, &step.id),
+                Some(Operator::Join(j)) => j.advance(state.join(t), watermark, &step.id),
+                Some(Operator::Dedup(d)) => {
+                    d.advance(state.dedup(t), watermark);
+                    continue;
+                }
                 _ => continue,
             };
             if results.is_empty() {
@@ -470,7 +473,7 @@ impl Plan {
         self.flow(flow, Side::Landed, state)
     }
 
-    /// Runs step `t` (not a join) on `input`.
+    /// Runs step `t` (not a join: [`Plan::flow`] gives it each side) on `input`.
     fn apply(
         &self,
         t: usize,
@@ -480,15 +483,14 @@ impl Plan {
         out: &mut Vec<Record>,
         failed: &mut Vec<(Record, String)>,
     ) {
-        if let Some(r) = &step.rolling {
-            return r.add(state.rolling(t), input, out, failed);
-        }
-        match (&step.window, &step.dedup, &step.reduce) {
+        match &step.op {
             // A window takes records into its state; its results come with the watermark.
-            (Some(w), _, _) => w.add(state.window(t), input, failed),
-            (_, Some(d), _) => d.add(state.dedup(t), input, out, failed),
-            (_, _, Some(r)) => r.add(state.reduce(t), input, out, failed),
-            _ => step.transform.apply(input, out, failed),
+            Some(Operator::Window(w)) => w.add(state.window(t), input, failed),
+            Some(Operator::Dedup(d)) => d.add(state.dedup(t), input, out, failed),
+            Some(Operator::Reduce(r)) => r.add(state.reduce(t), input, out, failed),
+            Some(Operator::Rolling(r)) => r.add(state.rolling(t), input, out, failed),
+            // A join's two inputs are told apart by the caller.
+            Some(Operator::Join(_)) | None => step.transform.apply(input, out, failed),
         }
     }
 
@@ -508,7 +510,7 @@ impl Plan {
             let mut out = Vec::new();
             let mut failed = Vec::new();
             let started = std::time::Instant::now();
-            if let Some(join) = &step.join {
+            if let Some(Operator::Join(join)) = &step.op {
                 // Its first input is the left side, its second the right (validation).
                 let sides = [JoinSide::Left, JoinSide::Right];
                 let mut reached = false;
