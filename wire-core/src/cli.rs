@@ -47,6 +47,18 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Make the secrets of a users file.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Read a password from standard input (its first line) and print its argon2 hash, for
+    /// `password_hash` in a users file.
+    HashPassword,
+    /// Print a new random bearer token, then the `token_sha256` line that admits it.
+    NewToken,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +106,65 @@ struct Target {
         default_value = "127.0.0.1:8081"
     )]
     addr: String,
+    /// User for HTTP basic auth: NAME, or NAME:PASSWORD.
+    #[arg(long, global = true, env = "WIRE_USER")]
+    user: Option<String>,
+    /// The user's password (when not given in --user).
+    #[arg(long, global = true, env = "WIRE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A bearer token (instead of a user and password).
+    #[arg(long, global = true, env = "WIRE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Target {
+    /// `http://addr` (or the scheme the address gives).
+    fn base(&self) -> String {
+        if self.addr.contains("://") {
+            self.addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// A client that shows the credentials given with every request.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let authorization = match (&self.user, &self.token) {
+            (Some(_), Some(_)) => return Err("give --user or --token, not both".into()),
+            (None, Some(token)) => Some(format!("Bearer {token}")),
+            (Some(user), None) => {
+                let (name, password) = match (user.split_once(':'), &self.password) {
+                    (Some((n, p)), None) => (n, p),
+                    (None, Some(p)) => (user.as_str(), p.as_str()),
+                    (Some(_), Some(_)) => {
+                        return Err("the password is in --user and in --password: give one".into())
+                    }
+                    (None, None) => {
+                        return Err(format!(
+                            "no password for user '{user}': give --password (or WIRE_PASSWORD)"
+                        ))
+                    }
+                };
+                use base64::Engine;
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+                Some(format!("Basic {encoded}"))
+            }
+            (None, None) => None,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = authorization {
+            let mut value = reqwest::header::HeaderValue::from_str(&value)
+                .map_err(|_| "the credentials are not valid header text".to_string())?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .build()
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,13 +271,14 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match command {
             Runnable::Node(args, config) => run_node(args, *config).await,
-            Runnable::Client(Command::Kv { target, command }) => kv(&target.addr, command).await,
+            Runnable::Client(Command::Kv { target, command }) => kv(&target, command).await,
             Runnable::Client(Command::Cluster { target, command }) => {
-                cluster(&target.addr, command).await
+                cluster(&target, command).await
             }
             Runnable::Client(Command::Pipeline { target, command }) => {
-                pipeline(&target.addr, command).await
+                pipeline(&target, command).await
             }
+            Runnable::Client(Command::User(command)) => user(command),
             Runnable::Client(Command::Demo(args)) => crate::demo::run(args.into()).await,
             Runnable::Client(Command::Node(_)) => Ok(ExitCode::FAILURE),
         }
@@ -300,11 +372,29 @@ async fn wait_for_signal() {
     }
 }
 
-fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())
+fn user(command: UserCommand) -> Result<ExitCode, String> {
+    match command {
+        UserCommand::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading standard input: {e}"))?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err("no password on standard input".into());
+            }
+            println!("{}", crate::auth::hash_password(password)?);
+        }
+        UserCommand::NewToken => {
+            let token = crate::auth::new_token();
+            if token.is_empty() {
+                return Err("the system gave no randomness for a token".into());
+            }
+            println!("{token}");
+            println!("token_sha256 = \"{}\"", crate::auth::token_sha256(&token));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Sends a request and prints the answer: the body on success (exit 0), the error on
@@ -330,7 +420,7 @@ async fn send(req: reqwest::RequestBuilder) -> Result<ExitCode, String> {
     }
 }
 
-fn key_url(addr: &str, key: &str) -> String {
+fn key_url(base: &str, key: &str) -> String {
     let encoded: String = key
         .bytes()
         .map(|b| match b {
@@ -340,11 +430,12 @@ fn key_url(addr: &str, key: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect();
-    format!("http://{addr}/kv/{encoded}")
+    format!("{base}/kv/{encoded}")
 }
 
-async fn kv(addr: &str, command: KvCommand) -> Result<ExitCode, String> {
-    let http = client()?;
+async fn kv(target: &Target, command: KvCommand) -> Result<ExitCode, String> {
+    let http = target.client()?;
+    let addr = &target.base();
     let req = match command {
         KvCommand::Get { key, consistency } => {
             let mut req = http.get(key_url(addr, &key));
@@ -381,15 +472,15 @@ async fn kv(addr: &str, command: KvCommand) -> Result<ExitCode, String> {
             if let Some(a) = after {
                 query.push(("after", a));
             }
-            http.get(format!("http://{addr}/kv")).query(&query)
+            http.get(format!("{addr}/kv")).query(&query)
         }
     };
     send(req).await
 }
 
-async fn pipeline(addr: &str, command: PipelineCommand) -> Result<ExitCode, String> {
-    let http = client()?;
-    let base = format!("http://{addr}/pipelines");
+async fn pipeline(target: &Target, command: PipelineCommand) -> Result<ExitCode, String> {
+    let http = target.client()?;
+    let base = format!("{}/pipelines", target.base());
     let req = match command {
         PipelineCommand::Apply { file } => {
             let text = if file.as_os_str() == "-" {
@@ -427,17 +518,18 @@ async fn pipeline(addr: &str, command: PipelineCommand) -> Result<ExitCode, Stri
     send(req).await
 }
 
-async fn cluster(addr: &str, command: ClusterCommand) -> Result<ExitCode, String> {
-    let http = client()?;
+async fn cluster(target: &Target, command: ClusterCommand) -> Result<ExitCode, String> {
+    let http = target.client()?;
+    let addr = &target.base();
     let req = match command {
-        ClusterCommand::Status => http.get(format!("http://{addr}/status")),
+        ClusterCommand::Status => http.get(format!("{addr}/status")),
         ClusterCommand::Join {
             node_id,
             http_addr,
             raft_addr,
             learner,
         } => http
-            .post(format!("http://{addr}/cluster/join"))
+            .post(format!("{addr}/cluster/join"))
             .json(&crate::cluster::JoinRequest {
                 node_id,
                 http_addr,
@@ -446,10 +538,10 @@ async fn cluster(addr: &str, command: ClusterCommand) -> Result<ExitCode, String
                 protocol: crate::consensus::PROTOCOL_VERSION,
             }),
         ClusterCommand::Remove { node_id } => {
-            http.delete(format!("http://{addr}/cluster/members/{node_id}"))
+            http.delete(format!("{addr}/cluster/members/{node_id}"))
         }
         ClusterCommand::Drain { node_id, undo } => {
-            let url = format!("http://{addr}/cluster/members/{node_id}/drain");
+            let url = format!("{addr}/cluster/members/{node_id}/drain");
             if undo {
                 http.delete(url)
             } else {

@@ -106,6 +106,22 @@ pub struct NodeOptions {
     /// nodes sharing a small machine run faster with fewer (fewer cross-thread wake-ups).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// A file of users (TOML `[[users]]`, or JSON when it ends in .json): with users, every
+    /// request to the HTTP API must show one (basic auth or a bearer token) with the
+    /// permission its route needs.
+    #[arg(long)]
+    pub users_file: Option<PathBuf>,
+    /// Users given inline (`[[users]]` in the TOML config), beside those of `users_file`.
+    #[arg(skip)]
+    pub users: Option<Vec<crate::auth::UserEntry>>,
+    /// A secret shared by every node of the cluster (16+ printable characters): node-to-node
+    /// calls without it are refused, and joining needs it. Required with users (unless
+    /// node-to-node traffic is mutual TLS).
+    #[arg(long, env = "WIRE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret (its first line).
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -152,6 +168,10 @@ impl NodeOptions {
             request_timeout_ms: other.request_timeout_ms.or(self.request_timeout_ms),
             failover_after_ms: other.failover_after_ms.or(self.failover_after_ms),
             worker_threads: other.worker_threads.or(self.worker_threads),
+            users_file: other.users_file.or(self.users_file),
+            users: other.users.or(self.users),
+            cluster_secret: other.cluster_secret.or(self.cluster_secret),
+            cluster_secret_file: other.cluster_secret_file.or(self.cluster_secret_file),
         }
     }
 
@@ -274,6 +294,13 @@ impl NodeOptions {
         if let Err(problem) = check_writable(&data_dir) {
             errors.push(ConfigError::new("data_dir", problem));
         }
+        let security = security(
+            self.users_file,
+            self.users,
+            self.cluster_secret,
+            self.cluster_secret_file,
+            &mut errors,
+        );
         match (errors.is_empty(), http_addr, raft_addr) {
             (true, Some(http_addr), Some(raft_addr)) => Ok(NodeConfig {
                 node_id,
@@ -296,9 +323,97 @@ impl NodeOptions {
                 request_timeout_ms,
                 failover_after_ms,
                 worker_threads: self.worker_threads,
+                security,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// The users and the cluster secret, from the files and inline values given.
+fn security(
+    users_file: Option<PathBuf>,
+    users: Option<Vec<crate::auth::UserEntry>>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    errors: &mut Vec<ConfigError>,
+) -> Security {
+    let mut entries = users.unwrap_or_default();
+    if let Some(path) = &users_file {
+        match crate::auth::UsersFile::read(path) {
+            Ok(file) => entries.extend(file.users),
+            Err(why) => errors.push(ConfigError::new("users_file", why)),
+        }
+    }
+    let users = match crate::auth::validate_users(&entries) {
+        Ok(users) => users,
+        Err(problems) => {
+            let field = if users_file.is_some() {
+                "users_file"
+            } else {
+                "users"
+            };
+            errors.extend(problems.into_iter().map(|p| ConfigError::new(field, p)));
+            Vec::new()
+        }
+    };
+    let secret = match (secret, secret_file) {
+        (Some(_), Some(_)) => {
+            errors.push(ConfigError::new(
+                "cluster_secret",
+                "give cluster_secret or cluster_secret_file, not both",
+            ));
+            None
+        }
+        (Some(s), None) => Some(("cluster_secret", s)),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => Some((
+                "cluster_secret_file",
+                text.lines().next().unwrap_or("").trim().to_string(),
+            )),
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    "cluster_secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let cluster_secret = secret.and_then(|(field, s)| match crate::auth::ClusterSecret::new(s) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            errors.push(ConfigError::new(field, why));
+            None
+        }
+    });
+    if !entries.is_empty()
+        && cluster_secret.is_none()
+        && !errors.iter().any(|e| e.field.starts_with("cluster_secret"))
+    {
+        errors.push(ConfigError::new(
+            "cluster_secret",
+            "users are configured but node-to-node calls are open: set a cluster secret shared by every node",
+        ));
+    }
+    Security {
+        users,
+        cluster_secret,
+    }
+}
+
+/// Who may call a node: its users and the secret its cluster's nodes share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    pub users: Vec<crate::auth::User>,
+    pub cluster_secret: Option<crate::auth::ClusterSecret>,
+}
+
+impl Security {
+    /// The gate that checks requests against these settings.
+    pub fn gate(&self) -> crate::auth::Gate {
+        crate::auth::Gate::new(self.users.clone(), self.cluster_secret.clone())
     }
 }
 
@@ -362,6 +477,9 @@ pub struct NodeConfig {
     /// Threads of the `wire node` runtime (`None`: one per CPU). Embedded nodes run on their
     /// host's runtime and ignore it.
     pub worker_threads: Option<usize>,
+    /// Users and the cluster secret (never serialized).
+    #[serde(skip)]
+    pub security: Security,
 }
 
 impl NodeConfig {
@@ -393,6 +511,7 @@ impl NodeConfig {
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             failover_after_ms: defaults::FAILOVER_AFTER_MS,
             worker_threads: None,
+            security: Security::default(),
         }
     }
 }

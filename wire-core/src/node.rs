@@ -50,6 +50,8 @@ pub struct Node {
 
 struct NodeInner {
     config: NodeConfig,
+    /// Who may call this node.
+    gate: crate::auth::Gate,
     http_addr: SocketAddr,
     raft_addr: SocketAddr,
     client: ConsensusClient,
@@ -126,7 +128,8 @@ impl Node {
         }
         .validate()
         .map_err(|e| Error::Invalid(format!("raft settings: {e}")))?;
-        let peers = PeerClient::new(Duration::from_millis(500))?;
+        let gate = config.security.gate();
+        let peers = PeerClient::new(Duration::from_millis(500), gate.secret())?;
         let liveness = Liveness::default();
         let raft = Raft::new(
             config.node_id,
@@ -157,6 +160,7 @@ impl Node {
                 pipelines: PipelineOps::new(client.clone(), runtime.clone()),
                 cluster: ClusterOps::new(client.clone(), me, config.clone(), liveness.clone()),
                 config,
+                gate,
                 client,
                 runtime,
                 stop,
@@ -248,6 +252,11 @@ impl Node {
     /// The node's configuration.
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config
+    }
+
+    /// Who may call this node: its users and the cluster secret.
+    pub fn gate(&self) -> &crate::auth::Gate {
+        &self.inner.gate
     }
 
     /// The consensus client: writes through Raft, read barriers, the leader.

@@ -30,6 +30,10 @@ impl Node {
                 node.runtime().exchange.clone(),
             ))
             .layer(axum::middleware::from_fn(same_protocol))
+            .layer(axum::middleware::from_fn_with_state(
+                node.gate().clone(),
+                from_a_node,
+            ))
             .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
         node.serve(raft_listener, raft_app);
         node.serve(http_listener, crate::http::router(node.clone()));
@@ -42,6 +46,28 @@ impl Node {
         node.enter().await?;
         Ok(node)
     }
+}
+
+/// Refuses a node-to-node call without the cluster's secret (401), when the cluster has one.
+async fn from_a_node(
+    axum::extract::State(gate): axum::extract::State<crate::auth::Gate>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let shown = request
+        .headers()
+        .get(crate::auth::SECRET_HEADER)
+        .map(|v| v.as_bytes());
+    if gate.node_call_allowed(shown) {
+        return next.run(request).await;
+    }
+    let why = if shown.is_some() {
+        "node-to-node call with a wrong cluster secret"
+    } else {
+        "node-to-node call without the cluster secret"
+    };
+    tracing::warn!(path = %request.uri().path(), "refused: {why}");
+    (StatusCode::UNAUTHORIZED, why).into_response()
 }
 
 /// Refuses a node-to-node call from a peer of another protocol version (400, naming both).

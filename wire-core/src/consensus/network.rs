@@ -65,9 +65,21 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// Builds a client; `connect_timeout` bounds each connection attempt.
-    pub fn new(connect_timeout: Duration) -> Result<Self, crate::Error> {
+    /// Builds a client; `connect_timeout` bounds each connection attempt. With a cluster
+    /// `secret`, every call shows it (node-to-node calls, and joins through a public API).
+    pub fn new(
+        connect_timeout: Duration,
+        secret: Option<&crate::auth::ClusterSecret>,
+    ) -> Result<Self, crate::Error> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(secret) = secret {
+            let mut value = reqwest::header::HeaderValue::from_str(secret.expose())
+                .map_err(|e| crate::Error::Invalid(format!("cluster secret: {e}")))?;
+            value.set_sensitive(true);
+            headers.insert(crate::auth::SECRET_HEADER, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)

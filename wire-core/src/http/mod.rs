@@ -2,6 +2,7 @@
 //! pipelines, and the web console (`/ui`).
 //! Every error is JSON `{"error": code, "detail": text}`; see [`error::ApiError`].
 
+pub mod auth;
 mod cluster;
 pub mod error;
 mod kv;
@@ -78,6 +79,7 @@ pub fn router(node: Node) -> Router {
                 .delete(kv::delete_txn_key),
         )
         .route("/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/auth/me", get(auth::me))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
@@ -85,5 +87,9 @@ pub fn router(node: Node) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            auth::authorize,
+        ))
         .with_state(node)
 }

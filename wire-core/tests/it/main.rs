@@ -20,4 +20,5 @@ mod mongo;
 mod pipelines_api;
 mod pipelines_durable;
 mod pipelines_run;
+mod security;
 mod storage_suite;

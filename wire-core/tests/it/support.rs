@@ -160,6 +160,8 @@ pub struct Proc {
     child: Option<Child>,
     /// Standard output goes to a pipe that nobody reads (a stalled consumer).
     stalled_stdout: bool,
+    /// The `Authorization` header the helpers send, for nodes with users.
+    pub auth: Option<String>,
 }
 
 /// Flags every test node gets: short Raft timers so elections settle fast.
@@ -221,6 +223,7 @@ impl Proc {
             dir: root.join(format!("node{id}")),
             log: root.join(format!("node{id}.log")),
             child: None,
+            auth: None,
         };
         p.spawn(extra);
         p
@@ -318,14 +321,26 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A request to `path` with this node's credentials, if it has users.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = http().request(method, self.url(path));
+        match &self.auth {
+            Some(a) => req.header("authorization", a),
+            None => req,
+        }
+    }
+
     pub async fn status(&self) -> Option<Value> {
-        let resp = http().get(self.url("/status")).send().await.ok()?;
+        let resp = self
+            .request(reqwest::Method::GET, "/status")
+            .send()
+            .await
+            .ok()?;
         resp.json().await.ok()
     }
 
     pub async fn put(&self, key: &str, value: &str) -> reqwest::Result<reqwest::Response> {
-        http()
-            .put(self.url(&format!("/kv/{key}")))
+        self.request(reqwest::Method::PUT, &format!("/kv/{key}"))
             .body(value.to_string())
             .send()
             .await
@@ -334,8 +349,11 @@ impl Proc {
     /// A read at `consistency`: `Some(value)`, or `None` if the key is absent. Panics on an
     /// error answer.
     pub async fn get(&self, key: &str, consistency: &str) -> Option<String> {
-        let resp = http()
-            .get(self.url(&format!("/kv/{key}?consistency={consistency}")))
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/kv/{key}?consistency={consistency}"),
+            )
             .send()
             .await
             .expect("get");
@@ -354,8 +372,11 @@ impl Proc {
 impl Proc {
     /// The value if the node answers 200 now; `None` on any error (node down, key absent).
     pub async fn try_get(&self, key: &str, consistency: &str) -> Option<String> {
-        let resp = http()
-            .get(self.url(&format!("/kv/{key}?consistency={consistency}")))
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/kv/{key}?consistency={consistency}"),
+            )
             .send()
             .await
             .ok()?;
@@ -400,11 +421,17 @@ impl Drop for Cluster {
 
 impl Cluster {
     pub async fn start(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_as(n, extra, None).await
+    }
+
+    /// A cluster whose nodes have users: the helpers send `auth` as the `Authorization`.
+    pub async fn start_as(n: u64, extra: &[&str], auth: Option<&str>) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut first_args = extra.clone();
         first_args.push("--bootstrap".into());
-        let first = Proc::start(root.path(), 1, &first_args);
+        let mut first = Proc::start(root.path(), 1, &first_args);
+        first.auth = auth.map(str::to_string);
         let mut cluster = Cluster {
             nodes: vec![first],
             root,
@@ -414,7 +441,8 @@ impl Cluster {
             let mut args = extra.clone();
             args.push("--join".into());
             args.push(cluster.nodes[0].http.clone());
-            let p = Proc::start(cluster.root.path(), id, &args);
+            let mut p = Proc::start(cluster.root.path(), id, &args);
+            p.auth = auth.map(str::to_string);
             cluster.nodes.push(p);
             cluster
                 .wait_members(id as usize, Duration::from_secs(30))
