@@ -23,10 +23,11 @@ pipelines whose transforms are plain Python functions (``.pipelines``,
     1
 """
 
-from . import agg, kv, sinks, sources, windows
+from . import agg, auth, kv, sinks, sources, windows
 from ._native import version as _engine_version
 from .errors import (
     ConflictError,
+    ForbiddenError,
     InternalError,
     InvalidConfigError,
     InvalidRequestError,
@@ -37,6 +38,7 @@ from .errors import (
     StorageError,
     TooLargeError,
     TransportError,
+    UnauthenticatedError,
     UnavailableError,
     WireError,
 )
@@ -52,6 +54,7 @@ __all__ = [
     "Pipelines",
     "Written",
     "transform",
+    "auth",
     "kv",
     "sources",
     "sinks",
@@ -69,5 +72,7 @@ __all__ = [
     "TransportError",
     "StorageError",
     "InternalError",
+    "UnauthenticatedError",
+    "ForbiddenError",
     "PipelineFailedError",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -35,13 +36,44 @@ class HttpTransport:
     """Calls a node's HTTP API; retries answers the engine marks retryable until
     ``retry_for`` seconds have passed."""
 
-    def __init__(self, url: str, timeout: float = 10.0, retry_for: float = 5.0) -> None:
-        parsed = urllib.parse.urlparse(url if "://" in url else f"http://{url}")
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        retry_for: float = 5.0,
+        *,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
+        ca: Optional[str] = None,
+        cert: Optional[str] = None,
+        key: Optional[str] = None,
+    ) -> None:
+        parsed = urllib.parse.urlparse(url if "://" in url else f"http{'s' if ca else ''}://{url}")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"url: {url!r} is not an http(s) URL")
         self.url = f"{parsed.scheme}://{parsed.netloc}"
         self.timeout = timeout
         self.retry_for = retry_for
+        self._authorization: Optional[str] = None
+        if token is not None and user is not None:
+            raise ValueError("give user and password, or token, not both")
+        if token is not None:
+            self._authorization = f"Bearer {token}"
+        elif user is not None:
+            if password is None:
+                raise ValueError(f"user {user!r} needs a password")
+            pair = f"{user}:{password}".encode("utf-8")
+            self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        elif password is not None:
+            raise ValueError("a password needs a user")
+        self._context: Optional[ssl.SSLContext] = None
+        if parsed.scheme == "https":
+            self._context = ssl.create_default_context(cafile=ca)
+            if cert is not None:
+                self._context.load_cert_chain(cert, key)
+        elif cert is not None or ca is not None:
+            raise ValueError(f"url: {url!r} is plain http, but TLS files were given: use https://")
 
     def _call(
         self,
@@ -58,8 +90,10 @@ class HttpTransport:
             request = urllib.request.Request(url, data=body, method=method)
             if body is not None:
                 request.add_header("Content-Type", content_type)
+            if self._authorization is not None:
+                request.add_header("Authorization", self._authorization)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as answer:
                     return answer.status, answer.read()
             except urllib.error.HTTPError as e:
                 error = self._error(e.code, e.read())

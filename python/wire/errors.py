@@ -33,6 +33,8 @@ __all__ = [
     "StorageError",
     "InternalError",
     "PipelineFailedError",
+    "UnauthenticatedError",
+    "ForbiddenError",
 ]
 
 
@@ -135,6 +137,20 @@ class InternalError(WireError):
     code = "internal"
 
 
+class UnauthenticatedError(WireError, PermissionError):
+    """The node has users and the call showed none, or credentials that are no user's
+    (``code`` is ``unauthenticated`` or ``bad_credentials``): give ``wire.Client`` a
+    ``user`` and ``password`` or a ``token``."""
+
+    code = "unauthenticated"
+
+
+class ForbiddenError(WireError, PermissionError):
+    """The user may not make this call; the message names the permission it lacks."""
+
+    code = "forbidden"
+
+
 class PipelineFailedError(WireError):
     """A pipeline being waited for failed and will not be retried. ``status`` is its
     last status."""
@@ -159,8 +175,11 @@ _BY_CODE: Dict[str, Type[WireError]] = {
         ShutdownError,
         StorageError,
         InternalError,
+        UnauthenticatedError,
+        ForbiddenError,
     )
 }
+_BY_CODE["bad_credentials"] = UnauthenticatedError
 # An I/O failure of the node (binding an address, creating its data dir): the exception
 # keeps the code "io".
 _BY_CODE["io"] = InternalError

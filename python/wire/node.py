@@ -124,7 +124,7 @@ class Node:
         others (each after a final checkpoint) and it gets no new ones; ``undo=True`` ends
         it. Returns whether anything changed. ``members()`` shows each member's
         ``draining`` and ``partitions``."""
-        return HttpTransport(self.url).drain(node_id, undo)
+        return bool(self._native.drain(node_id, not undo))
 
     # Lifetime.
 
@@ -176,6 +176,12 @@ class Client:
     the same ``kv`` and ``pipelines`` as :class:`Node` and raises the same exceptions;
     retryable answers (no leader yet) are retried for ``retry_for`` seconds.
 
+    A cluster with users wants ``user`` and ``password``, or a bearer ``token``
+    (:class:`wire.UnauthenticatedError` otherwise, :class:`wire.ForbiddenError` for a call
+    the user may not make). Over TLS give an ``https://`` URL and the ``ca`` file that signed
+    the nodes' certificates, and ``cert`` and ``key`` when the nodes want client
+    certificates.
+
         >>> import wire, tempfile
         >>> with wire.Node(data_dir=tempfile.mkdtemp(), bootstrap=True,
         ...                http_addr="127.0.0.1:0", raft_addr="127.0.0.1:0") as node:
@@ -185,8 +191,30 @@ class Client:
         b'v'
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0, retry_for: float = 5.0) -> None:
-        self._t = HttpTransport(url, timeout=timeout, retry_for=retry_for)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        retry_for: float = 5.0,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
+        ca: Optional[str] = None,
+        cert: Optional[str] = None,
+        key: Optional[str] = None,
+    ) -> None:
+        self._t = HttpTransport(
+            url,
+            timeout=timeout,
+            retry_for=retry_for,
+            user=user,
+            password=password,
+            token=token,
+            ca=ca,
+            cert=cert,
+            key=key,
+        )
         self.url = self._t.url
         self.kv = KV(self._t)
         self.pipelines = Pipelines(self._t)

@@ -173,6 +173,10 @@ impl NativeNode {
         self.block(py, move |n| async move { n.cluster().remove(id).await })
     }
 
+    fn drain(&self, py: Python<'_>, id: u64, draining: bool) -> PyResult<bool> {
+        self.block(py, move |n| async move { n.cluster().drain(id, draining).await })
+    }
+
     #[pyo3(signature = (key, consistency = None))]
     fn kv_get<'py>(
         &self,
@@ -425,10 +429,19 @@ fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
+/// The argon2id hash of a password (a PHC string), for `password_hash` in a users file.
+#[pyfunction]
+fn hash_password(py: Python<'_>, password: &str) -> PyResult<String> {
+    let password = password.to_string();
+    py.detach(move || wire_core::auth::hash_password(&password))
+        .map_err(pyo3::exceptions::PyRuntimeError::new_err)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeNode>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_password, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_spec, m)?)?;
     m.add_function(wrap_pyfunction!(register_source, m)?)?;
     m.add_function(wrap_pyfunction!(register_sink, m)?)?;
