@@ -230,3 +230,60 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
     until("the stopped node shown not alive", not_alive, timeout=FAILOVER_MS / 1000 + 10)
     assert time.monotonic() - stopped < FAILOVER_MS / 1000 + 10
     browser.save_screenshot(str(SHOTS / "cluster-node-down.png"))
+
+
+def test_the_console_asks_who_you_are_and_shows_what_you_may_do(browser: Any, tmp_path: pathlib.Path) -> None:
+    """A node with users: the console asks for credentials (no browser dialog), refuses
+    wrong ones, hides what the user may not do, and lets a user with the permission do
+    it."""
+    from selenium.webdriver.common.by import By
+
+    import wire.auth
+
+    token = wire.auth.new_token()
+    users = [
+        {"name": "viewer", "password_hash": wire.auth.hash_password("view-pw"), "permissions": ["status"]},
+        {"name": "admin", "token_sha256": wire.auth.token_sha256(token), "permissions": ["all"]},
+    ]
+    node = wire.Node(data_dir=tmp_path / "n", bootstrap=True, http_addr="127.0.0.1:0", raft_addr="127.0.0.1:0",
+                     users=users, cluster_secret="console-test-cluster-secret").wait_ready()
+    try:
+        node.pipelines.deploy(
+            wire.Pipeline("guarded").source(wire.sources.generator(rate=50)).sink(wire.sinks.file(tmp_path / "out"))
+        )
+        node.pipelines.wait("guarded", until="running", timeout=30)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+
+        def sign_in(user: str = "", password: str = "", bearer: str = "") -> None:
+            until("the sign-in form", lambda: browser.find_element(By.ID, "signin"))
+            browser.find_element(By.ID, "user").send_keys(user)
+            browser.find_element(By.ID, "password").send_keys(password)
+            browser.find_element(By.ID, "token").send_keys(bearer)
+            browser.find_element(By.ID, "signin-button").click()
+
+        browser.get(f"{node.url}/ui#/pipelines/guarded")
+        until("the sign-in form", lambda: browser.find_element(By.ID, "signin"))
+        browser.save_screenshot(str(SHOTS / "sign-in.png"))
+        accessible(browser, "sign-in")
+
+        sign_in("viewer", "wrong")
+        until("the refusal", lambda: "wrong user name or password" in browser.find_element(By.ID, "main").text)
+
+        browser.find_element(By.ID, "user").clear()
+        browser.find_element(By.ID, "password").clear()
+        sign_in("viewer", "view-pw")
+        until("the pipeline page", lambda: browser.find_element(By.ID, "state").text == "running")
+        assert "viewer" in browser.find_element(By.ID, "who").text
+        assert not browser.find_elements(By.ID, "pause")
+        assert "may not change pipelines" in browser.find_element(By.ID, "main").text
+        browser.get(f"{node.url}/ui#/kv")
+        until("the key-value page", lambda: "may not read keys" in browser.find_element(By.ID, "main").text)
+
+        browser.find_element(By.ID, "signout").click()
+        sign_in(bearer=token)
+        browser.get(f"{node.url}/ui#/pipelines/guarded")
+        until("the pause button", lambda: browser.find_element(By.ID, "pause")).click()
+        node.pipelines.wait("guarded", until="paused", timeout=30)
+        assert "admin" in browser.find_element(By.ID, "who").text
+    finally:
+        node.stop()

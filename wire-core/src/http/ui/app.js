@@ -5,13 +5,25 @@
 const main = document.getElementById("main");
 const history = {}; // pipeline -> [{t, in, out}] for its throughput chart
 let timer = null;
+// The Authorization header of the signed-in user (kept for this tab only), and what
+// `/auth/me` says the user may do.
+let authorization = sessionStorage.getItem("wire-authorization");
+let me = null;
+let signingIn = false;
+
+class SignInNeeded extends Error {}
 
 function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
-async function api(path, options) {
-  const r = await fetch(path, options);
+async function api(path, options = {}) {
+  // "XMLHttpRequest" asks the node not to answer 401 with a Basic challenge, which would
+  // open the browser's own login dialog instead of this page's.
+  const headers = { "X-Requested-With": "XMLHttpRequest", ...(options.headers || {}) };
+  if (authorization && !headers.Authorization) headers.Authorization = authorization;
+  const r = await fetch(path, { ...options, headers });
+  if (r.status === 401) throw new SignInNeeded((await r.json().catch(() => ({}))).detail || "sign in");
   const text = await r.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
@@ -185,7 +197,7 @@ async function pipeline(name) {
   return `<h1>Pipeline ${esc(name)}</h1>
     <p>State: <strong id="state">${esc(s.state)}</strong> · version ${esc(s.version)} · desired ${esc(s.desired)}</p>
     ${errors ? `<ul>${errors}</ul>` : ""}
-    <p><button id="pause" data-act="pause">Pause</button><button id="resume" data-act="resume">Resume</button><button id="delete" class="danger" data-act="delete">Delete</button></p>
+    ${may("pipelines") ? `<p><button id="pause" data-act="pause">Pause</button><button id="resume" data-act="resume">Resume</button><button id="delete" class="danger" data-act="delete">Delete</button></p>` : `<p class="muted">Your user may not change pipelines (no 'pipelines' permission).</p>`}
     <h2>Steps</h2>${dag(s)}
     <h2>Throughput</h2>${chart(name)}
     <h2>Partitions</h2>${table(["partition", "node", "state", "epoch", "positions", "read", "lag", "watermark"], parts, "partitions")}
@@ -196,6 +208,7 @@ async function pipeline(name) {
 }
 
 async function kv(query) {
+  if (!may("read")) return `<h1>Key-value</h1><p class="muted">Your user may not read keys (no 'read' permission).</p>`;
   const prefix = query.get("prefix") || "";
   const after = query.get("after") || "";
   const params = new URLSearchParams({ prefix, limit: "50" });
@@ -223,17 +236,69 @@ function route() {
   return cluster;
 }
 
+function may(permission) {
+  return !me || me.permissions.includes(permission);
+}
+
+function utf8base64(text) {
+  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+}
+
+function signInForm(why) {
+  return `<h1>Sign in</h1>
+    ${why ? `<p class="bad" role="alert">${esc(why)}</p>` : ""}
+    <form id="signin">
+      <p><label for="user">User</label><input id="user" name="user" autocomplete="username"></p>
+      <p><label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password"></p>
+      <p><label for="token">or a bearer token</label><input id="token" name="token" type="password" autocomplete="off"></p>
+      <p><button type="submit" id="signin-button">Sign in</button></p>
+    </form>`;
+}
+
+function showUser() {
+  const who = document.getElementById("who");
+  if (me && me.user) {
+    who.innerHTML = `signed in as <strong>${esc(me.user)}</strong> <button id="signout" type="button">Sign out</button>`;
+  } else {
+    who.textContent = "";
+  }
+}
+
+async function whoami() {
+  me = await api("/auth/me");
+  if (me.auth_required && !me.user) throw new SignInNeeded("");
+  showUser();
+}
+
 async function draw() {
+  if (signingIn) return;
   const view = route();
   try {
+    if (!me) await whoami();
     const html = await view();
     const focused = document.activeElement && document.activeElement.id;
     main.innerHTML = html;
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   } catch (e) {
+    if (e instanceof SignInNeeded) {
+      signingIn = true;
+      me = null;
+      showUser();
+      main.innerHTML = signInForm(authorization ? e.message : "");
+      document.getElementById("user").focus();
+      return;
+    }
     main.innerHTML = `<h1>Error</h1><p class="bad" role="alert">${esc(e.message)}</p>`;
   }
 }
+
+document.getElementById("who").addEventListener("click", (ev) => {
+  if (ev.target.id !== "signout") return;
+  sessionStorage.removeItem("wire-authorization");
+  authorization = null;
+  me = null;
+  draw();
+});
 
 main.addEventListener("click", async (ev) => {
   const b = ev.target.closest("button[data-act]");
@@ -254,7 +319,18 @@ main.addEventListener("click", async (ev) => {
   draw();
 });
 
-main.addEventListener("submit", (ev) => {
+main.addEventListener("submit", async (ev) => {
+  if (ev.target.id === "signin") {
+    ev.preventDefault();
+    const user = document.getElementById("user").value;
+    const token = document.getElementById("token").value;
+    authorization = token ? `Bearer ${token}` : `Basic ${utf8base64(`${user}:${document.getElementById("password").value}`)}`;
+    sessionStorage.setItem("wire-authorization", authorization);
+    signingIn = false;
+    me = null;
+    draw();
+    return;
+  }
   if (ev.target.id !== "kvform") return;
   ev.preventDefault();
   const prefix = document.getElementById("prefix").value;
