@@ -174,7 +174,10 @@ impl NativeNode {
     }
 
     fn drain(&self, py: Python<'_>, id: u64, draining: bool) -> PyResult<bool> {
-        self.block(py, move |n| async move { n.cluster().drain(id, draining).await })
+        self.block(
+            py,
+            move |n| async move { n.cluster().drain(id, draining).await },
+        )
     }
 
     #[pyo3(signature = (key, consistency = None))]

@@ -151,3 +151,103 @@ async fn a_node_runs_from_a_config_file_with_json_logs() {
     }
     assert!(logs.contains("node stopped"), "{logs}");
 }
+
+/// `wire user` makes a password hash and a token; a node takes them from a TOML config
+/// with inline users, and the client commands sign in with `--user`, `WIRE_USER` or
+/// `--token` (401 without, 403 naming the permission a user lacks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_user_secrets_and_signs_in_with_them() {
+    use std::io::Write;
+    let o = wire(&["user", "new-token"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let token = lines.next().expect("token").to_string();
+    let token_line = lines.next().expect("token_sha256 line").to_string();
+    assert!(token_line.starts_with("token_sha256 = \""), "{token_line}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wire"))
+        .args(["user", "hash-password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"ops-password\n")
+        .expect("password");
+    let o = child.wait_with_output().expect("hash");
+    let hash = stdout(&o).trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let http_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = 1\nbootstrap = true\nhttp_addr = \"{http_addr}\"\nraft_addr = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\ncluster_secret = \"cli-test-cluster-secret\"\n\n[[users]]\nname = \"ops\"\npassword_hash = \"{hash}\"\npermissions = [\"read\", \"write\", \"status\"]\n\n[[users]]\nname = \"bot\"\n{token_line}\npermissions = [\"read\"]\n",
+            free_port(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_wire"))
+        .args(["node", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node");
+    let health = format!("http://{http_addr}/health");
+    eventually(Duration::from_secs(20), "the node", || async {
+        let r = http().get(&health).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_wire"))
+            .args(args)
+            .args(["--addr", &http_addr])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run wire")
+    };
+    let o = run(&["kv", "put", "k", "v"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    let o = run(
+        &[
+            "kv",
+            "put",
+            "k",
+            "v",
+            "--user",
+            "ops",
+            "--password",
+            "ops-password",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["kv", "get", "k"], &[("WIRE_USER", "ops:ops-password")]);
+    assert_eq!(stdout(&o).trim_end(), "v", "{}", stderr(&o));
+    let o = run(&["kv", "get", "k", "--token", &token], &[]);
+    assert_eq!(stdout(&o).trim_end(), "v", "{}", stderr(&o));
+    let o = run(&["kv", "put", "k", "w", "--token", &token], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("403") && stderr(&o).contains("'write'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["kv", "get", "k", "--user", "ops"], &[]);
+    assert!(
+        stderr(&o).contains("no password for user 'ops'"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = node.kill();
+    let _ = node.wait();
+}
