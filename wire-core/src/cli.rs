@@ -115,6 +115,15 @@ struct Target {
     /// A bearer token (instead of a user and password).
     #[arg(long, global = true, env = "WIRE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The CA (PEM) that signed the node's certificate: talk TLS (https) and trust it.
+    #[arg(long, global = true, env = "WIRE_CA")]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) to show, with --key.
+    #[arg(long, global = true, env = "WIRE_CERT")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, global = true, env = "WIRE_KEY")]
+    key: Option<PathBuf>,
 }
 
 impl Target {
@@ -122,6 +131,8 @@ impl Target {
     fn base(&self) -> String {
         if self.addr.contains("://") {
             self.addr.trim_end_matches('/').to_string()
+        } else if self.ca.is_some() {
+            format!("https://{}", self.addr)
         } else {
             format!("http://{}", self.addr)
         }
@@ -159,11 +170,37 @@ impl Target {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        reqwest::Client::builder()
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()))
+        };
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
-            .default_headers(headers)
-            .build()
-            .map_err(|e| e.to_string())
+            .default_headers(headers);
+        if let Some(ca) = &self.ca {
+            let ca = reqwest::Certificate::from_pem(&read(ca, "--ca")?)
+                .map_err(|e| format!("--ca: {e}"))?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert, "--cert")?;
+                pem.push(b'\n');
+                pem.extend(read(key, "--key")?);
+                let identity =
+                    reqwest::Identity::from_pem(&pem).map_err(|e| format!("--cert/--key: {e}"))?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => return Err("give --cert and --key together".into()),
+        }
+        if self.base().starts_with("https://") && self.ca.is_none() {
+            return Err(
+                "an https:// address needs --ca (the CA that signed the node's certificate)".into(),
+            );
+        }
+        builder.build().map_err(|e| e.to_string())
     }
 }
 
@@ -254,8 +291,8 @@ pub fn main() -> ExitCode {
             }
             Err(code) => return code,
         },
-        Command::Demo(args) => (Runnable::Client(Command::Demo(args)), None),
-        other => (Runnable::Client(other), Some(1)),
+        Command::Demo(args) => (Runnable::Client(Box::new(Command::Demo(args))), None),
+        other => (Runnable::Client(Box::new(other)), Some(1)),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads {
@@ -269,18 +306,17 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let command = match command {
+            Runnable::Node(args, config) => return run_node(args, *config).await,
+            Runnable::Client(command) => *command,
+        };
         match command {
-            Runnable::Node(args, config) => run_node(args, *config).await,
-            Runnable::Client(Command::Kv { target, command }) => kv(&target, command).await,
-            Runnable::Client(Command::Cluster { target, command }) => {
-                cluster(&target, command).await
-            }
-            Runnable::Client(Command::Pipeline { target, command }) => {
-                pipeline(&target, command).await
-            }
-            Runnable::Client(Command::User(command)) => user(command),
-            Runnable::Client(Command::Demo(args)) => crate::demo::run(args.into()).await,
-            Runnable::Client(Command::Node(_)) => Ok(ExitCode::FAILURE),
+            Command::Kv { target, command } => kv(&target, command).await,
+            Command::Cluster { target, command } => cluster(&target, command).await,
+            Command::Pipeline { target, command } => pipeline(&target, command).await,
+            Command::User(command) => user(command),
+            Command::Demo(args) => crate::demo::run(args.into()).await,
+            Command::Node(_) => Ok(ExitCode::FAILURE),
         }
     });
     match result {
@@ -295,7 +331,7 @@ pub fn main() -> ExitCode {
 /// What `main` runs once the runtime is up.
 enum Runnable {
     Node(Box<NodeArgs>, Box<crate::config::NodeConfig>),
-    Client(Command),
+    Client(Box<Command>),
 }
 
 /// Reads and validates a node's configuration, printing every problem (exit code 2).

@@ -122,6 +122,17 @@ pub struct NodeOptions {
     /// A file holding the cluster secret (its first line).
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// This node's TLS certificate (PEM, the chain from the node's own first): both
+    /// listeners speak TLS. Reloaded when the file changes.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signed every node's certificate: node-to-node calls are mutual
+    /// TLS, and a node whose certificate it did not sign cannot join, replicate or vote.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -172,6 +183,9 @@ impl NodeOptions {
             users: other.users.or(self.users),
             cluster_secret: other.cluster_secret.or(self.cluster_secret),
             cluster_secret_file: other.cluster_secret_file.or(self.cluster_secret_file),
+            tls_cert: other.tls_cert.or(self.tls_cert),
+            tls_key: other.tls_key.or(self.tls_key),
+            tls_ca: other.tls_ca.or(self.tls_ca),
         }
     }
 
@@ -294,11 +308,13 @@ impl NodeOptions {
         if let Err(problem) = check_writable(&data_dir) {
             errors.push(ConfigError::new("data_dir", problem));
         }
+        let tls = tls_files(self.tls_cert, self.tls_key, self.tls_ca, &mut errors);
         let security = security(
             self.users_file,
             self.users,
             self.cluster_secret,
             self.cluster_secret_file,
+            tls,
             &mut errors,
         );
         match (errors.is_empty(), http_addr, raft_addr) {
@@ -336,6 +352,7 @@ fn security(
     users: Option<Vec<crate::auth::UserEntry>>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    tls: Option<crate::tls::TlsFiles>,
     errors: &mut Vec<ConfigError>,
 ) -> Security {
     let mut entries = users.unwrap_or_default();
@@ -390,16 +407,61 @@ fn security(
     });
     if !entries.is_empty()
         && cluster_secret.is_none()
-        && !errors.iter().any(|e| e.field.starts_with("cluster_secret"))
+        && tls.is_none()
+        && !errors
+            .iter()
+            .any(|e| e.field.starts_with("cluster_secret") || e.field.starts_with("tls_"))
     {
         errors.push(ConfigError::new(
             "cluster_secret",
-            "users are configured but node-to-node calls are open: set a cluster secret shared by every node",
+            "users are configured but node-to-node calls are open: set a cluster secret shared by every node, or TLS with tls_ca",
         ));
     }
     Security {
         users,
         cluster_secret,
+        tls,
+    }
+}
+
+/// The TLS files: all three or none, each loading.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::tls::TlsFiles> {
+    match (cert, key, ca) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), Some(ca)) => {
+            let files = crate::tls::TlsFiles { cert, key, ca };
+            match crate::tls::Tls::load(&files) {
+                Ok(_) => Some(files),
+                Err(why) => {
+                    let field = ["tls_cert", "tls_key", "tls_ca"]
+                        .into_iter()
+                        .find(|f| why.starts_with(f))
+                        .unwrap_or("tls_cert");
+                    errors.push(ConfigError::new(field, why));
+                    None
+                }
+            }
+        }
+        (cert, key, ca) => {
+            for (field, given) in [
+                ("tls_cert", cert.is_some()),
+                ("tls_key", key.is_some()),
+                ("tls_ca", ca.is_some()),
+            ] {
+                if !given {
+                    errors.push(ConfigError::new(
+                        field,
+                        "TLS needs tls_cert, tls_key and tls_ca (the CA that signed every node's certificate) together",
+                    ));
+                }
+            }
+            None
+        }
     }
 }
 
@@ -408,12 +470,18 @@ fn security(
 pub struct Security {
     pub users: Vec<crate::auth::User>,
     pub cluster_secret: Option<crate::auth::ClusterSecret>,
+    /// TLS on both listeners and node-to-node calls.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Security {
     /// The gate that checks requests against these settings.
     pub fn gate(&self) -> crate::auth::Gate {
-        crate::auth::Gate::new(self.users.clone(), self.cluster_secret.clone())
+        crate::auth::Gate::new(
+            self.users.clone(),
+            self.cluster_secret.clone(),
+            self.tls.is_some(),
+        )
     }
 }
 

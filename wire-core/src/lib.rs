@@ -30,6 +30,7 @@ pub mod node;
 pub mod ops;
 pub mod pipeline;
 mod server;
+pub mod tls;
 
 pub use config::{NodeConfig, NodeOptions};
 pub use error::{Error, ErrorKind, Result};

@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use openraft::SnapshotPolicy;
 use redb::Database;
 use tokio::net::TcpListener;
@@ -52,6 +51,8 @@ struct NodeInner {
     config: NodeConfig,
     /// Who may call this node.
     gate: crate::auth::Gate,
+    /// The node's TLS, when its listeners speak it.
+    tls: Option<Arc<crate::tls::Tls>>,
     http_addr: SocketAddr,
     raft_addr: SocketAddr,
     client: ConsensusClient,
@@ -129,7 +130,11 @@ impl Node {
         .validate()
         .map_err(|e| Error::Invalid(format!("raft settings: {e}")))?;
         let gate = config.security.gate();
-        let peers = PeerClient::new(Duration::from_millis(500), gate.secret())?;
+        let tls = match &config.security.tls {
+            Some(files) => Some(crate::tls::Tls::load(files).map_err(Error::Invalid)?),
+            None => None,
+        };
+        let peers = PeerClient::new(Duration::from_millis(500), gate.secret(), tls.as_ref())?;
         let liveness = Liveness::default();
         let raft = Raft::new(
             config.node_id,
@@ -161,6 +166,7 @@ impl Node {
                 cluster: ClusterOps::new(client.clone(), me, config.clone(), liveness.clone()),
                 config,
                 gate,
+                tls: tls.clone(),
                 client,
                 runtime,
                 stop,
@@ -187,6 +193,10 @@ impl Node {
         let leading = tokio::spawn(liveness.clone().follow(raft, node.inner.stop.subscribe()));
         if let Ok(mut tasks) = node.inner.tasks.lock() {
             tasks.extend([elections, leading]);
+            if let Some(tls) = tls {
+                let stop = node.inner.stop.subscribe();
+                tasks.push(tokio::spawn(tls.watch(Duration::from_secs(1), stop)));
+            }
         }
         Ok(Opened {
             node,
@@ -209,29 +219,59 @@ impl Node {
         Ok(())
     }
 
-    /// Serves `app` on `listener` until the node stops.
-    pub(crate) fn serve(&self, listener: TcpListener, app: axum::Router) {
+    /// Serves `app` on `listener` until the node stops: over TLS when the node has it
+    /// (wanting client certificates as `certs` says), else plain.
+    pub(crate) fn serve(
+        &self,
+        listener: TcpListener,
+        app: axum::Router,
+        certs: crate::tls::ClientCerts,
+    ) -> Result<()> {
         let mut stop = self.inner.stop.subscribe();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            // Small request/response exchanges: send each answer at once (no Nagle delay).
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "setting TCP_NODELAY");
-                }
-            });
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "listener failed");
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let app = app.into_make_service_with_connect_info::<crate::tls::Peer>();
+        let task = match &self.inner.tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls.clone(), certs)
+                    .map_err(|e| Error::io("starting a TLS listener", e))?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(error = %e, "listener failed");
+                    }
+                })
             }
-        });
+            None => {
+                let listener = crate::tls::PlainListener(listener);
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(error = %e, "listener failed");
+                    }
+                })
+            }
+        };
         if let Ok(mut tasks) = self.inner.tasks.lock() {
             tasks.push(task);
         }
+        Ok(())
+    }
+
+    /// Whether the node's listeners speak TLS (`https://`).
+    pub fn tls(&self) -> bool {
+        self.inner.tls.is_some()
+    }
+
+    /// The URL of the node's public API (`http://` or `https://` and the address).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://{}", advertised(self.inner.http_addr))
     }
 
     /// This node's id.

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use crate::config::NodeConfig;
 use crate::consensus::{network, protocol_mismatch, PROTOCOL_HEADER};
 use crate::node::{Node, Opened};
+use crate::tls::ClientCerts;
 use crate::Result;
 
 impl Node {
@@ -35,8 +36,19 @@ impl Node {
                 from_a_node,
             ))
             .layer(axum::extract::DefaultBodyLimit::max(network::MAX_RPC_BYTES));
-        node.serve(raft_listener, raft_app);
-        node.serve(http_listener, crate::http::router(node.clone()));
+        if let Err(e) = node
+            .serve(raft_listener, raft_app, ClientCerts::Required)
+            .and_then(|()| {
+                node.serve(
+                    http_listener,
+                    crate::http::router(node.clone()),
+                    ClientCerts::Optional,
+                )
+            })
+        {
+            let _ = node.shutdown().await;
+            return Err(e);
+        }
         tracing::info!(
             node_id = node.id(),
             http_addr = %node.http_addr(),

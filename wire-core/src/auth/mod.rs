@@ -189,13 +189,15 @@ struct GateInner {
     users: HashMap<String, User>,
     by_token: HashMap<[u8; 32], String>,
     secret: Option<ClusterSecret>,
+    /// Nodes show certificates signed by the cluster's CA (mutual TLS).
+    mtls: bool,
     /// Per user, the SHA-256 of the password that last verified: argon2 is slow on purpose
     /// (tens of milliseconds), and a client sends its password with every request.
     verified: Mutex<HashMap<String, [u8; 32]>>,
 }
 
 impl Gate {
-    pub fn new(users: Vec<User>, secret: Option<ClusterSecret>) -> Gate {
+    pub fn new(users: Vec<User>, secret: Option<ClusterSecret>, mtls: bool) -> Gate {
         let by_token = users
             .iter()
             .filter_map(|u| u.token_sha256.map(|t| (t, u.name.clone())))
@@ -206,6 +208,7 @@ impl Gate {
                 users,
                 by_token,
                 secret,
+                mtls,
                 verified: Mutex::default(),
             }),
         }
@@ -234,11 +237,10 @@ impl Gate {
     /// before): then call [`Gate::authorize_slowly`] off the async threads.
     pub fn authorize(
         &self,
-        authorization: Option<&[u8]>,
-        secret: Option<&[u8]>,
+        shown: &Shown<'_>,
         needed: Option<Permission>,
     ) -> Option<Result<Principal, Denied>> {
-        match self.authenticate(authorization, secret, false) {
+        match self.authenticate(shown, false) {
             Err(Check::Slow) => None,
             other => Some(self.permit(other.map_err(Check::denied), needed)),
         }
@@ -247,13 +249,10 @@ impl Gate {
     /// As [`Gate::authorize`], running argon2 when it must (tens of milliseconds).
     pub fn authorize_slowly(
         &self,
-        authorization: Option<&[u8]>,
-        secret: Option<&[u8]>,
+        shown: &Shown<'_>,
         needed: Option<Permission>,
     ) -> Result<Principal, Denied> {
-        let who = self
-            .authenticate(authorization, secret, true)
-            .map_err(Check::denied);
+        let who = self.authenticate(shown, true).map_err(Check::denied);
         self.permit(who, needed)
     }
 
@@ -269,11 +268,11 @@ impl Gate {
         // Without users the API is open, but a cluster with a secret admits and removes
         // members only for its nodes: a stranger must not vote.
         if who == Principal::Anyone
-            && self.inner.secret.is_some()
+            && (self.inner.secret.is_some() || self.inner.mtls)
             && matches!(family, Permission::Join | Permission::Remove)
         {
             return Err(Denied::BadCredentials(format!(
-                "adding or removing members of this cluster needs its secret (the {SECRET_HEADER} header)"
+                "adding or removing members of this cluster needs its secret (the {SECRET_HEADER} header) or a node certificate"
             )));
         }
         match &who {
@@ -285,13 +284,12 @@ impl Gate {
         }
     }
 
-    fn authenticate(
-        &self,
-        authorization: Option<&[u8]>,
-        secret: Option<&[u8]>,
-        slow: bool,
-    ) -> Result<Principal, Check> {
-        if let (Some(s), Some(shown)) = (&self.inner.secret, secret) {
+    fn authenticate(&self, shown: &Shown<'_>, slow: bool) -> Result<Principal, Check> {
+        if shown.node_certificate && self.inner.mtls {
+            return Ok(Principal::Node);
+        }
+        let authorization = shown.authorization;
+        if let (Some(s), Some(shown)) = (&self.inner.secret, shown.secret) {
             if s.matches(shown) {
                 return Ok(Principal::Node);
             }
@@ -369,6 +367,17 @@ impl Gate {
     }
 }
 
+/// What a request shows of who sent it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shown<'a> {
+    /// The `Authorization` header.
+    pub authorization: Option<&'a [u8]>,
+    /// The cluster secret header.
+    pub secret: Option<&'a [u8]>,
+    /// The connection showed a certificate the cluster's CA signed.
+    pub node_certificate: bool,
+}
+
 /// Why an authentication did not finish.
 enum Check {
     Denied(Denied),
@@ -422,7 +431,15 @@ mod tests {
             },
         ];
         let secret = ClusterSecret::new("a-cluster-secret-of-length".into()).expect("secret");
-        (Gate::new(users, Some(secret)), token)
+        (Gate::new(users, Some(secret), false), token)
+    }
+
+    fn by<'a>(authorization: Option<&'a [u8]>, secret: Option<&'a [u8]>) -> Shown<'a> {
+        Shown {
+            authorization,
+            secret,
+            node_certificate: false,
+        }
     }
 
     /// What the routes see: argon2 runs only for a password not seen before.
@@ -431,22 +448,27 @@ mod tests {
         authorization: Option<&[u8]>,
         secret: Option<&[u8]>,
     ) -> Result<Principal, Denied> {
-        gate.authorize(authorization, secret, None)
-            .unwrap_or_else(|| gate.authorize_slowly(authorization, secret, None))
+        let shown = Shown {
+            authorization,
+            secret,
+            node_certificate: false,
+        };
+        gate.authorize(&shown, None)
+            .unwrap_or_else(|| gate.authorize_slowly(&shown, None))
     }
 
     #[test]
     fn users_are_told_apart_by_password_token_and_secret() {
         let (gate, token) = gate();
         assert!(gate
-            .authorize(Some(&basic("alice", "s3cret-pass")), None, None)
+            .authorize(&by(Some(&basic("alice", "s3cret-pass")), None), None)
             .is_none());
         let alice = check(&gate, Some(&basic("alice", "s3cret-pass")), None).expect("alice");
         assert!(alice.may(Permission::Read));
         assert!(!alice.may(Permission::Write));
         // The second time is answered from the cache, and a wrong password still fails.
         assert!(gate
-            .authorize(Some(&basic("alice", "s3cret-pass")), None, None)
+            .authorize(&by(Some(&basic("alice", "s3cret-pass")), None), None)
             .is_some());
         assert_eq!(
             check(&gate, Some(&basic("alice", "s3cret-pass")), None),
@@ -475,7 +497,7 @@ mod tests {
         assert!(gate.node_call_allowed(Some(b"a-cluster-secret-of-length")));
         let alice = Some(basic("alice", "s3cret-pass"));
         assert_eq!(
-            gate.authorize(alice.as_deref(), None, Some(Permission::Write)),
+            gate.authorize(&by(alice.as_deref(), None), Some(Permission::Write)),
             Some(Err(Denied::Forbidden {
                 user: "alice".into(),
                 permission: Permission::Write
@@ -486,9 +508,42 @@ mod tests {
     }
 
     #[test]
-    fn without_users_anyone_may_use_the_api() {
-        let gate = Gate::new(Vec::new(), None);
+    fn without_users_anyone_may_use_the_api_but_only_nodes_change_members() {
+        let gate = Gate::new(Vec::new(), None, false);
         assert_eq!(check(&gate, None, None), Ok(Principal::Anyone));
         assert!(gate.node_call_allowed(None));
+        let secret = ClusterSecret::new("a-cluster-secret-of-length".into()).expect("secret");
+        let gate = Gate::new(Vec::new(), Some(secret), false);
+        assert_eq!(
+            gate.authorize(&by(None, None), Some(Permission::Write)),
+            Some(Ok(Principal::Anyone))
+        );
+        for family in [Permission::Join, Permission::Remove] {
+            assert!(matches!(
+                gate.authorize(&by(None, None), Some(family)),
+                Some(Err(Denied::BadCredentials(_)))
+            ));
+            assert_eq!(
+                gate.authorize(&by(None, Some(b"a-cluster-secret-of-length")), Some(family)),
+                Some(Ok(Principal::Node))
+            );
+        }
+    }
+
+    #[test]
+    fn with_mutual_tls_a_node_certificate_is_a_node() {
+        let gate = Gate::new(Vec::new(), None, true);
+        let cert = Shown {
+            node_certificate: true,
+            ..Shown::default()
+        };
+        assert_eq!(
+            gate.authorize(&cert, Some(Permission::Join)),
+            Some(Ok(Principal::Node))
+        );
+        assert!(matches!(
+            gate.authorize(&Shown::default(), Some(Permission::Join)),
+            Some(Err(Denied::BadCredentials(_)))
+        ));
     }
 }

@@ -62,14 +62,19 @@ pub enum PeerError {
 #[derive(Clone, Debug)]
 pub struct PeerClient {
     http: reqwest::Client,
+    /// `https` when the cluster speaks TLS.
+    scheme: &'static str,
 }
 
 impl PeerClient {
     /// Builds a client; `connect_timeout` bounds each connection attempt. With a cluster
     /// `secret`, every call shows it (node-to-node calls, and joins through a public API).
+    /// With `tls`, calls go over TLS, trust the cluster's CA and show the node's
+    /// certificate.
     pub fn new(
         connect_timeout: Duration,
         secret: Option<&crate::auth::ClusterSecret>,
+        tls: Option<&std::sync::Arc<crate::tls::Tls>>,
     ) -> Result<Self, crate::Error> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(secret) = secret {
@@ -78,7 +83,13 @@ impl PeerClient {
             value.set_sensitive(true);
             headers.insert(crate::auth::SECRET_HEADER, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls.client_config().map_err(|e| {
+                crate::Error::Internal(format!("building the peer client's TLS: {e}"))
+            })?);
+        }
+        let http = builder
             .default_headers(headers)
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -86,7 +97,13 @@ impl PeerClient {
             .no_proxy()
             .build()
             .map_err(|e| crate::Error::Internal(format!("building the peer client: {e}")))?;
-        Ok(Self { http })
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Ok(Self { http, scheme })
+    }
+
+    /// The URL of `path` on a peer's listener at `addr`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     /// The underlying HTTP client (for JSON calls to a peer's public API).
@@ -108,7 +125,7 @@ impl PeerClient {
         })?;
         let result = self
             .http
-            .post(format!("http://{addr}{path}"))
+            .post(self.url(addr, path))
             .header("content-type", "application/msgpack")
             .header(super::PROTOCOL_HEADER, super::PROTOCOL_VERSION.to_string())
             .body(body)

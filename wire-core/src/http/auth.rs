@@ -16,8 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiError;
-use crate::auth::{Denied, Gate, Permission, Principal, SECRET_HEADER};
+use axum::extract::ConnectInfo;
+
+use crate::auth::{Denied, Gate, Permission, Principal, Shown, SECRET_HEADER};
 use crate::node::Node;
+use crate::tls::Peer;
 
 /// The permission a request to `path` with `method` needs; `None` for the open routes
 /// (health and readiness probes, the console's assets, `/auth/me`, the API's contract).
@@ -45,20 +48,38 @@ fn header_bytes(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<
     headers.get(name).map(|v| v.as_bytes().to_vec())
 }
 
+/// Whether the connection showed a certificate the cluster's CA signed.
+fn node_certificate(extensions: &axum::http::Extensions) -> bool {
+    extensions
+        .get::<ConnectInfo<Peer>>()
+        .is_some_and(|c| c.0.node_certificate)
+}
+
 /// Who a request comes from, checked against what its route needs.
 async fn principal(
     gate: &Gate,
     headers: &HeaderMap,
+    node_certificate: bool,
     needed: Option<Permission>,
 ) -> Result<Principal, Denied> {
     let authorization = header_bytes(headers, header::AUTHORIZATION);
     let secret = header_bytes(headers, SECRET_HEADER);
-    if let Some(answer) = gate.authorize(authorization.as_deref(), secret.as_deref(), needed) {
+    let shown = Shown {
+        authorization: authorization.as_deref(),
+        secret: secret.as_deref(),
+        node_certificate,
+    };
+    if let Some(answer) = gate.authorize(&shown, needed) {
         return answer;
     }
     let gate = gate.clone();
     tokio::task::spawn_blocking(move || {
-        gate.authorize_slowly(authorization.as_deref(), secret.as_deref(), needed)
+        let shown = Shown {
+            authorization: authorization.as_deref(),
+            secret: secret.as_deref(),
+            node_certificate,
+        };
+        gate.authorize_slowly(&shown, needed)
     })
     .await
     .unwrap_or_else(|_| {
@@ -100,7 +121,8 @@ pub async fn authorize(State(node): State<Node>, request: Request, next: Next) -
     if family.is_none() || (!gate.users_required() && gate.secret().is_none()) {
         return next.run(request).await;
     }
-    match principal(gate, request.headers(), family).await {
+    let cert = node_certificate(request.extensions());
+    match principal(gate, request.headers(), cert, family).await {
         Ok(_) => next.run(request).await,
         Err(denied) => {
             tracing::debug!(path = %request.uri().path(), %denied, "refused");
@@ -111,12 +133,14 @@ pub async fn authorize(State(node): State<Node>, request: Request, next: Next) -
 
 /// `GET /auth/me`: who the request's credentials are and what they may do. Without
 /// credentials it answers who anyone is (nobody, when the node has users).
-pub async fn me(State(node): State<Node>, headers: HeaderMap) -> Response {
+pub async fn me(State(node): State<Node>, request: Request) -> Response {
     let gate = node.gate();
-    let who = match principal(gate, &headers, None).await {
+    let headers = request.headers();
+    let cert = node_certificate(request.extensions());
+    let who = match principal(gate, headers, cert, None).await {
         Ok(who) => Some(who),
         Err(Denied::NoCredentials) => None,
-        Err(denied) => return refusal(denied, &headers),
+        Err(denied) => return refusal(denied, headers),
     };
     let families = |may: &dyn Fn(Permission) -> bool| -> Vec<&'static str> {
         Permission::EVERY

@@ -217,11 +217,10 @@ impl ClusterOps {
         let mut last_error = String::from("no attempt made");
         loop {
             for addr in &self.config.join {
-                let result = self
-                    .client
-                    .peers()
+                let peers = self.client.peers();
+                let result = peers
                     .http()
-                    .post(format!("http://{addr}/cluster/join"))
+                    .post(peers.url(addr, "/cluster/join"))
                     .json(&req)
                     .timeout(timeout)
                     .send()

@@ -41,7 +41,7 @@ async fn one_node() -> One {
         1,
         node.raft.clone(),
         node.state.clone(),
-        PeerClient::new(Duration::from_millis(200), None).expect("peer client"),
+        PeerClient::new(Duration::from_millis(200), None, None).expect("peer client"),
         Duration::from_secs(5),
         Arc::new(RaftCounters::default()),
     );

@@ -22,3 +22,4 @@ mod pipelines_durable;
 mod pipelines_run;
 mod security;
 mod storage_suite;
+mod tls;

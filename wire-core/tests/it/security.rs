@@ -81,7 +81,10 @@ async fn every_route_family_needs_its_permission() {
     let cluster = Cluster::start_as(
         3,
         &["--users-file", &users, "--cluster-secret", SECRET],
-        Some(&admin),
+        Access {
+            auth: Some(admin.clone()),
+            tls: None,
+        },
     )
     .await;
     cluster.wait_leader(Duration::from_secs(20)).await;
@@ -194,7 +197,10 @@ async fn a_node_without_the_cluster_secret_cannot_join_or_send_raft_messages() {
     let mut cluster = Cluster::start_as(
         2,
         &["--users-file", &users, "--cluster-secret", SECRET],
-        Some(&admin),
+        Access {
+            auth: Some(admin.clone()),
+            tls: None,
+        },
     )
     .await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;

@@ -160,8 +160,17 @@ pub struct Proc {
     child: Option<Child>,
     /// Standard output goes to a pipe that nobody reads (a stalled consumer).
     stalled_stdout: bool,
+    /// How the helpers reach the node (credentials, TLS).
+    pub access: Access,
+}
+
+/// How tests reach nodes with users or TLS.
+#[derive(Clone, Default)]
+pub struct Access {
     /// The `Authorization` header the helpers send, for nodes with users.
     pub auth: Option<String>,
+    /// A client trusting the cluster's CA, for nodes with TLS (https).
+    pub tls: Option<reqwest::Client>,
 }
 
 /// Flags every test node gets: short Raft timers so elections settle fast.
@@ -223,7 +232,7 @@ impl Proc {
             dir: root.join(format!("node{id}")),
             log: root.join(format!("node{id}.log")),
             child: None,
-            auth: None,
+            access: Access::default(),
         };
         p.spawn(extra);
         p
@@ -314,7 +323,12 @@ impl Proc {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.http, path)
+        let scheme = if self.access.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{}", self.http, path)
     }
 
     pub fn log_text(&self) -> String {
@@ -323,8 +337,9 @@ impl Proc {
 
     /// A request to `path` with this node's credentials, if it has users.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = http().request(method, self.url(path));
-        match &self.auth {
+        let client = self.access.tls.clone().unwrap_or_else(http);
+        let req = client.request(method, self.url(path));
+        match &self.access.auth {
             Some(a) => req.header("authorization", a),
             None => req,
         }
@@ -421,17 +436,17 @@ impl Drop for Cluster {
 
 impl Cluster {
     pub async fn start(n: u64, extra: &[&str]) -> Cluster {
-        Self::start_as(n, extra, None).await
+        Self::start_as(n, extra, Access::default()).await
     }
 
-    /// A cluster whose nodes have users: the helpers send `auth` as the `Authorization`.
-    pub async fn start_as(n: u64, extra: &[&str], auth: Option<&str>) -> Cluster {
+    /// A cluster whose nodes have users or TLS: the helpers reach them with `access`.
+    pub async fn start_as(n: u64, extra: &[&str], access: Access) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut first_args = extra.clone();
         first_args.push("--bootstrap".into());
         let mut first = Proc::start(root.path(), 1, &first_args);
-        first.auth = auth.map(str::to_string);
+        first.access = access.clone();
         let mut cluster = Cluster {
             nodes: vec![first],
             root,
@@ -442,7 +457,7 @@ impl Cluster {
             args.push("--join".into());
             args.push(cluster.nodes[0].http.clone());
             let mut p = Proc::start(cluster.root.path(), id, &args);
-            p.auth = auth.map(str::to_string);
+            p.access = access.clone();
             cluster.nodes.push(p);
             cluster
                 .wait_members(id as usize, Duration::from_secs(30))

@@ -597,7 +597,7 @@ pub enum Reached {
 /// The node-to-node addresses and client a job connects with.
 #[derive(Clone)]
 pub struct Peers {
-    pub http: reqwest::Client,
+    pub client: crate::consensus::network::PeerClient,
     /// Each member's node-to-node address.
     pub addrs: BTreeMap<NodeId, String>,
 }
@@ -609,8 +609,9 @@ impl Peers {
             .get(&to)
             .ok_or_else(|| ConnectError::Failed(format!("node {to} is not a member")))?;
         let response = self
-            .http
-            .post(format!("http://{addr}{PATH}"))
+            .client
+            .http()
+            .post(self.client.url(addr, PATH))
             .header("connection", "upgrade")
             .header("upgrade", UPGRADE)
             .header(
@@ -1001,7 +1002,12 @@ mod tests {
         let app = routes(exchange.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let peers = Peers {
-            http: reqwest::Client::new(),
+            client: crate::consensus::network::PeerClient::new(
+                std::time::Duration::from_millis(500),
+                None,
+                None,
+            )
+            .expect("peer client"),
             addrs: BTreeMap::from([(1, addr.to_string())]),
         };
         let ask = |key| Ask {

@@ -376,7 +376,7 @@ fn start_job(
             metrics,
             exchange: runtime.exchange.clone(),
             peers: Peers {
-                http: node.peers().http().clone(),
+                client: node.peers().clone(),
                 addrs,
             },
         },

@@ -1,0 +1,299 @@
+//! TLS on real `wire node` processes: a 3-node cluster over mutual TLS, plain text to a TLS
+//! port, a client with the wrong CA, an expired certificate, a stranger with another CA's
+//! certificate, and a certificate rotated while a client writes (no write lost).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use reqwest::Method;
+
+use crate::support::*;
+
+/// A test CA.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("CA");
+        Ca { cert, key }
+    }
+
+    /// A node certificate for 127.0.0.1 and localhost; `expired` ended yesterday.
+    fn issue(&self, name: &str, expired: bool) -> (String, String) {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        if expired {
+            params.not_before = now - time::Duration::days(30);
+            params.not_after = now - time::Duration::days(1);
+        } else {
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(30);
+        }
+        let key = KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl Files {
+    fn write(dir: &Path, name: &str, ca: &Ca, signer: &Ca, expired: bool) -> Files {
+        std::fs::create_dir_all(dir).expect("dir");
+        let (cert, key) = signer.issue(name, expired);
+        let files = Files {
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+            ca: dir.join(format!("{name}-ca.pem")),
+        };
+        std::fs::write(&files.cert, cert).expect("cert");
+        std::fs::write(&files.key, key).expect("key");
+        std::fs::write(&files.ca, ca.pem()).expect("ca");
+        files
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.cert.to_string_lossy().into(),
+            "--tls-key".into(),
+            self.key.to_string_lossy().into(),
+            "--tls-ca".into(),
+            self.ca.to_string_lossy().into(),
+        ]
+    }
+}
+
+/// A client that trusts `ca` (and sees the server's certificate in each response).
+fn client(ca: &Ca) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca"))
+        .tls_info(true)
+        .build()
+        .expect("client")
+}
+
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_mutual_tls_keeps_strangers_out() {
+    let certs = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("Wire test CA");
+    let node = Files::write(certs.path(), "node", &ca, &ca, false);
+    let flags = node.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let access = Access {
+        auth: None,
+        tls: Some(client(&ca)),
+    };
+    let cluster = Cluster::start_as(3, &flags, access.clone()).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+
+    // Writes replicate over mutual TLS: a write on one node is read on another.
+    let resp = cluster.node(2).put("over-tls", "yes").await.expect("put");
+    assert_eq!(resp.status(), 200);
+    let read = eventually(Duration::from_secs(10), "the write on node 3", || async {
+        cluster.node(3).try_get("over-tls", "local").await
+    })
+    .await;
+    assert_eq!(read, "yes");
+
+    // Plain text to either TLS port is told to use https, and does not hang.
+    for addr in [&cluster.node(1).http, &cluster.node(1).raft] {
+        let resp = http()
+            .get(format!("http://{addr}/status"))
+            .send()
+            .await
+            .expect("plain request answered");
+        assert_eq!(resp.status(), 400, "{addr}");
+        let body = resp.text().await.unwrap_or_default();
+        assert!(body.contains("use https"), "{body}");
+    }
+
+    // A client that trusts another CA does not accept the node.
+    let other = Ca::new("Another CA");
+    let e = client(&other)
+        .get(cluster.node(1).url("/status"))
+        .send()
+        .await
+        .expect_err("the wrong CA");
+    assert!(chain(&e).contains("UnknownIssuer"), "{}", chain(&e));
+
+    // The node-to-node listener wants a certificate of the cluster's CA: none, or another
+    // CA's, and the connection is refused.
+    let raft = format!("https://{}/raft/vote", cluster.node(leader).raft);
+    let e = client(&ca)
+        .post(&raft)
+        .body(Vec::new())
+        .send()
+        .await
+        .expect_err("no client certificate");
+    let _ = chain(&e);
+    let stranger = Files::write(certs.path(), "stranger", &ca, &other, false);
+    let mut pem = std::fs::read(&stranger.cert).expect("cert");
+    pem.extend(std::fs::read(&stranger.key).expect("key"));
+    let with_other_cert = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca"))
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .build()
+        .expect("client");
+    assert!(with_other_cert.post(&raft).send().await.is_err());
+
+    // A node whose certificate another CA signed cannot join, though it trusts the cluster.
+    let mut args = stranger.flags();
+    args.extend([
+        "--join".into(),
+        cluster.node(1).http.clone(),
+        "--join-timeout-secs".into(),
+        "3".into(),
+    ]);
+    let mut outsider = Proc::start(cluster.root.path(), 4, &args);
+    eventually(Duration::from_secs(30), "the stranger gives up", || {
+        let running = outsider.is_running();
+        async move { (!running).then_some(()) }
+    })
+    .await;
+    let status = cluster.node(1).status().await.expect("status");
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+
+    // An expired certificate is refused by a client that trusts its CA.
+    let expired = Files::write(certs.path(), "expired", &ca, &ca, true);
+    let mut old = Proc::start(
+        cluster.root.path(),
+        9,
+        &[expired.flags(), vec!["--bootstrap".into()]].concat(),
+    );
+    old.access = access.clone();
+    let e = eventually(
+        Duration::from_secs(20),
+        "the expired node to listen",
+        || {
+            let url = old.url("/health");
+            let c = client(&ca);
+            async move {
+                match c.get(url).send().await {
+                    Err(e) if chain(&e).contains("certificate expired") => Some(chain(&e)),
+                    _ => None,
+                }
+            }
+        },
+    )
+    .await;
+    assert!(e.contains("certificate expired"), "{e}");
+    old.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_rotated_while_a_client_writes_loses_no_write() {
+    let certs = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("Wire test CA");
+    let files = Files::write(certs.path(), "node", &ca, &ca, false);
+    let flags = files.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_as(
+        1,
+        &flags,
+        Access {
+            auth: None,
+            tls: Some(client(&ca)),
+        },
+    )
+    .await;
+    let node = cluster.node(1);
+    let served_cert = |resp: &reqwest::Response| {
+        resp.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
+    };
+    // A new connection each time, to see the certificate a handshake gets now.
+    let fresh = |path: &str| client(&ca).get(node.url(path)).send();
+    let before = served_cert(&fresh("/health").await.expect("health")).expect("cert");
+
+    let writer = {
+        let url = node.url("/kv/rotation");
+        let c = client(&ca);
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..400 {
+                let resp = c
+                    .put(format!("{url}/{i:04}"))
+                    .body(i.to_string())
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status() == 200 => acked.push(i),
+                    Ok(r) => panic!("write {i}: {}", r.status()),
+                    Err(e) => panic!("write {i}: {}", chain(&e)),
+                }
+            }
+            acked
+        })
+    };
+    // Rotate: a new key and certificate from the same CA, written over the old files.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (cert, key) = ca.issue("node", false);
+    std::fs::write(&files.key, key).expect("key");
+    std::fs::write(&files.cert, cert).expect("cert");
+    let after = eventually(Duration::from_secs(10), "the new certificate", || async {
+        let resp = fresh("/health").await.ok()?;
+        served_cert(&resp).filter(|c| *c != before)
+    })
+    .await;
+    assert_ne!(after, before);
+    let acked = writer.await.expect("writer");
+    assert_eq!(acked.len(), 400);
+    let resp = node
+        .request(Method::GET, "/kv?prefix=rotation/&limit=1000")
+        .send()
+        .await
+        .expect("list");
+    let page: serde_json::Value = resp.json().await.expect("page");
+    let items = page["items"].as_array().map(Vec::len);
+    assert_eq!(items, Some(400), "{page}");
+}
