@@ -119,10 +119,10 @@ struct Target {
     #[arg(long, global = true, env = "WIRE_CA")]
     ca: Option<PathBuf>,
     /// A client certificate (PEM) to show, with --key.
-    #[arg(long, global = true, env = "WIRE_CERT")]
+    #[arg(id = "tls_cert", long = "cert", global = true, env = "WIRE_CERT")]
     cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, global = true, env = "WIRE_KEY")]
+    #[arg(id = "tls_key", long = "key", global = true, env = "WIRE_KEY")]
     key: Option<PathBuf>,
 }
 

@@ -296,4 +296,21 @@ async fn a_certificate_rotated_while_a_client_writes_loses_no_write() {
     let page: serde_json::Value = resp.json().await.expect("page");
     let items = page["items"].as_array().map(Vec::len);
     assert_eq!(items, Some(400), "{page}");
+
+    // The CLI over TLS: --ca makes it https; without it, the plain request is told why.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wire"))
+            .args(["kv", "get", "rotation/0007", "--addr", &node.http])
+            .args(extra)
+            .output()
+            .expect("wire")
+    };
+    let o = cli(&["--ca", &files.ca.to_string_lossy()]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "7");
+    let o = cli(&[]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("use https"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
