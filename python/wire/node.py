@@ -84,8 +84,9 @@ class Node:
 
     @property
     def url(self) -> str:
-        """The HTTP API's base URL, for :class:`Client` or any HTTP tool."""
-        return f"http://{self.http_addr}"
+        """The HTTP API's base URL (``https://`` with TLS), for :class:`Client` or any
+        HTTP tool."""
+        return str(self._native.url)
 
     @property
     def stopped(self) -> bool:

@@ -234,3 +234,15 @@ def test_the_http_api_example_runs() -> None:
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("ok")
+
+
+def test_the_secure_cluster_example_runs() -> None:
+    run = subprocess.run([sys.executable, str(ROOT / "examples/python/secure_cluster.py")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert "nodes: https://" in out, out
+    assert "reader reads: b'hello over TLS'" in out, out
+    assert "members: [1, 2]" in out, out
+    assert "lacks the 'write' permission" in out, out
+    assert "no credentials: this node requires authentication" in out, out

@@ -37,6 +37,7 @@ struct NativeNode {
     id: u64,
     http_addr: String,
     raft_addr: String,
+    url: String,
 }
 
 impl NativeNode {
@@ -129,6 +130,7 @@ impl NativeNode {
             id: node.id(),
             http_addr: node.http_addr().to_string(),
             raft_addr: node.raft_addr().to_string(),
+            url: node.url(),
             hosted,
         })
     }
@@ -146,6 +148,12 @@ impl NativeNode {
     #[getter]
     fn raft_addr(&self) -> &str {
         &self.raft_addr
+    }
+
+    /// The public API's URL (`https://` when the node speaks TLS).
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
     }
 
     #[getter]
