@@ -117,9 +117,10 @@ const char *wire_version(void);
 const char *wire_last_error(void);
 
 // Starts a node from `config`: JSON or TOML text with the keys of `wire node --config`
-// (`node_id`, `http_addr`, `raft_addr`, `data_dir`, `bootstrap`, `join`, ...). Returns once
-// it serves (and, with `join`, once it is a member). On success `*out_node` is a handle to
-// free with `wire_node_free`.
+// (`node_id`, `http_addr`, `raft_addr`, `data_dir`, `bootstrap`, `join`, ...; for a
+// cluster on a network `tls_cert`, `tls_key`, `tls_ca`, `users_file` or `users`, and
+// `cluster_secret`). Returns once it serves (and, with `join`, once it is a member). On
+// success `*out_node` is a handle to free with `wire_node_free`.
 //
 // # Safety
 // `config` is NULL or a NUL-terminated string; `out_node` is NULL or writable.

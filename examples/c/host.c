@@ -298,6 +298,31 @@ int main(int argc, char **argv) {
     CHECK(wire_node_register_transform(node, "jq", double_evens, &counters, NULL) == WIRE_ERR_INVALID_ARGUMENT,
           "a built-in name is refused");
 
+    /* A node for a network: users (a bearer token's SHA-256 here) and a cluster secret in
+       the same config; a config with problems names every one of them. */
+    char secured_config[2048];
+    snprintf(secured_config, sizeof secured_config,
+             "node_id = 2\nhttp_addr = \"127.0.0.1:0\"\nraft_addr = \"127.0.0.1:0\"\n"
+             "data_dir = \"%s/secured\"\nbootstrap = true\n"
+             "cluster_secret = \"c-host-cluster-secret\"\n"
+             "[[users]]\nname = \"ops\"\n"
+             "token_sha256 = \"9a61fd9d066bb12e20824b8f7be87a83fd77c5b232204a9ace6ec1deadbefed8\"\n"
+             "permissions = [\"all\"]\n",
+             root);
+    wire_node *secured = NULL;
+    OK(wire_node_start(secured_config, &secured));
+    OK(wire_kv_put(secured, "embedded", (const uint8_t *)"calls need no user", 18));
+    OK(wire_node_shutdown(secured));
+    OK(wire_node_free(secured));
+    snprintf(secured_config, sizeof secured_config,
+             "data_dir = \"%s/bad\"\nbootstrap = true\n"
+             "[[users]]\nname = \"ops\"\ntoken_sha256 = \"00\"\npermissions = [\"raed\"]\n",
+             root);
+    CHECK(wire_node_start(secured_config, &other) == WIRE_ERR_INVALID_CONFIG, "bad users");
+    CHECK(strstr(wire_last_error(), "token_sha256") != NULL && strstr(wire_last_error(), "raed") != NULL &&
+              strstr(wire_last_error(), "cluster_secret") != NULL,
+          "every problem named: %s", wire_last_error());
+
     /* Shutdown, use after shutdown, free, double free. */
     OK(wire_node_shutdown(node));
     OK(wire_node_shutdown(node));
