@@ -133,6 +133,18 @@ pub struct NodeOptions {
     /// TLS, and a node whose certificate it did not sign cannot join, replicate or vote.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// Find the other nodes instead of --bootstrap/--join: dns:NAME[:PORT],
+    /// dns-srv:NAME or etcd:HOST:PORT[,HOST:PORT...]/PREFIX.
+    #[arg(long)]
+    pub discover: Option<String>,
+    /// With --discover: how many nodes to find before the lowest id bootstraps a new cluster
+    /// (give every node the same number: the nodes that form the cluster first).
+    #[arg(long)]
+    pub bootstrap_expect: Option<usize>,
+    /// The DNS server of the dns: and dns-srv: modes (IP:PORT) [default: the first
+    /// nameserver of /etc/resolv.conf].
+    #[arg(long)]
+    pub dns_server: Option<String>,
 }
 
 impl NodeOptions {
@@ -186,6 +198,9 @@ impl NodeOptions {
             tls_cert: other.tls_cert.or(self.tls_cert),
             tls_key: other.tls_key.or(self.tls_key),
             tls_ca: other.tls_ca.or(self.tls_ca),
+            discover: other.discover.or(self.discover),
+            bootstrap_expect: other.bootstrap_expect.or(self.bootstrap_expect),
+            dns_server: other.dns_server.or(self.dns_server),
         }
     }
 
@@ -309,6 +324,59 @@ impl NodeOptions {
             errors.push(ConfigError::new("data_dir", problem));
         }
         let tls = tls_files(self.tls_cert, self.tls_key, self.tls_ca, &mut errors);
+        let discover = match self
+            .discover
+            .as_deref()
+            .map(str::parse::<crate::discovery::Discover>)
+        {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(why)) => {
+                errors.push(ConfigError::new("discover", why));
+                None
+            }
+        };
+        if self.discover.is_some() && (bootstrap || !join.is_empty()) {
+            errors.push(ConfigError::new(
+                "discover",
+                "--discover replaces --bootstrap and --join: give one way to enter the cluster",
+            ));
+        }
+        let bootstrap_expect = match (self.discover.is_some(), self.bootstrap_expect) {
+            (true, None) => {
+                errors.push(ConfigError::new(
+                    "bootstrap_expect",
+                    "--discover needs --bootstrap-expect N: how many nodes form the cluster first",
+                ));
+                0
+            }
+            (_, Some(0)) => {
+                errors.push(ConfigError::new("bootstrap_expect", "must be at least 1"));
+                0
+            }
+            (false, Some(_)) => {
+                errors.push(ConfigError::new(
+                    "bootstrap_expect",
+                    "only means something with --discover",
+                ));
+                0
+            }
+            (_, n) => n.unwrap_or(0),
+        };
+        let dns_server = match self.dns_server.as_deref().map(str::parse::<SocketAddr>) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                errors.push(ConfigError::new(
+                    "dns_server",
+                    format!(
+                        "'{}' is not an IP:port address",
+                        self.dns_server.as_deref().unwrap_or_default()
+                    ),
+                ));
+                None
+            }
+        };
         let security = security(
             self.users_file,
             self.users,
@@ -340,6 +408,9 @@ impl NodeOptions {
                 failover_after_ms,
                 worker_threads: self.worker_threads,
                 security,
+                discover,
+                bootstrap_expect,
+                dns_server,
             }),
             _ => Err(errors),
         }
@@ -548,6 +619,12 @@ pub struct NodeConfig {
     /// Users and the cluster secret (never serialized).
     #[serde(skip)]
     pub security: Security,
+    /// How to find the other nodes, instead of `bootstrap` and `join`.
+    pub discover: Option<crate::discovery::Discover>,
+    /// With `discover`: the nodes to find before the lowest id bootstraps.
+    pub bootstrap_expect: usize,
+    /// The DNS server of the DNS modes (`None`: /etc/resolv.conf's).
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -580,6 +657,9 @@ impl NodeConfig {
             failover_after_ms: defaults::FAILOVER_AFTER_MS,
             worker_threads: None,
             security: Security::default(),
+            discover: None,
+            bootstrap_expect: 0,
+            dns_server: None,
         }
     }
 }
@@ -633,6 +713,42 @@ mod tests {
             .map(|_| ())
             .unwrap_err();
         assert!(err.problem.contains("unknown field `nod_id`"), "{err}");
+    }
+
+    #[test]
+    fn discovery_and_security_problems_are_named_together() {
+        let opts = NodeOptions {
+            discover: Some("zookeeper:x".into()),
+            bootstrap: Some(true),
+            dns_server: Some("nowhere".into()),
+            tls_cert: Some(PathBuf::from("/no/such/cert.pem")),
+            users: Some(vec![crate::auth::UserEntry {
+                name: "ops".into(),
+                password_hash: None,
+                token_sha256: Some("0".repeat(64)),
+                permissions: vec!["all".into()],
+            }]),
+            data_dir: Some(std::env::temp_dir().join("wire-config-test")),
+            ..Default::default()
+        };
+        let errors = opts.validate().map(|_| ()).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        for field in [
+            "discover",
+            "bootstrap_expect",
+            "dns_server",
+            "tls_key",
+            "tls_ca",
+        ] {
+            assert!(fields.contains(&field), "{field} in {errors:?}");
+        }
+        let expect_without = NodeOptions {
+            bootstrap_expect: Some(3),
+            data_dir: Some(std::env::temp_dir().join("wire-config-test")),
+            ..Default::default()
+        };
+        let errors = expect_without.validate().map(|_| ()).unwrap_err();
+        assert_eq!(errors[0].field, "bootstrap_expect", "{errors:?}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod config;
 pub mod connectors;
 pub mod consensus;
 pub mod demo;
+pub mod discovery;
 pub mod error;
 pub mod hash;
 pub mod hosted;

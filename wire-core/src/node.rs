@@ -146,6 +146,18 @@ impl Node {
         .await
         .map_err(|e| Error::Storage(format!("starting raft: {e}")))?;
 
+        let finder = match &config.discover {
+            Some(discover) => Some(crate::discovery::Finder {
+                discover: discover.clone(),
+                dns_server: config.dns_server,
+                http_port: http_addr.port(),
+                http: reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| Error::Internal(format!("building the discovery client: {e}")))?,
+            }),
+            None => None,
+        };
         let (stop, _) = watch::channel(false);
         let counters = Arc::new(RaftCounters::default());
         let client = ConsensusClient::new(
@@ -163,7 +175,13 @@ impl Node {
                 raft_addr,
                 kv: KvOps::new(client.clone()),
                 pipelines: PipelineOps::new(client.clone(), runtime.clone()),
-                cluster: ClusterOps::new(client.clone(), me, config.clone(), liveness.clone()),
+                cluster: ClusterOps::new(
+                    client.clone(),
+                    me,
+                    config.clone(),
+                    liveness.clone(),
+                    finder,
+                ),
                 config,
                 gate,
                 tls: tls.clone(),
@@ -357,6 +375,7 @@ impl Node {
         }
         // Jobs take their final checkpoints through Raft: stop them while it still runs.
         self.inner.runtime.stop().await;
+        self.inner.cluster.deregister().await;
         if !self.inner.client.stop() {
             return Ok(());
         }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
@@ -19,6 +20,7 @@ use crate::consensus::client::ConsensusClient;
 use crate::consensus::liveness::{Liveness, MemberLiveness};
 use crate::consensus::proposer::fatal;
 use crate::consensus::{Command, CommandResponse, NodeId, WireNode};
+use crate::discovery::{Finder, Registration};
 use crate::{Error, Result};
 
 /// The leader as a node sees it.
@@ -94,6 +96,18 @@ pub struct ClusterOps {
     me: WireNode,
     config: NodeConfig,
     liveness: Liveness,
+    /// Where to find the other nodes, when discovery is configured.
+    finder: Option<Finder>,
+    /// This node's registration with the discovery (etcd), removed at shutdown.
+    registration: Arc<std::sync::Mutex<Option<Registration>>>,
+}
+
+/// How one join attempt ended, when not joined.
+enum Attempt {
+    /// The cluster said no (a 4xx): trying again will not help.
+    Refused(Error),
+    /// Not now (unreachable, no leader yet): try again.
+    Failed(String),
 }
 
 impl ClusterOps {
@@ -102,12 +116,15 @@ impl ClusterOps {
         me: WireNode,
         config: NodeConfig,
         liveness: Liveness,
+        finder: Option<Finder>,
     ) -> ClusterOps {
         ClusterOps {
             client,
             me,
             config,
             liveness,
+            finder,
+            registration: Arc::default(),
         }
     }
 
@@ -176,6 +193,9 @@ impl ClusterOps {
     /// Enters the cluster as configured: bootstraps a new one, joins through peers, or
     /// neither (a restarted member).
     pub async fn enter(&self) -> Result<()> {
+        if let Some(finder) = &self.finder {
+            return self.enter_by_discovery(finder).await;
+        }
         let raft = self.client.raft();
         let initialized = raft.is_initialized().await.map_err(fatal)?;
         if self.config.bootstrap && !initialized {
@@ -205,42 +225,16 @@ impl ClusterOps {
                 return Ok(());
             }
         }
-        let req = JoinRequest {
-            node_id: self.client.id(),
-            http_addr: self.me.http_addr.clone(),
-            raft_addr: self.me.raft_addr.clone(),
-            learner: self.config.learner,
-            protocol: crate::consensus::PROTOCOL_VERSION,
-        };
+        let req = self.join_request();
         let timeout = Duration::from_secs(self.config.join_timeout_secs);
         let deadline = Instant::now() + timeout;
         let mut last_error = String::from("no attempt made");
         loop {
             for addr in &self.config.join {
-                let peers = self.client.peers();
-                let result = peers
-                    .http()
-                    .post(peers.url(addr, "/cluster/join"))
-                    .json(&req)
-                    .timeout(timeout)
-                    .send()
-                    .await;
-                match result {
-                    Ok(resp) if resp.status().is_success() => {
-                        tracing::info!(through = %addr, "joined the cluster");
-                        return Ok(());
-                    }
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let body = resp.text().await.unwrap_or_default();
-                        if status.is_client_error() && status.as_u16() != 429 {
-                            return Err(Error::Conflict(format!(
-                                "join refused by {addr} ({status}): {body}"
-                            )));
-                        }
-                        last_error = format!("{addr} answered {status}: {body}");
-                    }
-                    Err(e) => last_error = format!("{addr}: {e}"),
+                match self.join_once(addr, &req, timeout).await {
+                    Ok(()) => return Ok(()),
+                    Err(Attempt::Refused(e)) => return Err(e),
+                    Err(Attempt::Failed(e)) => last_error = e,
                 }
                 tracing::warn!(error = %last_error, "join attempt failed");
             }
@@ -252,6 +246,165 @@ impl ClusterOps {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn join_request(&self) -> JoinRequest {
+        JoinRequest {
+            node_id: self.client.id(),
+            http_addr: self.me.http_addr.clone(),
+            raft_addr: self.me.raft_addr.clone(),
+            learner: self.config.learner,
+            protocol: crate::consensus::PROTOCOL_VERSION,
+        }
+    }
+
+    /// One join request through the public API at `addr`.
+    async fn join_once(
+        &self,
+        addr: &str,
+        req: &JoinRequest,
+        timeout: Duration,
+    ) -> std::result::Result<(), Attempt> {
+        let peers = self.client.peers();
+        let result = peers
+            .http()
+            .post(peers.url(addr, "/cluster/join"))
+            .json(req)
+            .timeout(timeout)
+            .send()
+            .await;
+        match result {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(through = %addr, "joined the cluster");
+                Ok(())
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                if status.is_client_error() && status.as_u16() != 429 {
+                    return Err(Attempt::Refused(Error::Conflict(format!(
+                        "join refused by {addr} ({status}): {body}"
+                    ))));
+                }
+                Err(Attempt::Failed(format!("{addr} answered {status}: {body}")))
+            }
+            Err(e) => Err(Attempt::Failed(format!("{addr}: {e}"))),
+        }
+    }
+
+    /// Enters the cluster the discovery finds: registers this node where the mode allows
+    /// it, joins through any node found that is in a cluster, and when none is and at
+    /// least `bootstrap_expect` nodes are found, the lowest id among them bootstraps.
+    async fn enter_by_discovery(&self, finder: &Finder) -> Result<()> {
+        let me = crate::discovery::Me {
+            node_id: self.client.id(),
+            http_addr: self.me.http_addr.clone(),
+            raft_addr: self.me.raft_addr.clone(),
+        };
+        if let Some(r) = Registration::start(finder, me) {
+            if let Ok(mut slot) = self.registration.lock() {
+                *slot = Some(r);
+            }
+        }
+        if self.client.raft().is_initialized().await.map_err(fatal)? {
+            tracing::info!("data dir holds a cluster: a restarted member, not discovering");
+            return Ok(());
+        }
+        let expect = self.config.bootstrap_expect.max(1);
+        let timeout = Duration::from_secs(self.config.join_timeout_secs);
+        let deadline = Instant::now() + timeout;
+        let req = self.join_request();
+        let call = Duration::from_secs(2);
+        let mut last_error = String::from("nothing found yet");
+        let mut said = Instant::now();
+        loop {
+            if said.elapsed() >= Duration::from_secs(5) {
+                tracing::info!(last = %last_error, "looking for the cluster");
+                said = Instant::now();
+            }
+            match finder.find().await {
+                Err(e) => last_error = format!("discovery: {e}"),
+                Ok(found) => {
+                    let others: Vec<&String> =
+                        found.iter().filter(|a| **a != self.me.http_addr).collect();
+                    for addr in &others {
+                        match self.join_once(addr, &req, call).await {
+                            Ok(()) => return Ok(()),
+                            Err(Attempt::Refused(e)) => return Err(e),
+                            Err(Attempt::Failed(e)) => last_error = e,
+                        }
+                    }
+                    if found.len() + 1 < expect {
+                        last_error = format!(
+                            "found {} node(s) ({found:?}), waiting for {expect}",
+                            found.len()
+                        );
+                    }
+                    if self.may_bootstrap(&others, expect, call).await {
+                        let members = BTreeMap::from([(self.client.id(), self.me.clone())]);
+                        self.client
+                            .raft()
+                            .initialize(members)
+                            .await
+                            .map_err(|e| Error::Internal(format!("bootstrapping: {e}")))?;
+                        tracing::info!(
+                            node_id = self.client.id(),
+                            found = found.len(),
+                            "bootstrapped a new cluster: the lowest id of those discovered"
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "no cluster formed through discovery within {}s (bootstrap_expect {expect}); last: {last_error}",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Whether this node should bootstrap: at least `expect` nodes found (this one
+    /// counted), every other answered, none is in a cluster, and this one has the lowest id.
+    async fn may_bootstrap(&self, others: &[&String], expect: usize, call: Duration) -> bool {
+        let mut ids = vec![self.client.id()];
+        for addr in others {
+            let peers = self.client.peers();
+            let answer = peers
+                .http()
+                .get(peers.url(addr, "/status"))
+                .timeout(call)
+                .send()
+                .await;
+            let status: serde_json::Value = match answer {
+                Ok(r) if r.status().is_success() => match r.json().await {
+                    Ok(v) => v,
+                    Err(_) => return false,
+                },
+                _ => return false,
+            };
+            let in_cluster = status["members"].as_array().is_some_and(|m| !m.is_empty());
+            match status["node_id"].as_u64() {
+                // This node under another address (bound to all interfaces).
+                Some(id) if id == self.client.id() => continue,
+                Some(_) if in_cluster => return false,
+                Some(id) => ids.push(id),
+                None => return false,
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len() >= expect && ids.first() == Some(&self.client.id())
+    }
+
+    /// Removes this node's registration (etcd) on a clean shutdown.
+    pub async fn deregister(&self) {
+        let registration = self.registration.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = registration {
+            r.stop().await;
         }
     }
 

@@ -178,7 +178,13 @@ async fn membership_changes_are_checked_before_raft_sees_them() {
     .validate()
     .expect("config");
     let liveness = crate::consensus::liveness::Liveness::default();
-    let cluster = ClusterOps::new(one.client.clone(), WireNode::default(), config, liveness);
+    let cluster = ClusterOps::new(
+        one.client.clone(),
+        WireNode::default(),
+        config,
+        liveness,
+        None,
+    );
     let bad = JoinRequest {
         node_id: 2,
         http_addr: "not an address".into(),

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 #[cfg(feature = "kafka")]
 mod connectors_recovery;
+mod discovery;
 #[cfg(feature = "kafka")]
 mod elasticsearch;
 mod examples;

@@ -185,6 +185,9 @@ const FAST: &[&str] = &[
 
 impl Proc {
     fn spawn(&mut self, extra: &[String]) {
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir).expect("node dir");
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -221,6 +224,28 @@ impl Proc {
     /// Starts node `id` with its standard output on a pipe that is never read.
     pub fn start_stalled_stdout(root: &std::path::Path, id: u64, extra: &[String]) -> Proc {
         Self::start_with(root, id, extra, true)
+    }
+
+    /// Starts node `id` on the given addresses.
+    pub fn start_at(
+        root: &std::path::Path,
+        id: u64,
+        http: String,
+        raft: String,
+        extra: &[String],
+    ) -> Proc {
+        let mut p = Proc {
+            stalled_stdout: false,
+            id,
+            http,
+            raft,
+            dir: root.join(format!("node{id}")),
+            log: root.join(format!("node{id}.log")),
+            child: None,
+            access: Access::default(),
+        };
+        p.spawn(extra);
+        p
     }
 
     fn start_with(root: &std::path::Path, id: u64, extra: &[String], stalled_stdout: bool) -> Proc {
