@@ -166,6 +166,12 @@ def test_the_console_shows_the_cluster_and_drives_a_pipeline(browser: Any, nodes
 
     first = until("counts", jq_out)
     until("the counts to rise", lambda: jq_out() > first)
+    # The chart's history is kept by the nodes: a page opened now on another node draws the
+    # seconds before it was opened at its first drawing.
+    until("three seconds of history", lambda: len(api.pipelines.status("console").get("throughput", [])) >= 4)
+    browser.get(f"{two.url}/ui#/pipelines/console")
+    drawn = until("the chart", lambda: browser.find_element(By.CSS_SELECTOR, "svg.chart"))
+    assert int(drawn.get_attribute("data-points")) >= 3, drawn.get_attribute("data-points")
     browser.save_screenshot(str(SHOTS / "pipeline.png"))
     accessible(browser, "pipeline")
     # The spec as YAML is the same spec.

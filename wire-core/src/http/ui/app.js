@@ -93,7 +93,8 @@ async function pipelines() {
     const name = p.spec.name;
     const s = await api(`/pipelines/${encodeURIComponent(name)}`);
     const c = counters(s);
-    const r = rate(name, c);
+    const kept = series(s);
+    const r = kept.length ? kept[kept.length - 1] : rate(name, c);
     const lag = (s.partitions || []).reduce((a, q) => a + (q.lag || 0), 0);
     const last = Math.max(0, ...(s.partitions || []).map((q) => q.last_checkpoint_ms || 0));
     rows.push([`<a href="#/pipelines/${encodeURIComponent(name)}">${esc(name)}</a>`, esc(s.state),
@@ -172,18 +173,28 @@ function yaml(v, pad = "") {
   return scalar(v);
 }
 
-function chart(name) {
-  const h = history[name] || [];
-  const points = [];
-  for (let i = 1; i < h.length; i++) {
-    const dt = Math.max(0.001, (h[i].t - h[i - 1].t) / 1000);
-    points.push((h[i].out - h[i - 1].out) / dt);
+// Records/s per second from the counters the nodes keep (the last minutes, whenever the
+// page was opened); a restarted job's counters start again from zero, so no rate is negative.
+function series(s) {
+  const t = s.throughput || [];
+  const out = [];
+  for (let i = 1; i < t.length; i++) {
+    const dt = Math.max(1, t[i].t - t[i - 1].t);
+    out.push({
+      in: Math.max(0, (t[i].records_in - t[i - 1].records_in) / dt),
+      out: Math.max(0, (t[i].records_out - t[i - 1].records_out) / dt),
+    });
   }
+  return out;
+}
+
+function chart(s) {
+  const points = series(s).map((p) => p.out);
   const max = Math.max(1, ...points);
   const W = 600, H = 120;
   const line = points.map((v, i) => `${(i / Math.max(1, points.length - 1)) * W},${H - (v / max) * H}`).join(" ");
-  return `<svg class="chart" role="img" aria-label="records written per second, last minutes (peak ${max.toFixed(0)})" width="${W}" height="${H + 4}"><polyline points="${line}"/></svg>
-    <p class="muted">peak ${max.toFixed(0)} records/s over the last ${h.length} s</p>`;
+  return `<svg class="chart" role="img" data-points="${points.length}" aria-label="records written per second, last minutes (peak ${max.toFixed(0)})" width="${W}" height="${H + 4}"><polyline points="${line}"/></svg>
+    <p class="muted">peak ${max.toFixed(0)} records/s over the last ${points.length} s (kept by the nodes)</p>`;
 }
 
 async function pipeline(name) {
@@ -199,7 +210,7 @@ async function pipeline(name) {
     ${errors ? `<ul>${errors}</ul>` : ""}
     ${may("pipelines") ? `<p><button id="pause" data-act="pause">Pause</button><button id="resume" data-act="resume">Resume</button><button id="delete" class="danger" data-act="delete">Delete</button></p>` : `<p class="muted">Your user may not change pipelines (no 'pipelines' permission).</p>`}
     <h2>Steps</h2>${dag(s)}
-    <h2>Throughput</h2>${chart(name)}
+    <h2>Throughput</h2>${chart(s)}
     <h2>Partitions</h2>${table(["partition", "node", "state", "epoch", "positions", "read", "lag", "watermark"], parts, "partitions")}
     <h2>Recent dead letters</h2>${dead.length ? table(["time", "step", "reason", "record", "from"], dead, "dead letters") : "<p>None.</p>"}
     <h2>Spec</h2>

@@ -77,6 +77,19 @@ pub const RECENT_DEAD_LETTERS: usize = 20;
 pub struct JobMetrics {
     steps: Mutex<BTreeMap<String, Arc<StepCounters>>>,
     recent_dead: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// The counters once a second, the last [`HISTORY_SECONDS`].
+    history: Mutex<std::collections::VecDeque<Sample>>,
+}
+
+/// Seconds of counters a node keeps per job, for the console's throughput chart.
+pub const HISTORY_SECONDS: usize = 300;
+
+/// A job's counters at one second: per step, records in, out and dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Seconds since the Unix epoch.
+    pub t: u64,
+    pub steps: BTreeMap<String, [u64; 3]>,
 }
 
 impl JobMetrics {
@@ -105,6 +118,29 @@ impl JobMetrics {
     pub fn recent_dead(&self) -> Vec<serde_json::Value> {
         let recent = self.recent_dead.lock().unwrap_or_else(|p| p.into_inner());
         recent.iter().cloned().collect()
+    }
+
+    /// Keeps the counters as they are at second `t` (once per second).
+    pub fn sample(&self, t: u64) {
+        let steps = self
+            .snapshot()
+            .into_iter()
+            .map(|(id, s)| (id, [s.records_in, s.records_out, s.dead_lettered]))
+            .collect();
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.back().is_some_and(|last| last.t >= t) {
+            return;
+        }
+        history.push_back(Sample { t, steps });
+        while history.len() > HISTORY_SECONDS {
+            history.pop_front();
+        }
+    }
+
+    /// The kept samples, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history.iter().cloned().collect()
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, StepStats> {

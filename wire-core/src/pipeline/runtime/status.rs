@@ -2,7 +2,7 @@
 //! state), where each partition runs, and — from the node that runs it — its live state,
 //! position, lag and counters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,9 @@ pub struct JobReport {
     /// Its most recent dead letters (a bounded sample), oldest first.
     #[serde(default)]
     pub dead_letters: Vec<serde_json::Value>,
+    /// Its counters once a second, the last minutes.
+    #[serde(default)]
+    pub history: Vec<super::metrics::Sample>,
 }
 
 impl JobReport {
@@ -32,8 +35,78 @@ impl JobReport {
             partitions: status.partitions(),
             steps: status.metrics.snapshot(),
             dead_letters: status.metrics.recent_dead(),
+            history: status.metrics.history(),
         }
     }
+}
+
+/// A pipeline's records at one second, summed over its nodes: read by its sources, written
+/// by its sinks, dead-lettered by any step (totals since the jobs started).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Seconds since the Unix epoch.
+    pub t: u64,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_lettered: u64,
+}
+
+/// The nodes' samples summed per second, over the seconds every reporting node sampled
+/// (a second some node missed would look like a drop).
+fn throughput(
+    spec: &crate::pipeline::PipelineSpec,
+    reports: &BTreeMap<NodeId, Answer>,
+) -> Vec<Throughput> {
+    let histories: Vec<&Vec<super::metrics::Sample>> = reports
+        .values()
+        .filter_map(|r| r.as_ref().and_then(|r| r.as_ref()))
+        .map(|r| &r.history)
+        .filter(|h| !h.is_empty())
+        .collect();
+    let Some(first) = histories.first() else {
+        return Vec::new();
+    };
+    let sources: BTreeSet<String> = spec
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.id.clone().unwrap_or_else(|| format!("source{i}")))
+        .collect();
+    let sinks: BTreeSet<String> = spec
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.id.clone().unwrap_or_else(|| format!("sink{i}")))
+        .collect();
+    let mut out = Vec::new();
+    for sample in first.iter() {
+        let at: Vec<&super::metrics::Sample> = histories
+            .iter()
+            .filter_map(|h| h.iter().find(|s| s.t == sample.t))
+            .collect();
+        if at.len() != histories.len() {
+            continue;
+        }
+        let mut point = Throughput {
+            t: sample.t,
+            records_in: 0,
+            records_out: 0,
+            dead_lettered: 0,
+        };
+        for s in at {
+            for (id, [records_in, records_out, dead]) in &s.steps {
+                if sources.contains(id) {
+                    point.records_in += records_out;
+                }
+                if sinks.contains(id) {
+                    point.records_out += records_in;
+                }
+                point.dead_lettered += dead;
+            }
+        }
+        out.push(point);
+    }
+    out
 }
 
 /// One partition in a pipeline's status.
@@ -76,6 +149,10 @@ pub struct PipelineStatus {
     /// [`super::metrics::RECENT_DEAD_LETTERS`]); the dead-letter sink has them all.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub dead_letters: Vec<serde_json::Value>,
+    /// The records in, out and dead-lettered once a second over the last minutes, as the
+    /// nodes running it kept them (for the console's chart).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub throughput: Vec<Throughput>,
 }
 
 fn state_name(s: &JobState) -> &'static str {
@@ -189,6 +266,7 @@ pub fn assemble(
     };
     dead_letters.sort_by_key(|d| std::cmp::Reverse(d["time_ms"].as_u64().unwrap_or(0)));
     dead_letters.truncate(super::metrics::RECENT_DEAD_LETTERS);
+    let throughput = throughput(&record.spec, reports);
     PipelineStatus {
         record,
         state: state.to_string(),
@@ -197,5 +275,61 @@ pub fn assemble(
         partitions,
         steps,
         dead_letters,
+        throughput,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::runtime::metrics::Sample;
+
+    fn report(history: Vec<Sample>) -> Answer {
+        Some(Some(JobReport {
+            version: 1,
+            state: JobState::Running,
+            partitions: BTreeMap::new(),
+            steps: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            history,
+        }))
+    }
+
+    fn sample(t: u64, read: u64, written: u64, dead: u64) -> Sample {
+        Sample {
+            t,
+            steps: BTreeMap::from([
+                ("gen".to_string(), [0, read, 0]),
+                ("jq".to_string(), [read, written, dead]),
+                ("sink0".to_string(), [written, written, 0]),
+            ]),
+        }
+    }
+
+    /// Nodes' samples are summed per second: sources' records out are read, sinks'
+    /// records in are written; a second one node missed is left out.
+    #[test]
+    fn throughput_sums_the_nodes_over_the_seconds_all_sampled() {
+        let spec = crate::pipeline::PipelineSpec::parse(
+            r#"{"name": "p", "sources": [{"id": "gen", "type": "generator", "config": {}}],
+                "transforms": [{"id": "jq", "type": "jq", "config": {"filter": "."}}],
+                "sinks": [{"type": "stdout", "inputs": ["jq"]}]}"#,
+        )
+        .expect("spec");
+        let reports = BTreeMap::from([
+            (1, report(vec![sample(10, 5, 4, 1), sample(11, 9, 8, 1)])),
+            (2, report(vec![sample(9, 1, 1, 0), sample(11, 20, 18, 2)])),
+            (3, None),
+        ]);
+        assert_eq!(
+            throughput(&spec, &reports),
+            [Throughput {
+                t: 11,
+                records_in: 29,
+                records_out: 26,
+                dead_lettered: 3
+            }]
+        );
+        assert!(throughput(&spec, &BTreeMap::new()).is_empty());
     }
 }

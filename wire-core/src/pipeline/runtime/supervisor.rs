@@ -130,8 +130,9 @@ impl Runtime {
         let (stop_tx, stop_rx) = watch::channel(false);
         *lock(&self.stop) = Some(stop_tx);
         let sup = tokio::spawn(supervise(self.clone(), node.clone(), stop_rx.clone()));
+        let smp = tokio::spawn(sampler(self.clone(), stop_rx.clone()));
         let asg = tokio::spawn(assigner(node, cluster, stop_rx));
-        lock(&self.tasks).extend([sup, asg]);
+        lock(&self.tasks).extend([sup, asg, smp]);
     }
 
     /// Stops every job (each takes a final checkpoint) and both loops.
@@ -142,6 +143,25 @@ impl Runtime {
         let tasks = std::mem::take(&mut *lock(&self.tasks));
         for t in tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// Keeps every job's counters once a second, for the throughput history.
+async fn sampler(runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for job in runtime.jobs() {
+            job.metrics.sample(now);
         }
     }
 }
