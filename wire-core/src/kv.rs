@@ -14,14 +14,14 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 
 /// A committed put: its log index and whether the key existed before. Serialized as every
 /// face answers it: `{"index", "existed"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KvWritten {
     pub index: u64,
     pub existed: bool,
 }
 
 /// A committed delete: `{"index", "deleted"}` (whether the key existed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KvDeleted {
     pub index: u64,
     pub deleted: bool,
@@ -29,7 +29,7 @@ pub struct KvDeleted {
 
 /// A committed transaction: `{"succeeded", "index"}` (whether the compares held and the
 /// `success` branch ran).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TxnOutcome {
     pub succeeded: bool,
     pub index: u64,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::consensus::{NodeId, WireNode, PROTOCOL_VERSION};
 
 /// A request to add (or re-add) a node to the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     pub node_id: NodeId,

@@ -133,6 +133,14 @@ pub async fn authorize(State(node): State<Node>, request: Request, next: Next) -
 
 /// `GET /auth/me`: who the request's credentials are and what they may do. Without
 /// credentials it answers who anyone is (nobody, when the node has users).
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    summary = "Who the credentials are and what they may do",
+    responses((status = 200, description = "The caller", body = crate::http::openapi::Me), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody)),
+    security(())
+)]
 pub async fn me(State(node): State<Node>, request: Request) -> Response {
     let gate = node.gate();
     let headers = request.headers();

@@ -37,6 +37,14 @@ async fn delete_key(node: Node, key: String) -> Result<Response, ApiError> {
     Ok(Json(node.kv().delete(&key).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/kv/{*key}",
+    tag = "kv",
+    summary = "A key's raw value",
+    params(("key" = String, Path, description = "The key: 1 to 1,024 bytes of UTF-8, may contain /"), ("consistency" = Option<String>, Query, description = "linearizable (default), leader or local")),
+    responses((status = 200, description = "The value", body = String, content_type = "application/octet-stream"), (status = 400, description = "bad request (the detail names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody), (status = 403, description = "the user lacks the route's permission", body = crate::http::openapi::ErrorBody), (status = 404, description = "not found", body = crate::http::openapi::ErrorBody), (status = 503, description = "no leader or quorum now; retry (Retry-After)", body = crate::http::openapi::ErrorBody))
+)]
 pub async fn get(
     State(node): State<Node>,
     key: Result<Path<String>, PathRejection>,
@@ -46,6 +54,15 @@ pub async fn get(
     get_key(node, key, query).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/kv/{*key}",
+    tag = "kv",
+    summary = "Write a key; answered once committed and applied",
+    params(("key" = String, Path, description = "The key: 1 to 1,024 bytes of UTF-8, may contain /")),
+    request_body(content = String, description = "The value's bytes (up to 1 MiB)", content_type = "application/octet-stream"),
+    responses((status = 200, description = "Written", body = crate::kv::KvWritten), (status = 400, description = "bad request (the detail names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody), (status = 403, description = "the user lacks the route's permission", body = crate::http::openapi::ErrorBody), (status = 413, description = "too large", body = crate::http::openapi::ErrorBody), (status = 503, description = "no leader or quorum now; retry (Retry-After)", body = crate::http::openapi::ErrorBody))
+)]
 pub async fn put(
     State(node): State<Node>,
     key: Result<Path<String>, PathRejection>,
@@ -55,6 +72,14 @@ pub async fn put(
     put_key(node, key, body?).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/kv/{*key}",
+    tag = "kv",
+    summary = "Delete a key",
+    params(("key" = String, Path, description = "The key: 1 to 1,024 bytes of UTF-8, may contain /")),
+    responses((status = 200, description = "Deleted", body = crate::kv::KvDeleted), (status = 400, description = "bad request (the detail names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody), (status = 403, description = "the user lacks the route's permission", body = crate::http::openapi::ErrorBody), (status = 503, description = "no leader or quorum now; retry (Retry-After)", body = crate::http::openapi::ErrorBody))
+)]
 pub async fn delete(
     State(node): State<Node>,
     key: Result<Path<String>, PathRejection>,
@@ -84,17 +109,32 @@ pub async fn delete_txn_key(State(node): State<Node>) -> Result<Response, ApiErr
 }
 
 /// Query of `GET /kv`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only keys that start with it.
     prefix: Option<String>,
+    /// Keys per page, 1 to 10,000 (default 100).
     limit: Option<usize>,
+    /// Continue after this key (a page's `next_after`).
     after: Option<String>,
+    /// `linearizable` (default), `leader` or `local`.
     consistency: Option<String>,
 }
 
-/// A key and its value in JSON.
-#[derive(Debug, Serialize)]
+/// A page of `GET /kv`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KvPageBody {
+    items: Vec<Item>,
+    /// Whether more keys follow.
+    more: bool,
+    /// The key to pass as `after` for the next page, if more follow.
+    next_after: Option<String>,
+}
+
+/// A key and its value in JSON: `value` when it is UTF-8 text, else `value_base64`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Item {
     key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +161,14 @@ fn item(key: String, value: Vec<u8>) -> Item {
 /// Default page size of `GET /kv`.
 const DEFAULT_LIST_LIMIT: usize = 100;
 
+#[utoipa::path(
+    get,
+    path = "/kv",
+    tag = "kv",
+    summary = "Keys in order, a page at a time",
+    params(ListQuery),
+    responses((status = 200, description = "A page", body = KvPageBody), (status = 400, description = "bad request (the detail names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody), (status = 403, description = "the user lacks the route's permission", body = crate::http::openapi::ErrorBody), (status = 503, description = "no leader or quorum now; retry (Retry-After)", body = crate::http::openapi::ErrorBody))
+)]
 pub async fn list(
     State(node): State<Node>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -152,7 +200,12 @@ pub fn page_json(page: crate::consensus::state_machine::KvPage) -> serde_json::V
         None
     };
     let items: Vec<Item> = items.into_iter().map(|(k, v)| item(k, v)).collect();
-    json!({"items": items, "more": more, "next_after": next_after})
+    serde_json::to_value(KvPageBody {
+        items,
+        more,
+        next_after,
+    })
+    .unwrap_or_else(|e| json!({"error": e.to_string()}))
 }
 
 /// A value in a transaction body: `value` (UTF-8 text) or `value_base64`.
@@ -175,7 +228,7 @@ impl JsonValue {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct JsonCompare {
     key: String,
@@ -184,7 +237,7 @@ struct JsonCompare {
     value_base64: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CompareOp {
     Equals,
@@ -192,7 +245,7 @@ enum CompareOp {
     Absent,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct JsonOp {
     op: WriteOp,
@@ -201,7 +254,7 @@ struct JsonOp {
     value_base64: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum WriteOp {
     Put,
@@ -209,7 +262,7 @@ enum WriteOp {
 }
 
 /// Body of `POST /kv/txn`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonTxn {
     #[serde(default)]
@@ -304,6 +357,14 @@ pub fn txn_from_json(body: &str) -> Result<Txn, String> {
     parsed.into_txn().map_err(|e| e.detail().to_string())
 }
 
+#[utoipa::path(
+    post,
+    path = "/kv/txn",
+    tag = "kv",
+    summary = "Compare and write, all or nothing (as etcd's Txn)",
+    request_body = JsonTxn,
+    responses((status = 200, description = "Which branch ran", body = crate::kv::TxnOutcome), (status = 400, description = "bad request (the detail names the problem)", body = crate::http::openapi::ErrorBody), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody), (status = 403, description = "the user lacks the route's permission", body = crate::http::openapi::ErrorBody), (status = 413, description = "too large", body = crate::http::openapi::ErrorBody), (status = 415, description = "not JSON", body = crate::http::openapi::ErrorBody), (status = 503, description = "no leader or quorum now; retry (Retry-After)", body = crate::http::openapi::ErrorBody))
+)]
 pub async fn txn(
     State(node): State<Node>,
     body: Result<Json<JsonTxn>, JsonRejection>,

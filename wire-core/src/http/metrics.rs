@@ -217,6 +217,13 @@ pub fn render(node: &Node, liveness: &BTreeMap<NodeId, MemberLiveness>) -> Strin
     out
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "cluster",
+    summary = "Prometheus text: Raft, pipelines, steps, partitions",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"), (status = 401, description = "no or wrong credentials", body = crate::http::openapi::ErrorBody), (status = 403, description = "the user lacks the route's permission", body = crate::http::openapi::ErrorBody))
+)]
 pub async fn metrics(State(node): State<Node>) -> Response {
     let liveness = node.cluster().liveness().await;
     (

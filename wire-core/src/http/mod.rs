@@ -7,11 +7,12 @@ mod cluster;
 pub mod error;
 mod kv;
 pub mod metrics;
+pub mod openapi;
 mod pipelines;
 mod ui;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 
 use crate::node::Node;
@@ -43,43 +44,26 @@ fn parse_consistency(c: Option<String>) -> Result<crate::node::Consistency, ApiE
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The public API of `node`.
+/// The public API of `node`: the documented routes (with `/openapi.json`, their
+/// contract), the console, and the answers for routes and methods that do not exist.
 pub fn router(node: Node) -> Router {
-    Router::new()
-        .route("/status", get(cluster::status))
-        .route("/health", get(cluster::health))
-        .route("/metrics", get(metrics::metrics))
-        .route("/ready", get(cluster::ready))
-        .route("/cluster/join", post(cluster::join))
-        .route("/cluster/members", get(cluster::members))
-        .route(
-            "/cluster/members/{id}",
-            axum::routing::delete(cluster::remove),
-        )
-        .route(
-            "/cluster/members/{id}/drain",
-            post(cluster::drain).delete(cluster::undrain),
-        )
-        .route("/pipelines", get(pipelines::list).post(pipelines::create))
-        .route(
-            "/pipelines/{name}",
-            get(pipelines::get)
-                .put(pipelines::update)
-                .delete(pipelines::delete),
-        )
-        .route("/pipelines/{name}/pause", post(pipelines::pause))
-        .route("/pipelines/{name}/resume", post(pipelines::resume))
-        .route("/connectors", get(pipelines::connectors))
-        .route("/kv", get(kv::list))
+    let (api, doc) = documented().split_for_parts();
+    let doc = std::sync::Arc::new(openapi::tidy(doc));
+    api
+        // The key named `txn` (its path is the transaction's route).
         .route(
             "/kv/txn",
-            post(kv::txn)
-                .get(kv::get_txn_key)
+            get(kv::get_txn_key)
                 .put(kv::put_txn_key)
                 .delete(kv::delete_txn_key),
         )
-        .route("/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
-        .route("/auth/me", get(auth::me))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
@@ -92,4 +76,74 @@ pub fn router(node: Node) -> Router {
             auth::authorize,
         ))
         .with_state(node)
+}
+
+/// The documented routes: each handler with its `#[utoipa::path]`, registered and
+/// described together.
+fn documented() -> utoipa_axum::router::OpenApiRouter<Node> {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(cluster::status))
+        .routes(routes!(cluster::health))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(cluster::ready))
+        .routes(routes!(cluster::join))
+        .routes(routes!(cluster::members))
+        .routes(routes!(cluster::remove))
+        .routes(routes!(cluster::drain, cluster::undrain))
+        .routes(routes!(pipelines::list, pipelines::create))
+        .routes(routes!(
+            pipelines::get,
+            pipelines::update,
+            pipelines::delete
+        ))
+        .routes(routes!(pipelines::pause))
+        .routes(routes!(pipelines::resume))
+        .routes(routes!(pipelines::connectors))
+        .routes(routes!(kv::list))
+        .routes(routes!(kv::txn))
+        .routes(routes!(kv::get, kv::put, kv::delete))
+        .routes(routes!(auth::me))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract says which routes are open, the permission table decides: they agree
+    /// for every documented operation.
+    #[test]
+    fn the_contract_and_the_permission_table_agree_on_open_routes() {
+        let (_, doc) = documented().split_for_parts();
+        let doc = openapi::tidy(doc);
+        let mut operations = 0;
+        for (path, item) in &doc.paths.paths {
+            let concrete = path
+                .replace("{key}", "a/b")
+                .replace("{name}", "p")
+                .replace("{id}", "2");
+            let ops = [
+                (axum::http::Method::GET, &item.get),
+                (axum::http::Method::PUT, &item.put),
+                (axum::http::Method::POST, &item.post),
+                (axum::http::Method::DELETE, &item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                operations += 1;
+                let open = op
+                    .security
+                    .as_ref()
+                    .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
+                assert_eq!(
+                    auth::needed(&method, &concrete).is_none(),
+                    open,
+                    "{method} {path}"
+                );
+            }
+        }
+        assert!(operations >= 23, "{operations} operations documented");
+    }
 }

@@ -24,14 +24,14 @@ use crate::discovery::{Finder, Registration};
 use crate::{Error, Result};
 
 /// The leader as a node sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaderInfo {
     pub id: NodeId,
     pub http_addr: String,
 }
 
 /// A member as `status` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberInfo {
     pub id: NodeId,
     pub http_addr: String,
@@ -48,14 +48,14 @@ pub struct MemberInfo {
 }
 
 /// A log position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPosition {
     pub term: u64,
     pub index: u64,
 }
 
 /// What `GET /status` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     pub node_id: NodeId,
     pub http_addr: String,
