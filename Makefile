@@ -8,7 +8,7 @@ export CARGO_BUILD_JOBS ?= 2
 # tests, which drive Debian's chromium through chromedriver).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10" "pyarrow>=14" "polars>=1" "pandas>=2" "selenium>=4"
+PY_TOOLS := "maturin>=1.15,<2" "pytest>=7" "mypy>=1.10" "pyarrow>=14" "polars>=1" "pandas>=2" "selenium>=4" "schemathesis>=4,<5"
 
 .PHONY: verify fix fmt-check clippy test test-rust test-lincheck lincheck-long test-python test-wheel test-ffi bench-kv bench-pipeline bench-python bench-connectors bench-failover bench-pipeline-failover bench-keyed bench-stateful bench
 

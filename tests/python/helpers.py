@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from typing import Any, Callable, Sequence
 
 import wire
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FREE = {"http_addr": "127.0.0.1:0", "raft_addr": "127.0.0.1:0"}
 # Short Raft timers keep elections and joins quick on a loaded 2-core machine.
 FAST = {"heartbeat_ms": 50, "election_timeout_min_ms": 300, "election_timeout_max_ms": 600}
@@ -28,3 +35,57 @@ def read_output(directory: pathlib.Path) -> list:
     for f in sorted(directory.glob("part-*")):
         out.extend(json.loads(line) for line in f.read_text().splitlines() if line)
     return out
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = check()
+        except Exception:  # the page is redrawing
+            got = None
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+WIRE = ROOT / "target" / "debug" / "wire"
+
+
+class Proc:
+    """A `wire node` process of the test cluster."""
+
+    def __init__(self, node_id: int, data: pathlib.Path, join: "str | None", extra: Sequence[str] = (),
+                 token: "str | None" = None) -> None:
+        self.id = node_id
+        http, raft = _free_port(), _free_port()
+        self.http_addr = f"127.0.0.1:{http}"
+        self.url = f"http://{self.http_addr}"
+        args = [str(WIRE), "node", "--node-id", str(node_id), "--http-addr", f"127.0.0.1:{http}",
+                "--raft-addr", f"127.0.0.1:{raft}", "--data-dir", str(data), "--log-level", "warn",
+                "--heartbeat-ms", "50",
+                "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"]
+        args += ["--join", join] if join else ["--bootstrap"]
+        args += list(extra)
+        self.log = open(data.parent / f"node{node_id}.log", "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        self.client = wire.Client(self.url, token=token)
+        until(f"node {node_id} ready", self._ready, timeout=30)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
-from typing import Any, Callable, Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
 import wire
+
+from helpers import WIRE, Proc, until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -49,45 +47,6 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-WIRE = ROOT / "target" / "debug" / "wire"
-
-
-class Proc:
-    """A `wire node` process of the test cluster."""
-
-    def __init__(self, node_id: int, data: pathlib.Path, join: "str | None") -> None:
-        self.id = node_id
-        http, raft = _free_port(), _free_port()
-        self.http_addr = f"127.0.0.1:{http}"
-        self.url = f"http://{self.http_addr}"
-        args = [str(WIRE), "node", "--node-id", str(node_id), "--http-addr", f"127.0.0.1:{http}",
-                "--raft-addr", f"127.0.0.1:{raft}", "--data-dir", str(data), "--log-level", "warn",
-                "--failover-after-ms", str(FAILOVER_MS), "--heartbeat-ms", "50",
-                "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"]
-        args += ["--join", join] if join else ["--bootstrap"]
-        self.log = open(data.parent / f"node{node_id}.log", "wb")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
-        self.client = wire.Client(self.url)
-        until(f"node {node_id} ready", self._ready, timeout=30)
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def nodes(tmp_path: pathlib.Path) -> Iterator[List[Proc]]:
     if not WIRE.exists():
@@ -96,26 +55,14 @@ def nodes(tmp_path: pathlib.Path) -> Iterator[List[Proc]]:
     try:
         for i in (1, 2, 3):
             (tmp_path / f"n{i}").mkdir()
-            out.append(Proc(i, tmp_path / f"n{i}", out[0].http_addr if out else None))
+            out.append(Proc(i, tmp_path / f"n{i}", out[0].http_addr if out else None,
+                            extra=["--failover-after-ms", str(FAILOVER_MS)]))
         until("three voters", lambda: len(out[0].client.members()) == 3)
         yield out
     finally:
         for p in out:
             p.proc.kill()
             p.proc.wait(timeout=10)
-
-
-def until(what: str, check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = check()
-        except Exception:  # the page is redrawing
-            got = None
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def accessible(browser: Any, page: str) -> None:

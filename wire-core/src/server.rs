@@ -32,6 +32,10 @@ impl Node {
             ))
             .layer(axum::middleware::from_fn(same_protocol))
             .layer(axum::middleware::from_fn_with_state(
+                node.id(),
+                for_this_node,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
                 node.gate().clone(),
                 from_a_node,
             ))
@@ -57,6 +61,32 @@ impl Node {
         );
         node.enter().await?;
         Ok(node)
+    }
+}
+
+/// Refuses a node-to-node call meant for another node (421): after a member was removed and
+/// its address given to a new one, the old process must not answer for the new member (a
+/// leader that took its answers for the new node's could not make sense of the log).
+async fn for_this_node(
+    axum::extract::State(me): axum::extract::State<crate::consensus::NodeId>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let to = request
+        .headers()
+        .get(network::ADDRESSEE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<crate::consensus::NodeId>().ok());
+    match to {
+        Some(to) if to != me => {
+            tracing::warn!(path = %request.uri().path(), to, "refused a call meant for another node");
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("this is node {me}, not node {to}: the membership has another node at this address"),
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
     }
 }
 

@@ -192,6 +192,7 @@ impl ConsensusClient {
         self.inner
             .peers
             .call::<Req, std::result::Result<Resp, RemoteFailure>>(
+                id,
                 &node.raft_addr,
                 path,
                 req,
@@ -262,6 +263,7 @@ impl ConsensusClient {
                     .inner
                     .peers
                     .call::<Req, std::result::Result<Resp, RemoteFailure>>(
+                        leader_id,
                         &leader.raft_addr,
                         path,
                         req,

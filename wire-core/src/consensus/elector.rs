@@ -144,7 +144,13 @@ impl Elector {
             let req = req.clone();
             calls.spawn(async move {
                 let reply = peers
-                    .call::<PreVoteRequest, PreVoteResponse>(&addr, paths::PRE_VOTE, &req, timeout)
+                    .call::<PreVoteRequest, PreVoteResponse>(
+                        id,
+                        &addr,
+                        paths::PRE_VOTE,
+                        &req,
+                        timeout,
+                    )
                     .await;
                 match reply {
                     Ok(r) if r.refused.is_none() => Some(id),

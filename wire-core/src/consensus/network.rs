@@ -32,6 +32,9 @@ use super::election::{
 use super::liveness::Liveness;
 use super::{decode, encode, LogStore, NodeId, Raft, TypeConfig, WireNode};
 
+/// The header naming the node a node-to-node call is for.
+pub const ADDRESSEE_HEADER: &str = "wire-to";
+
 /// Paths of the Raft message endpoints.
 pub mod paths {
     pub const APPEND: &str = "/raft/append";
@@ -111,9 +114,12 @@ impl PeerClient {
         &self.http
     }
 
-    /// POSTs `req` to `http://{addr}{path}` and decodes the reply.
+    /// POSTs `req` for node `to` at `addr` and decodes the reply. The node at `addr`
+    /// refuses a call meant for another ([`ADDRESSEE_HEADER`]): an address the membership
+    /// gave to a new node while the old one still runs there must not answer for it.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
+        to: NodeId,
         addr: &str,
         path: &str,
         req: &Req,
@@ -128,6 +134,7 @@ impl PeerClient {
             .post(self.url(addr, path))
             .header("content-type", "application/msgpack")
             .header(super::PROTOCOL_HEADER, super::PROTOCOL_VERSION.to_string())
+            .header(ADDRESSEE_HEADER, to.to_string())
             .body(body)
             .timeout(timeout)
             .send()
@@ -255,6 +262,7 @@ impl Connection {
         let result = self
             .client
             .call::<Req, Result<Resp, RaftError<NodeId, E>>>(
+                self.target,
                 &self.addr,
                 path,
                 req,

@@ -622,6 +622,7 @@ impl Peers {
             .header(H_PIPELINE, &ask.pipeline)
             .header(H_KEY, ask.key.to_string())
             .header(H_FROM, ask.from.to_string())
+            .header(crate::consensus::network::ADDRESSEE_HEADER, to.to_string())
             .send()
             .await
             .map_err(|e| ConnectError::Failed(format!("reaching node {to}: {e}")))?;
