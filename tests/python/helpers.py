@@ -9,7 +9,8 @@ import socket
 import subprocess
 import time
 import urllib.request
-from typing import Any, Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, List, Sequence
 
 import wire
 
@@ -89,3 +90,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process_cluster(root: pathlib.Path, extra: Sequence[str] = (), token: "str | None" = None) -> Iterator[List[Proc]]:
+    """Three `wire node` processes under `root` (the first bootstraps, the others join it),
+    killed on exit."""
+    import pytest
+
+    if not WIRE.exists():
+        pytest.skip(f"{WIRE} is missing: cargo build -p wire-core --bin wire")
+    out: List[Proc] = []
+    try:
+        for i in (1, 2, 3):
+            (root / f"n{i}").mkdir()
+            out.append(Proc(i, root / f"n{i}", out[0].http_addr if out else None, extra=extra, token=token))
+        until("three voters", lambda: len(out[0].client.members()) == 3)
+        yield out
+    finally:
+        for p in out:
+            p.proc.kill()
+            p.proc.wait(timeout=10)

@@ -18,7 +18,7 @@ import pytest
 
 import wire
 
-from helpers import WIRE, Proc, until
+from helpers import Proc, process_cluster, until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -49,20 +49,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def nodes(tmp_path: pathlib.Path) -> Iterator[List[Proc]]:
-    if not WIRE.exists():
-        pytest.skip(f"{WIRE} is missing: cargo build -p wire-core --bin wire")
-    out: List[Proc] = []
-    try:
-        for i in (1, 2, 3):
-            (tmp_path / f"n{i}").mkdir()
-            out.append(Proc(i, tmp_path / f"n{i}", out[0].http_addr if out else None,
-                            extra=["--failover-after-ms", str(FAILOVER_MS)]))
-        until("three voters", lambda: len(out[0].client.members()) == 3)
+    with process_cluster(tmp_path, extra=["--failover-after-ms", str(FAILOVER_MS)]) as out:
         yield out
-    finally:
-        for p in out:
-            p.proc.kill()
-            p.proc.wait(timeout=10)
 
 
 def accessible(browser: Any, page: str) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 import wire.auth
 
-from helpers import WIRE, Proc, until
+from helpers import Proc, process_cluster
 
 ADMIN = "fuzz-admin-token-0123456789"
 VIEWER = "fuzz-viewer-token-0123456789"
@@ -34,25 +34,14 @@ MEMBERSHIP = r"^/cluster/(join|members/.+)$"
 
 @pytest.fixture
 def secured(tmp_path: pathlib.Path) -> Iterator[List[Proc]]:
-    if not WIRE.exists():
-        pytest.skip(f"{WIRE} is missing: cargo build -p wire-core --bin wire")
     users = tmp_path / "users.toml"
     users.write_text(
         f'[[users]]\nname = "admin"\ntoken_sha256 = "{wire.auth.token_sha256(ADMIN)}"\npermissions = ["all"]\n\n'
         f'[[users]]\nname = "viewer"\ntoken_sha256 = "{wire.auth.token_sha256(VIEWER)}"\npermissions = ["status"]\n'
     )
     extra = ["--users-file", str(users), "--cluster-secret", "fuzz-cluster-secret-0123"]
-    out: List[Proc] = []
-    try:
-        for i in (1, 2, 3):
-            (tmp_path / f"n{i}").mkdir()
-            out.append(Proc(i, tmp_path / f"n{i}", out[0].http_addr if out else None, extra=extra, token=ADMIN))
-        until("three voters", lambda: len(out[0].client.members()) == 3)
+    with process_cluster(tmp_path, extra=extra, token=ADMIN) as out:
         yield out
-    finally:
-        for p in out:
-            p.proc.kill()
-            p.proc.wait(timeout=10)
 
 
 def schemathesis(url: str, token: str, *selection: str) -> None:

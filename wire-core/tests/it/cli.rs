@@ -23,6 +23,23 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A TOML config of a bootstrapping node on free ports with its data in `dir`, and `more`
+/// lines: the file and the node's HTTP address.
+fn config_file(dir: &std::path::Path, node_id: u64, more: &str) -> (std::path::PathBuf, String) {
+    let http_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = {node_id}\nbootstrap = true\nhttp_addr = \"{http_addr}\"\nraft_addr = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{more}",
+            free_port(),
+            dir.join("data").display()
+        ),
+    )
+    .expect("config file");
+    (config, http_addr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_and_cluster_commands_talk_to_a_node() {
     let n = Embedded::start().await;
@@ -99,17 +116,7 @@ fn invalid_configuration_lists_every_problem() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_runs_from_a_config_file_with_json_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let http_addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id = 7\nhttp_addr = \"{http_addr}\"\nraft_addr = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nbootstrap = true\n",
-            free_port(),
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let (config, http_addr) = config_file(dir.path(), 7, "");
     let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wire"))
         .args([
@@ -183,17 +190,13 @@ async fn the_cli_makes_user_secrets_and_signs_in_with_them() {
     assert!(hash.starts_with("$argon2id$"), "{hash}");
 
     let dir = tempfile::tempdir().unwrap();
-    let http_addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "node_id = 1\nbootstrap = true\nhttp_addr = \"{http_addr}\"\nraft_addr = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\ncluster_secret = \"cli-test-cluster-secret\"\n\n[[users]]\nname = \"ops\"\npassword_hash = \"{hash}\"\npermissions = [\"read\", \"write\", \"status\"]\n\n[[users]]\nname = \"bot\"\n{token_line}\npermissions = [\"read\"]\n",
-            free_port(),
-            dir.path().join("data").display()
+    let (config, http_addr) = config_file(
+        dir.path(),
+        1,
+        &format!(
+            "cluster_secret = \"cli-test-cluster-secret\"\n\n[[users]]\nname = \"ops\"\npassword_hash = \"{hash}\"\npermissions = [\"read\", \"write\", \"status\"]\n\n[[users]]\nname = \"bot\"\n{token_line}\npermissions = [\"read\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let mut node = Command::new(env!("CARGO_BIN_EXE_wire"))
         .args(["node", "--config", config.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
