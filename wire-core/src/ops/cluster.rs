@@ -421,6 +421,16 @@ impl ClusterOps {
         if req.node_id == 0 {
             return Err(Error::Invalid("node_id: must be a positive integer".into()));
         }
+        // A node that has never been in a cluster knows no leader to ask: say so now rather
+        // than after the request timeout (discovery asks every node it finds).
+        if !self.client.raft().is_initialized().await.map_err(fatal)?
+            && self.client.current_leader().is_none()
+        {
+            return Err(Error::Unavailable(format!(
+                "node {} is not in a cluster yet",
+                self.client.id()
+            )));
+        }
         self.client
             .on_leader(calls::paths::JOIN, &req, true, || {
                 self.join_local(req.clone())
