@@ -223,6 +223,12 @@ impl Gate {
         self.inner.secret.as_ref()
     }
 
+    /// Whether anything is checked at all: users, or members that only nodes may change
+    /// (a cluster secret or mutual TLS).
+    pub fn checks_anything(&self) -> bool {
+        self.users_required() || self.inner.secret.is_some() || self.inner.mtls
+    }
+
     /// Whether a node-to-node call with this secret header may pass.
     pub fn node_call_allowed(&self, shown: Option<&[u8]>) -> bool {
         match (&self.inner.secret, shown) {

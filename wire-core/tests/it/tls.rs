@@ -150,6 +150,24 @@ async fn a_cluster_over_mutual_tls_keeps_strangers_out() {
         assert!(body.contains("use https"), "{body}");
     }
 
+    // Without users, anyone who trusts the CA may use the API, but only a node (its
+    // certificate) may add or remove members.
+    let join =
+        serde_json::json!({"node_id": 7, "http_addr": "127.0.0.1:1", "raft_addr": "127.0.0.1:2"});
+    let resp = client(&ca)
+        .post(cluster.node(1).url("/cluster/join"))
+        .json(&join)
+        .send()
+        .await
+        .expect("join");
+    assert_eq!(resp.status(), 401, "a join without a node certificate");
+    let resp = client(&ca)
+        .delete(cluster.node(1).url("/cluster/members/3"))
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(resp.status(), 401, "a removal without a node certificate");
+
     // A client that trusts another CA does not accept the node.
     let other = Ca::new("Another CA");
     let e = client(&other)
