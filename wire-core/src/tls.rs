@@ -58,6 +58,7 @@ impl Connected<IncomingStream<'_, PlainListener>> for Peer {
 }
 
 /// Loaded material, replaced whole when the files change.
+#[derive(Clone)]
 struct Material {
     modified: [Option<SystemTime>; 3],
     certified: Arc<CertifiedKey>,
@@ -203,7 +204,7 @@ impl Tls {
                 // material, and try again at the next change.
                 tracing::warn!(error = %why, "TLS files changed but do not load; keeping the old ones");
                 if let Ok(mut current) = self.current.write() {
-                    let mut kept = Material::clone_of(&current);
+                    let mut kept = Material::clone(&current);
                     kept.modified = now;
                     *current = Arc::new(kept);
                 }
@@ -239,18 +240,6 @@ impl Tls {
             .with_client_cert_resolver(Arc::new(CurrentCert(self.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
-    }
-}
-
-impl Material {
-    fn clone_of(m: &Material) -> Material {
-        Material {
-            modified: m.modified,
-            certified: m.certified.clone(),
-            server_required: m.server_required.clone(),
-            server_optional: m.server_optional.clone(),
-            peer_verifier: m.peer_verifier.clone(),
-        }
     }
 }
 

@@ -279,28 +279,41 @@ async fn a_certificate_rotated_while_a_client_writes_loses_no_write() {
     let fresh = |path: &str| client(&ca).get(node.url(path)).send();
     let before = served_cert(&fresh("/health").await.expect("health")).expect("cert");
 
+    // A client writes until told to stop: before, during and after the rotation.
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let url = node.url("/kv/rotation");
         let c = client(&ca);
+        let (acked, stop) = (acked.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..400 {
+            use std::sync::atomic::Ordering;
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
                 let resp = c
-                    .put(format!("{url}/{i:04}"))
+                    .put(format!("{url}/{i:06}"))
                     .body(i.to_string())
                     .send()
                     .await;
                 match resp {
-                    Ok(r) if r.status() == 200 => acked.push(i),
+                    Ok(r) if r.status() == 200 => acked.store(i + 1, Ordering::Relaxed),
                     Ok(r) => panic!("write {i}: {}", r.status()),
                     Err(e) => panic!("write {i}: {}", chain(&e)),
                 }
+                i += 1;
             }
-            acked
+            i
         })
     };
+    let written = |n: usize| {
+        let acked = acked.clone();
+        move || {
+            let now = acked.load(std::sync::atomic::Ordering::Relaxed);
+            async move { (now >= n).then_some(now) }
+        }
+    };
+    eventually(Duration::from_secs(10), "writes before", written(20)).await;
     // Rotate: a new key and certificate from the same CA, written over the old files.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let (cert, key) = ca.issue("node", false);
     std::fs::write(&files.key, key).expect("key");
     std::fs::write(&files.cert, cert).expect("cert");
@@ -310,21 +323,28 @@ async fn a_certificate_rotated_while_a_client_writes_loses_no_write() {
     })
     .await;
     assert_ne!(after, before);
-    let acked = writer.await.expect("writer");
-    assert_eq!(acked.len(), 400);
+    let at_rotation = acked.load(std::sync::atomic::Ordering::Relaxed);
+    eventually(
+        Duration::from_secs(10),
+        "writes after",
+        written(at_rotation + 20),
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total = writer.await.expect("writer");
     let resp = node
-        .request(Method::GET, "/kv?prefix=rotation/&limit=1000")
+        .request(Method::GET, "/kv?prefix=rotation/&limit=10000")
         .send()
         .await
         .expect("list");
     let page: serde_json::Value = resp.json().await.expect("page");
     let items = page["items"].as_array().map(Vec::len);
-    assert_eq!(items, Some(400), "{page}");
+    assert_eq!(items, Some(total), "every acknowledged write is there");
 
     // The CLI over TLS: --ca makes it https; without it, the plain request is told why.
     let cli = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_wire"))
-            .args(["kv", "get", "rotation/0007", "--addr", &node.http])
+            .args(["kv", "get", "rotation/000007", "--addr", &node.http])
             .args(extra)
             .output()
             .expect("wire")
