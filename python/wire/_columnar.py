@@ -7,8 +7,9 @@ those formats) are optional: ``pip install "wire[arrow]"``."""
 
 from __future__ import annotations
 
+import datetime
 import importlib
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 FORMATS = ("arrow", "polars", "pandas")
 
@@ -35,17 +36,58 @@ def check(format: str) -> None:  # noqa: A002 - the step's own word
 ROW = "__wire_row"
 
 
+Wait = Union[str, float, datetime.timedelta]
+
+
+def seconds(max_wait: Optional[Wait]) -> Optional[float]:
+    """``max_wait`` in seconds: a duration such as ``"100ms"`` or ``"2s"``, a number of
+    seconds or a ``timedelta``.
+
+    >>> seconds("250ms"), seconds(1.5), seconds(datetime.timedelta(minutes=1)), seconds(None)
+    (0.25, 1.5, 60.0, None)
+    """
+    if max_wait is None:
+        return None
+    if isinstance(max_wait, str):
+        from . import _native
+
+        try:
+            return _native.duration_ms(max_wait) / 1000.0
+        except ValueError as e:
+            raise ValueError(f"max_wait: {e}") from None
+    if isinstance(max_wait, datetime.timedelta):
+        value = max_wait.total_seconds()
+    elif isinstance(max_wait, (int, float)) and not isinstance(max_wait, bool):
+        value = float(max_wait)
+    else:
+        raise TypeError(f"max_wait: a duration such as '100ms', seconds or a timedelta, not {type(max_wait).__name__}")
+    if value < 0:
+        raise ValueError(f"max_wait: not negative, not {max_wait!r}")
+    return value
+
+
 class Stages:
     """Consecutive columnar steps of one format run as one: ``(kind, func)`` pairs, applied
     to one frame in order (a filter drops rows), so a batch is converted once for all."""
 
-    def __init__(self, format: str, batch_size: Optional[int] = None) -> None:  # noqa: A002
+    def __init__(self, format: str, batch_size: Optional[int] = None,  # noqa: A002
+                 max_wait: Optional[Wait] = None, schema: Any = None) -> None:
         check(format)
+        if schema is not None and not hasattr(schema, "__arrow_c_schema__"):
+            raise TypeError(f"schema: a pyarrow.Schema, not {type(schema).__name__}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size: at least 1, not {batch_size}")
+        wait = seconds(max_wait)
+        if wait is not None and batch_size is None:
+            raise ValueError("max_wait needs batch_size: the rows a batch gathers before it goes on")
         self.format = format
         #: Most rows per call (read by the engine); None: the batches as they come.
         self.batch_size = batch_size
+        #: Seconds the engine may hold a batch's first row to gather ``batch_size`` rows
+        #: (read by the engine); None: never held.
+        self.max_wait = wait
+        #: The input's Arrow schema (read by the engine); None: inferred from the first batch.
+        self.schema = schema
         self.stages: List[Tuple[str, Callable[[Any], Any]]] = []
 
     def add(self, kind: str, func: Callable[[Any], Any]) -> None:

@@ -20,6 +20,7 @@ on the nodes this process hosts, named ``py.<pipeline>.<step>.<function>``::
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import re
 import time
@@ -169,43 +170,53 @@ class Pipeline:
         return self._python("flat_map", func, batch, id, on_error)
 
     def map_batches(self, func: Callable[[Any], Any], *, format: str = "arrow", batch_size: Optional[int] = None,
+                    max_wait: Optional[Union[str, float, datetime.timedelta]] = None, schema: Any = None,
                     id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
         """Runs ``func`` on whole batches as columns: it gets a ``pyarrow.RecordBatch``
         (``format="arrow"``), a ``polars.DataFrame`` (``"polars"``) or a ``pandas.DataFrame``
         (``"pandas"``) and returns one of the same format with one row per input row (the
         records' new values). The batch is built in Rust and handed over without copying (the
-        Arrow C data interface); its schema is inferred from the step's first batch, and a
+        Arrow C data interface). Its schema is ``schema`` (a ``pyarrow.Schema``) if given,
+        else inferred from the step's first batch (give it when that batch may not be typical:
+        a first batch with a string where numbers follow makes the column a string); a
         record that does not fit it (a field it lacks, another type) goes to the dead-letter
-        sink with the reason. A function that raises dead-letters its batch. ``batch_size``
-        caps the rows per call (the engine's batches, up to 1024 records as the source reads
-        them, are cut to it; they are never held back to fill one). Consecutive
-        ``map_batches`` / ``filter_batches`` of one format run as one step, on one frame (one
-        conversion each way). Needs pyarrow (``pip install "wire[arrow]"``) and polars or
-        pandas for those formats."""
-        return self._columnar("map_batches", func, format, batch_size, id, on_error)
+        sink with the reason. A function that raises dead-letters its batch.
+
+        ``batch_size`` caps the rows per call: the engine's batches (up to 1024 records as
+        the source reads them) are cut to it. With ``max_wait`` too (``"100ms"``, seconds or
+        a ``timedelta``), the engine gathers batches of ``batch_size`` rows, holding the
+        first row of a batch at most ``max_wait``; what it holds goes on before every
+        checkpoint and before the watermark passes, so holding loses and delays nothing
+        else. Consecutive ``map_batches`` / ``filter_batches`` with the same format and
+        settings run as one step, on one frame (one conversion each way). Needs pyarrow
+        (``pip install "wire[arrow]"``) and polars or pandas for those formats."""
+        return self._columnar("map_batches", func, format, batch_size, max_wait, schema, id, on_error)
 
     def filter_batches(self, func: Callable[[Any], Any], *, format: str = "arrow",
-                       batch_size: Optional[int] = None, id: Optional[str] = None,
-                       on_error: Optional[str] = None) -> "Pipeline":
+                       batch_size: Optional[int] = None,
+                       max_wait: Optional[Union[str, float, datetime.timedelta]] = None, schema: Any = None,
+                       id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
         """Keeps the records of a columnar batch (as :meth:`map_batches`) for which the
         boolean mask ``func`` returns (a pyarrow array, a polars or pandas Series, or a list)
         is true."""
-        return self._columnar("filter_batches", func, format, batch_size, id, on_error)
+        return self._columnar("filter_batches", func, format, batch_size, max_wait, schema, id, on_error)
 
     def _columnar(self, kind: str, func: Callable[[Any], Any], format: str, batch_size: Optional[int],
+                  max_wait: Optional[Union[str, float, datetime.timedelta]], schema: Any,
                   id: Optional[str], on_error: Optional[str]) -> "Pipeline":
         from . import _columnar
 
+        wait = _columnar.seconds(max_wait)
         last = self._spec["transforms"][-1] if self._spec["transforms"] else None
         entry = self._callables.get(last["type"]) if last is not None else None
         stages = entry[1] if entry is not None else None
         if (last is not None and isinstance(stages, _columnar.Stages) and stages.format == format
-                and stages.batch_size == batch_size and id is None
+                and stages.batch_size == batch_size and stages.max_wait == wait and schema is None and id is None
                 and on_error == last.get("on_error") and last.get("id") is None):
             # The step before is columnar in the same format: one conversion for both.
             stages.add(kind, func)
             return self
-        stages = _columnar.Stages(format, batch_size)
+        stages = _columnar.Stages(format, batch_size, max_wait, schema)
         stages.add(kind, func)
         name = self._callable_name(kind, func)
         self._callables[name] = ("map_batches", stages, True)

@@ -641,3 +641,105 @@ def test_columnar_pipeline_resumes_from_its_checkpoint_without_repeats(node: wir
     node.pipelines.wait("cols-resume", timeout=60)
     got = sorted((r["seq"], r["twice"]) for r in read_output(tmp_path / "out"))
     assert got == [(i, 2 * i) for i in range(6000)], "each record once, through the pause"
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["at-the-source", "after-key_by"])
+def test_columnar_batches_wait_at_most_max_wait_to_fill(node: wire.Node, tmp_path: pathlib.Path, keyed: bool) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    calls: list = []
+
+    def stamp(b):  # type: ignore[no-untyped-def]
+        calls.append((time.monotonic(), b.num_rows))
+        return b.append_column("twice", pc.multiply(b.column("seq"), 2))
+
+    name = f"cols-wait-{int(keyed)}"
+    flow = wire.Pipeline(name, checkpoint_interval="1h").source(wire.sources.generator(count=60, rate=30))
+    if keyed:
+        flow = flow.key_by("seq")
+    flow = (
+        flow.map_batches(stamp, batch_size=1000, max_wait="150ms")
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    started = time.monotonic()
+    node.pipelines.deploy(flow)
+    node.pipelines.wait(name, timeout=60)
+    got = sorted((r["seq"], r["twice"]) for r in read_output(tmp_path / "out"))
+    assert got == [(i, 2 * i) for i in range(60)]
+    sizes = [n for _, n in calls]
+    assert sum(sizes) == 60
+    # No checkpoint ran (1h) and 60 records are 2 s of input: the batches that went on before
+    # the end went because their first row had waited 150 ms, not because they were full.
+    early = [n for t, n in calls if t < started + 1.5]
+    assert len(early) >= 3, calls
+    assert max(sizes) < 60, calls
+    assert sum(n > 1 for n in sizes) >= len(sizes) // 2, f"most calls gathered rows: {calls}"
+
+
+def test_held_columnar_rows_go_on_at_each_checkpoint_and_once(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    calls: list = []
+
+    def twice(b):  # type: ignore[no-untyped-def]
+        calls.append(b.num_rows)
+        return b.append_column("twice", pc.multiply(b.column("seq"), 2))
+
+    flow = (
+        wire.Pipeline("cols-held", checkpoint_interval="100ms")
+        .source(wire.sources.generator(count=6000, rate=2000))
+        # Never full, never due: only the checkpoints hand the rows on.
+        .map_batches(twice, batch_size=1_000_000, max_wait="1h")
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    deadline = time.monotonic() + 30
+    while not read_output(tmp_path / "out"):
+        assert time.monotonic() < deadline, "no output: held rows did not go on at a checkpoint"
+        time.sleep(0.05)
+    node.pipelines.pause("cols-held")
+    paused = node.pipelines.wait("cols-held", until="paused", timeout=30)
+    assert sum(int(o) for p in paused["partitions"] for s in p["positions"].values() for o in s.values()) < 6000
+    node.pipelines.resume("cols-held")
+    node.pipelines.wait("cols-held", timeout=60)
+    got = sorted((r["seq"], r["twice"]) for r in read_output(tmp_path / "out"))
+    assert got == [(i, 2 * i) for i in range(6000)], "each record once, through the pause"
+    # The source reads a few records per tick; gathered, a call gets a checkpoint's worth.
+    assert len(calls) < 6000 // 20, f"{len(calls)} calls"
+
+
+def test_max_wait_needs_a_batch_size_and_a_duration() -> None:
+    pytest.importorskip("pyarrow")
+    with pytest.raises(ValueError, match="max_wait needs batch_size"):
+        wire.Pipeline("x").map_batches(lambda b: b, max_wait="100ms")
+    with pytest.raises(ValueError, match="max_wait: unknown unit"):
+        wire.Pipeline("x").map_batches(lambda b: b, batch_size=10, max_wait="100 parsecs")
+    with pytest.raises(TypeError, match="max_wait"):
+        wire.Pipeline("x").map_batches(lambda b: b, batch_size=10, max_wait=[1])  # type: ignore[arg-type]
+
+
+def test_a_given_schema_holds_when_the_first_batch_does_not_fit_it(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    records = [{"id": i, "amount": i * 0.5} for i in range(3000)]
+    records[0]["amount"] = "lots"  # in the first batch: inferred, amount would be a string
+    src = write_lines(tmp_path / "in.jsonl", records)
+    schema = pa.schema([("id", pa.int64()), ("amount", pa.float64())])
+    flow = (
+        wire.Pipeline("cols-schema")
+        .source(wire.sources.file(src))
+        .map_batches(lambda b: b.append_column("cents", pc.multiply(b.column("amount"), 100)), schema=schema)
+        .sink(wire.sinks.file(tmp_path / "out"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("cols-schema", timeout=60)
+    got = sorted((r["id"], r["cents"]) for r in read_output(tmp_path / "out"))
+    assert got == [(i, i * 50.0) for i in range(1, 3000)]
+    dead = read_output(tmp_path / "dead")
+    assert len(dead) == 1 and "does not fit the schema given to the step" in dead[0]["error"], dead
+    with pytest.raises(TypeError, match="schema: a pyarrow.Schema"):
+        wire.Pipeline("x").map_batches(lambda b: b, schema={"id": "int"})

@@ -236,6 +236,14 @@ def test_the_http_api_example_runs() -> None:
     assert run.stdout.strip().endswith("ok")
 
 
+def test_the_columnar_example_runs() -> None:
+    pytest.importorskip("polars")
+    run = subprocess.run([sys.executable, str(ROOT / "examples/python/columnar.py")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().endswith("ok")
+
+
 def test_the_secure_cluster_example_runs() -> None:
     run = subprocess.run([sys.executable, str(ROOT / "examples/python/secure_cluster.py")],
                          capture_output=True, text=True, timeout=120)

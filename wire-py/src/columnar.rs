@@ -18,7 +18,7 @@ use arrow_schema::ffi::FFI_ArrowSchema;
 use arrow_schema::SchemaRef;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyCapsuleMethods};
-use wire_core::pipeline::transform::{Record, Transform};
+use wire_core::pipeline::transform::{Batching, Record, Transform};
 
 use crate::transform::traceback;
 
@@ -32,28 +32,69 @@ pub struct PyColumnar {
     func: Py<PyAny>,
     /// Most rows per call (the step's `batch_size`), if capped.
     max_rows: Option<usize>,
+    /// How long the engine may hold rows to gather `max_rows` (the step's `max_wait`).
+    max_wait: Option<std::time::Duration>,
     schema: Mutex<Option<SchemaRef>>,
+    /// Whether the schema was given (else inferred from the first batch).
+    given: bool,
+}
+
+/// A schema from Python: an object with `__arrow_c_schema__` (a `pyarrow.Schema`), which must
+/// be a struct of fields.
+fn given_schema(schema: &Bound<'_, PyAny>) -> PyResult<SchemaRef> {
+    let bad = |why: String| pyo3::exceptions::PyValueError::new_err(format!("schema: {why}"));
+    let capsule = schema
+        .call_method0("__arrow_c_schema__")
+        .map_err(|_| bad("a pyarrow.Schema (or another object with __arrow_c_schema__)".into()))?;
+    let capsule = capsule
+        .cast_into::<PyCapsule>()
+        .map_err(|e| bad(e.to_string()))?;
+    let ptr = capsule.pointer_checked(Some(SCHEMA))?;
+    // SAFETY: an `arrow_schema` capsule points to an ArrowSchema that lives as long as the
+    // capsule, which is held while it is read here; it is only borrowed.
+    let ffi = unsafe { &*ptr.as_ptr().cast::<FFI_ArrowSchema>() };
+    let schema = arrow_schema::Schema::try_from(ffi).map_err(|e| bad(e.to_string()))?;
+    if schema.fields().is_empty() {
+        return Err(bad("it has no fields".into()));
+    }
+    Ok(Arc::new(schema))
 }
 
 /// The column of a returned batch that says which input row each output row comes from.
 const ROW: &str = "__wire_row";
 
 impl PyColumnar {
-    pub fn new(name: &str, func: Py<PyAny>) -> PyColumnar {
-        let max_rows = Python::attach(|py| {
-            func.bind(py)
+    /// `func` is a `wire._columnar.Stages`: its `batch_size`, `max_wait` (seconds) and
+    /// `schema` (anything with `__arrow_c_schema__`, or None to infer it) are read here.
+    pub fn new(name: &str, func: Py<PyAny>) -> PyResult<PyColumnar> {
+        let (max_rows, max_wait, schema) = Python::attach(|py| -> PyResult<_> {
+            let stages = func.bind(py);
+            let schema = match stages.getattr("schema") {
+                Ok(s) if !s.is_none() => Some(given_schema(&s)?),
+                _ => None,
+            };
+            let rows = stages
                 .getattr("batch_size")
                 .and_then(|b| b.extract::<Option<usize>>())
                 .ok()
                 .flatten()
-                .filter(|n| *n > 0)
-        });
-        PyColumnar {
+                .filter(|n| *n > 0);
+            let wait = stages
+                .getattr("max_wait")
+                .and_then(|w| w.extract::<Option<f64>>())
+                .ok()
+                .flatten()
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok());
+            Ok((rows, wait, schema))
+        })?;
+        Ok(PyColumnar {
             name: name.to_string(),
             func,
             max_rows,
-            schema: Mutex::new(None),
-        }
+            max_wait,
+            given: schema.is_some(),
+            schema: Mutex::new(schema),
+        })
     }
 
     /// The step's schema: inferred from `lines` the first time.
@@ -212,6 +253,13 @@ enum Answer {
 }
 
 impl Transform for PyColumnar {
+    fn batching(&self) -> Option<Batching> {
+        Some(Batching {
+            size: self.max_rows?,
+            max_wait: self.max_wait?,
+        })
+    }
+
     fn apply(
         &self,
         batch: Vec<Record>,
@@ -261,8 +309,9 @@ impl Transform for PyColumnar {
                 Err(e) => rejected.push((
                     record,
                     format!(
-                        "python batch function '{}': the record does not fit the schema of the step's first batch ({schema}): {e}",
-                        self.name
+                        "python batch function '{}': the record does not fit the schema {} ({schema}): {e}",
+                        self.name,
+                        if self.given { "given to the step" } else { "of the step's first batch" },
                     ),
                 )),
             }

@@ -350,7 +350,7 @@ impl NativeNode {
         batch: bool,
     ) -> PyResult<()> {
         if matches!(kind, "map_batches" | "filter_batches") {
-            let columnar = columnar::PyColumnar::new(name, func);
+            let columnar = columnar::PyColumnar::new(name, func)?;
             return self
                 .node()?
                 .pipelines()
@@ -407,7 +407,6 @@ fn normalize_spec(text: &str) -> PyResult<String> {
     json(&spec)
 }
 
-/// The engine's version.
 /// Registers `obj` (read(split, position), optionally splits()) as the source `name` in this
 /// process, for `{"type": "registered", "config": {"name": name}}`.
 #[pyfunction]
@@ -435,9 +434,18 @@ fn register_sink(name: &str, obj: Py<PyAny>) -> PyResult<()> {
     Ok(())
 }
 
+/// The engine's version.
 #[pyfunction]
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
+}
+
+/// A duration such as `100ms`, `2s`, `5m` or `1h` in milliseconds, as a spec reads it.
+#[pyfunction]
+fn duration_ms(text: &str) -> PyResult<u64> {
+    let d = wire_core::pipeline::spec::parse_duration(text)
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    Ok(d.as_millis() as u64)
 }
 
 /// The argon2id hash of a password (a PHC string), for `password_hash` in a users file.
@@ -453,6 +461,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeNode>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(hash_password, m)?)?;
+    m.add_function(wrap_pyfunction!(duration_ms, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_spec, m)?)?;
     m.add_function(wrap_pyfunction!(register_source, m)?)?;
     m.add_function(wrap_pyfunction!(register_sink, m)?)?;

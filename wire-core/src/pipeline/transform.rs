@@ -78,6 +78,23 @@ pub trait Transform: Send + Sync {
         out: &mut Vec<Record>,
         rejected: &mut Vec<(Record, String)>,
     );
+
+    /// Set by a step that wants fuller batches than the sources read (a columnar Python
+    /// function): the engine then holds the step's input until `size` records are there or
+    /// the oldest has waited `max_wait`, and always hands over what it holds before a
+    /// checkpoint barrier or a watermark passes the step, so nothing held is lost or late.
+    fn batching(&self) -> Option<Batching> {
+        None
+    }
+}
+
+/// How a step wants its input gathered (see [`Transform::batching`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Records per call, at most (a held batch is handed over when it reaches this).
+    pub size: usize,
+    /// How long the first record of a batch may wait for the rest.
+    pub max_wait: std::time::Duration,
 }
 
 /// A per-record function as a transform: `Ok(outputs)` or `Err(reason)` for each record.

@@ -18,7 +18,7 @@ use crate::pipeline::jq::Jq;
 use crate::pipeline::reduce::{KeyedFunction, Reduce, ReduceSpec, ReduceState};
 use crate::pipeline::rolling::{Rolling, RollingState};
 use crate::pipeline::spec::ErrorPolicy;
-use crate::pipeline::transform::{JqTransform, KeyBy, Record, Rejected, Transform};
+use crate::pipeline::transform::{Batching, JqTransform, KeyBy, Record, Rejected, Transform};
 use crate::pipeline::validate::{
     JqConfig, KeyByConfig, PipelineGraph, Registered, STATEFUL_TRANSFORMS,
 };
@@ -33,9 +33,13 @@ pub enum Exchange {
     Spread,
 }
 
-/// The open windows of one partition, per window step: what a partition checkpoints.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The open windows of one partition, per window step: what a partition checkpoints. It
+/// also holds the input of steps that gather fuller batches ([`Batching`]), which is never
+/// checkpointed: it is handed over before every barrier.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
+    #[serde(skip)]
+    held: BTreeMap<usize, Held>,
     windows: BTreeMap<usize, WindowState>,
     #[serde(default)]
     dedup: BTreeMap<usize, DedupState>,
@@ -70,6 +74,11 @@ impl PartitionState {
             + self.joins.values().map(|j| j.held() as u64).sum::<u64>()
     }
 
+    /// Whether a step holds records back to fill a batch.
+    pub fn holding(&self) -> bool {
+        self.held.values().any(|h| !h.records.is_empty())
+    }
+
     fn rolling(&mut self, step: usize) -> &mut RollingState {
         self.rolling.entry(step).or_default()
     }
@@ -89,6 +98,14 @@ impl PartitionState {
     fn window(&mut self, step: usize) -> &mut WindowState {
         self.windows.entry(step).or_default()
     }
+}
+
+/// A batching step's input so far.
+#[derive(Debug, Clone)]
+struct Held {
+    records: Vec<Record>,
+    /// When its oldest record came.
+    since: std::time::Instant,
 }
 
 /// `type: redistribute`: records pass unchanged (the exchange after it spreads them).
@@ -170,6 +187,8 @@ struct PlanStep {
     op: Option<Operator>,
     /// Whether it runs after an exchange (where the records landed).
     after: bool,
+    /// Set on a step that gathers its input into fuller batches.
+    batching: Option<Batching>,
 }
 
 /// What a stateful step does, compiled from its config.
@@ -312,8 +331,13 @@ impl Plan {
                 }
                 Input::Source(_) => false,
             });
+            // A stateful or exchange step takes records as they come.
+            let batching = transform
+                .batching()
+                .filter(|b| op.is_none() && exchange.is_none() && b.size > 0);
             steps.push(PlanStep {
                 id: step.id.clone(),
+                batching,
                 transform,
                 inputs,
                 on_error: step.on_error,
@@ -346,8 +370,10 @@ impl Plan {
     }
 
     /// Runs a batch read by source `source` through every step it reaches before an
-    /// exchange; what exchange steps put out is in `exchanged`.
-    pub fn run(&self, source: usize, batch: Vec<Record>) -> Outputs {
+    /// exchange; what exchange steps put out is in `exchanged`. `held` keeps what batching
+    /// steps hold between batches (the source worker's own; no window runs before an
+    /// exchange).
+    pub fn run(&self, source: usize, batch: Vec<Record>, held: &mut PartitionState) -> Outputs {
         let source_uses = self
             .steps
             .iter()
@@ -362,8 +388,55 @@ impl Plan {
             outputs: vec![None; self.steps.len()],
             left: self.uses.clone(),
         };
-        // No window runs before an exchange (validation): no state here.
-        self.flow(flow, Side::Source, &mut PartitionState::default())
+        self.flow(flow, Side::Source, held)
+    }
+
+    /// Hands over what batching steps hold: all of it with `force` (before a barrier or a
+    /// watermark), else what has waited its step's `max_wait`; runs it through the steps
+    /// after them.
+    pub fn flush(&self, state: &mut PartitionState, force: bool) -> Outputs {
+        let mut all = Outputs {
+            per_sink: vec![Vec::new(); self.sinks.len()],
+            ..Default::default()
+        };
+        // In step order, so what one flush hands a later batching step is flushed too.
+        for (t, step) in self.steps.iter().enumerate() {
+            let Some(batching) = step.batching else {
+                continue;
+            };
+            let Some(held) = state.held.get_mut(&t) else {
+                continue;
+            };
+            if held.records.is_empty() || !(force || held.since.elapsed() >= batching.max_wait) {
+                continue;
+            }
+            let records = std::mem::take(&mut held.records);
+            let started = std::time::Instant::now();
+            let mut out = Vec::with_capacity(records.len());
+            let mut failed = Vec::new();
+            step.transform.apply(records, &mut out, &mut failed);
+            step.counters.add_out(out.len());
+            step.counters.add_time(started.elapsed());
+            reject(step, failed, &mut all);
+            let side = if step.after {
+                Side::Landed
+            } else {
+                Side::Source
+            };
+            let rest = self.flow_from(t, out, state, side);
+            all.merge(rest);
+        }
+        all
+    }
+
+    /// When the oldest held record's step wants it handed over, if a step holds any.
+    pub fn flush_at(&self, state: &PartitionState) -> Option<std::time::Instant> {
+        state
+            .held
+            .iter()
+            .filter(|(_, h)| !h.records.is_empty())
+            .filter_map(|(t, h)| Some(h.since + self.steps.get(*t)?.batching?.max_wait))
+            .min()
     }
 
     /// Whether a step keeps state (its partition's, checkpointed).
@@ -404,14 +477,20 @@ impl Plan {
             if results.is_empty() {
                 continue;
             }
-            let out = self.flow_from(t, results, state);
+            let out = self.flow_from(t, results, state, Side::Landed);
             all.merge(out);
         }
         all
     }
 
-    /// Runs records a stateful step put out through the steps after it.
-    fn flow_from(&self, t: usize, records: Vec<Record>, state: &mut PartitionState) -> Outputs {
+    /// Runs records step `t` put out through the steps after it on `side`.
+    fn flow_from(
+        &self,
+        t: usize,
+        records: Vec<Record>,
+        state: &mut PartitionState,
+        side: Side,
+    ) -> Outputs {
         let flow = Flow {
             start: Input::Transform(t),
             batch: Some(records),
@@ -419,7 +498,7 @@ impl Plan {
             outputs: vec![None; self.steps.len()],
             left: self.uses.clone(),
         };
-        self.flow(flow, Side::Landed, state)
+        self.flow(flow, side, state)
     }
 
     /// Moves the partition's watermark to `watermark`: the windows it closes emit their
@@ -443,7 +522,7 @@ impl Plan {
                 continue;
             }
             step.counters.add_out(results.len());
-            let out = self.flow_from(t, results, state);
+            let out = self.flow_from(t, results, state, Side::Landed);
             all.merge(out);
         }
         all
@@ -490,7 +569,27 @@ impl Plan {
             Some(Operator::Reduce(r)) => r.add(state.reduce(t), input, out, failed),
             Some(Operator::Rolling(r)) => r.add(state.rolling(t), input, out, failed),
             // A join's two inputs are told apart by the caller.
-            Some(Operator::Join(_)) | None => step.transform.apply(input, out, failed),
+            Some(Operator::Join(_)) => step.transform.apply(input, out, failed),
+            None => match step.batching {
+                Some(batching) => {
+                    let held = state.held.entry(t).or_insert_with(|| Held {
+                        records: Vec::new(),
+                        since: std::time::Instant::now(),
+                    });
+                    if held.records.is_empty() {
+                        held.since = std::time::Instant::now();
+                    }
+                    held.records.extend(input);
+                    // Full batches go on now; the rest waits (its records are the newest).
+                    while held.records.len() >= batching.size {
+                        let rest = held.records.split_off(batching.size);
+                        let full = std::mem::replace(&mut held.records, rest);
+                        held.since = std::time::Instant::now();
+                        step.transform.apply(full, out, failed);
+                    }
+                }
+                None => step.transform.apply(input, out, failed),
+            },
         }
     }
 
@@ -534,24 +633,7 @@ impl Plan {
             }
             step.counters.add_out(out.len());
             step.counters.add_time(started.elapsed());
-            for (record, reason) in failed {
-                let rejected = Rejected {
-                    record,
-                    step: step.id.clone(),
-                    reason,
-                };
-                match step.on_error {
-                    ErrorPolicy::DeadLetter => {
-                        step.counters.add_dead(1);
-                        result.rejected.push(rejected);
-                    }
-                    ErrorPolicy::Fail => {
-                        if result.failure.is_none() {
-                            result.failure = Some(rejected);
-                        }
-                    }
-                }
-            }
+            reject(step, failed, &mut result);
             if step.exchange.is_some() && side == Side::Source {
                 // Its consumers run where the records land.
                 if !out.is_empty() {
@@ -567,6 +649,28 @@ impl Plan {
             }
         }
         result
+    }
+}
+
+/// Records `step` rejected: dead letters or the pipeline's failure, by the step's policy.
+fn reject(step: &PlanStep, failed: Vec<(Record, String)>, result: &mut Outputs) {
+    for (record, reason) in failed {
+        let rejected = Rejected {
+            record,
+            step: step.id.clone(),
+            reason,
+        };
+        match step.on_error {
+            ErrorPolicy::DeadLetter => {
+                step.counters.add_dead(1);
+                result.rejected.push(rejected);
+            }
+            ErrorPolicy::Fail => {
+                if result.failure.is_none() {
+                    result.failure = Some(rejected);
+                }
+            }
+        }
     }
 }
 
@@ -669,10 +773,10 @@ sinks:
   - {id: raw, type: stdout, inputs: [a, big]}
 "#,
         );
-        let out = p.run(0, batch(&["1", "7"]));
+        let out = p.run(0, batch(&["1", "7"]), &mut PartitionState::default());
         assert_eq!(texts(&out.per_sink[0]), ["8", "11"]);
         assert_eq!(texts(&out.per_sink[1]), ["1", "7", "7"]);
-        let out = p.run(1, batch(&["100"]));
+        let out = p.run(1, batch(&["100"]), &mut PartitionState::default());
         assert_eq!(texts(&out.per_sink[0]), ["101"]);
         assert!(
             out.per_sink[1].is_empty(),
@@ -694,7 +798,11 @@ sinks: [{type: stdout}]
 dead_letter: {type: stdout}
 "#,
         );
-        let out = p.run(0, batch(&[r#"{"a": 1}"#, r#"{"a": "x"}"#, r#"{"a": 9}"#]));
+        let out = p.run(
+            0,
+            batch(&[r#"{"a": 1}"#, r#"{"a": "x"}"#, r#"{"a": 9}"#]),
+            &mut PartitionState::default(),
+        );
         assert_eq!(texts(&out.per_sink[0]), ["2"]);
         assert_eq!(out.rejected.len(), 1);
         assert_eq!(out.rejected[0].step, "lenient");
@@ -749,7 +857,7 @@ sinks:
 "#,
         );
         assert!(p.keyed);
-        let out = p.run(0, batch(&["1", "2"]));
+        let out = p.run(0, batch(&["1", "2"]), &mut PartitionState::default());
         assert_eq!(
             texts(&out.per_sink[0]),
             ["2", "3"],
@@ -764,5 +872,110 @@ sinks:
         assert!(landed.per_sink[0].is_empty());
         assert_eq!(texts(&landed.per_sink[1]), ["20", "30"]);
         assert_eq!(p.exchanges(), [None, Some(Exchange::ByKey), None]);
+    }
+
+    /// Replaces each value by the size of the batch it came in; gathers batches of 3.
+    struct Sizes(std::time::Duration);
+
+    impl Transform for Sizes {
+        fn apply(&self, batch: Vec<Record>, out: &mut Vec<Record>, _: &mut Vec<(Record, String)>) {
+            let n = batch.len();
+            out.extend(batch.into_iter().map(|mut r| {
+                r.value = parse_json(format!("{n}").as_bytes()).unwrap();
+                r
+            }));
+        }
+
+        fn batching(&self) -> Option<Batching> {
+            Some(Batching {
+                size: 3,
+                max_wait: self.0,
+            })
+        }
+    }
+
+    fn with_sizes(wait: std::time::Duration, after_exchange: bool) -> Plan {
+        let registry = Registry::default();
+        registry
+            .write()
+            .unwrap()
+            .insert("sizes".into(), Function::Records(Arc::new(Sizes(wait))));
+        let exchange = if after_exchange {
+            "{id: spread, type: redistribute}, "
+        } else {
+            ""
+        };
+        let yaml = format!(
+            r#"
+name: batched
+sources: [{{id: a, type: generator}}]
+transforms: [{exchange}{{id: cols, type: sizes}}, {{id: plus, type: jq, config: {{filter: ". + 100"}}}}]
+sinks: [{{type: stdout, inputs: [plus]}}]
+"#
+        );
+        let spec = PipelineSpec::parse(&yaml).unwrap();
+        let graph = crate::pipeline::validate(&spec, &|n| {
+            (n == "sizes").then_some(crate::pipeline::Registered::Transform)
+        })
+        .unwrap();
+        Plan::build(graph, &registry, &JobMetrics::default()).unwrap()
+    }
+
+    #[test]
+    fn a_batching_step_holds_its_input_until_full_or_flushed() {
+        let p = with_sizes(std::time::Duration::from_secs(3600), false);
+        let mut held = PartitionState::default();
+        let out = p.run(0, batch(&["1", "2"]), &mut held);
+        assert!(out.per_sink[0].is_empty(), "two of three: held");
+        assert!(held.holding());
+        let out = p.run(0, batch(&["3", "4"]), &mut held);
+        assert_eq!(
+            texts(&out.per_sink[0]),
+            ["103", "103", "103"],
+            "one full batch"
+        );
+        assert!(held.holding(), "the fourth waits");
+        assert!(
+            p.flush(&mut held, false).per_sink[0].is_empty(),
+            "not yet due"
+        );
+        let out = p.flush(&mut held, true);
+        assert_eq!(
+            texts(&out.per_sink[0]),
+            ["101"],
+            "forced: the rest, after it too"
+        );
+        assert!(!held.holding());
+        assert!(p.flush_at(&held).is_none());
+    }
+
+    #[test]
+    fn held_records_go_on_once_they_waited_long_enough() {
+        let p = with_sizes(std::time::Duration::ZERO, false);
+        let mut held = PartitionState::default();
+        let out = p.run(0, batch(&["1"]), &mut held);
+        assert!(out.per_sink[0].is_empty());
+        let due = p.flush_at(&held).expect("a deadline");
+        assert!(due <= std::time::Instant::now());
+        let out = p.flush(&mut held, false);
+        assert_eq!(texts(&out.per_sink[0]), ["101"]);
+    }
+
+    #[test]
+    fn a_batching_step_after_an_exchange_holds_where_records_land() {
+        let p = with_sizes(std::time::Duration::from_secs(3600), true);
+        let mut none = PartitionState::default();
+        let out = p.run(0, batch(&["1", "2"]), &mut none);
+        assert!(!none.holding(), "nothing held before the exchange");
+        let (step, records) = out.exchanged.into_iter().next().expect("exchanged");
+        let mut state = PartitionState::default();
+        let landed = p.run_exchanged(step, records, &mut state);
+        assert!(landed.per_sink[0].is_empty());
+        assert!(state.holding());
+        assert!(state.encode().is_ok());
+        let restored = PartitionState::decode(&state.encode().unwrap()).unwrap();
+        assert!(!restored.holding(), "held records are never checkpointed");
+        let out = p.flush(&mut state, true);
+        assert_eq!(texts(&out.per_sink[0]), ["102", "102"]);
     }
 }

@@ -212,6 +212,35 @@ impl SinkPartition {
                 (_, new) => new,
             };
         }
+        self.advance(counters, dead_counter)
+    }
+
+    /// Hands on what batching steps hold (all of it with `force`, else what waited long
+    /// enough); once nothing is held, the watermark moves as its upstreams let it.
+    fn flush(
+        &mut self,
+        force: bool,
+        counters: &[Arc<StepCounters>],
+        dead_counter: &StepCounters,
+    ) -> Result<(), (String, bool)> {
+        if !self.state.holding() {
+            return Ok(());
+        }
+        let out = self.plan.flush(&mut self.state, force);
+        self.emit(out, counters, dead_counter)?;
+        self.advance(counters, dead_counter)
+    }
+
+    /// Moves the partition's watermark to the least of its upstreams', unless a batching
+    /// step holds records (which would be late behind it).
+    fn advance(
+        &mut self,
+        counters: &[Arc<StepCounters>],
+        dead_counter: &StepCounters,
+    ) -> Result<(), (String, bool)> {
+        if self.state.holding() {
+            return Ok(());
+        }
         // The least of the upstreams that are not idle (all idle: no move).
         let Some(least) = self.watermarks.values().flatten().copied().min() else {
             return Ok(());
@@ -297,9 +326,18 @@ pub fn run(
                 }
             }
         }
+        if let Err((error, retry)) = out.flush(false, &counters, &dead_counter) {
+            let _ = events.send(Input::Failed { error, retry });
+            return;
+        }
         // Waiting for data, it still hears an abort: its upstreams may be on other nodes
-        // (a link's receiver holds the channel open) and never hang up.
-        let msg = match data.recv_timeout(std::time::Duration::from_millis(50)) {
+        // (a link's receiver holds the channel open) and never hang up. It wakes for what a
+        // batching step holds, too.
+        let mut wait = std::time::Duration::from_millis(50);
+        if let Some(at) = out.plan.flush_at(&out.state) {
+            wait = wait.min(at.saturating_duration_since(std::time::Instant::now()));
+        }
+        let msg = match data.recv_timeout(wait) {
             Ok(m) => m,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => match ctl.try_recv() {
                 Ok(SinkCtl::Abort) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
@@ -337,6 +375,11 @@ pub fn run(
                     continue;
                 }
                 barriers = 0;
+                // Nothing held crosses the barrier.
+                if let Err((error, retry)) = out.flush(true, &counters, &dead_counter) {
+                    let _ = events.send(Input::Failed { error, retry });
+                    return;
+                }
                 if let Err(error) = out.pre_commit(epoch, &counters) {
                     fail(error);
                     return;

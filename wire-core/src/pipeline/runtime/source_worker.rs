@@ -15,7 +15,7 @@ use super::dead_letter;
 use super::event_time::EventClock;
 use super::live::JobStatus;
 use super::metrics::StepCounters;
-use super::plan::Plan;
+use super::plan::{Outputs, PartitionState, Plan};
 use super::routing::Router;
 use crate::connectors::{BadInput, ReadState, Source};
 use crate::pipeline::checkpoint::Positions;
@@ -81,6 +81,9 @@ impl SourceWorker {
         let mut failed = false;
         let mut read: u64 = 0;
         let mut last_lag = std::time::Instant::now() - Duration::from_secs(10);
+        // What batching steps hold between reads, and a watermark held back behind it.
+        let mut held = PartitionState::default();
+        let mut watermark: Option<Option<i64>> = None;
         loop {
             let msg = if failed || finished.iter().all(|f| *f) {
                 ctl.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -95,6 +98,12 @@ impl SourceWorker {
             match msg {
                 Ok(SourceCtl::Barrier { epoch }) => {
                     tracing::trace!(partition = self.partition, epoch, "barrier");
+                    // Nothing held crosses a barrier: its records' positions are in this
+                    // checkpoint.
+                    if let Err((e, retry)) = self.flush(&mut held, true, &mut watermark) {
+                        self.fail(e, retry);
+                        return;
+                    }
                     if let Err(e) = self.router.barrier(epoch) {
                         self.fail(e, true);
                         return;
@@ -142,7 +151,7 @@ impl SourceWorker {
                     continue;
                 }
                 self.progress.fetch_add(n as u64, Ordering::Relaxed);
-                if let Err((error, retry)) = self.handle(i, batch.records, batch.bad) {
+                if let Err((error, retry)) = self.handle(i, batch.records, batch.bad, &mut held) {
                     self.fail(error, retry);
                     failed = true;
                     break;
@@ -161,8 +170,13 @@ impl SourceWorker {
                 self.status.update(self.partition, |live| live.lag = lag);
             }
             if let Some(w) = self.clock.as_mut().and_then(EventClock::due) {
-                if let Err(e) = self.router.watermark(w) {
-                    self.fail(e, true);
+                // Held records would be late behind it: it waits for them.
+                watermark = Some(w);
+            }
+            if !failed {
+                let all_read = finished.iter().all(|f| *f);
+                if let Err((error, retry)) = self.flush(&mut held, all_read, &mut watermark) {
+                    self.fail(error, retry);
                     failed = true;
                 }
             }
@@ -188,12 +202,48 @@ impl SourceWorker {
         }
     }
 
+    /// Hands on what batching steps hold (all of it with `force`, else what waited long
+    /// enough), then the watermark held back, once nothing is held.
+    fn flush(
+        &mut self,
+        held: &mut PartitionState,
+        force: bool,
+        watermark: &mut Option<Option<i64>>,
+    ) -> Result<(), (String, bool)> {
+        if held.holding() {
+            let outputs = self.plan.flush(held, force);
+            self.emit(outputs, Vec::new())?;
+        }
+        if !held.holding() {
+            if let Some(w) = watermark.take() {
+                self.router.watermark(w).map_err(|e| (e, true))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a run's outputs, its rejects and `dead` on.
+    fn emit(&self, outputs: Outputs, mut dead: Vec<Record>) -> Result<(), (String, bool)> {
+        if let Some(f) = &outputs.failure {
+            return Err((dead_letter::failure(f), false));
+        }
+        dead.extend(dead_letter::of_rejected(
+            &self.pipeline,
+            self.partition,
+            &outputs.rejected,
+        ));
+        self.router
+            .send(outputs.per_sink, dead, outputs.exchanged)
+            .map_err(|e| (e, true))
+    }
+
     /// Runs one batch through the DAG and sends its outputs and dead letters on.
     fn handle(
         &mut self,
         source: usize,
         records: Vec<Record>,
         bad: Vec<BadInput>,
+        held: &mut PartitionState,
     ) -> Result<(), (String, bool)> {
         let step = &self.plan.graph.sources[source];
         self.counters[source].add_out(records.len());
@@ -241,17 +291,7 @@ impl SourceWorker {
             }
             None => records,
         };
-        let outputs = self.plan.run(source, records);
-        if let Some(f) = &outputs.failure {
-            return Err((dead_letter::failure(f), false));
-        }
-        dead.extend(dead_letter::of_rejected(
-            &self.pipeline,
-            self.partition,
-            &outputs.rejected,
-        ));
-        self.router
-            .send(outputs.per_sink, dead, outputs.exchanged)
-            .map_err(|e| (e, true))
+        let outputs = self.plan.run(source, records, held);
+        self.emit(outputs, dead)
     }
 }
