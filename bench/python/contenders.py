@@ -6,6 +6,7 @@ prints "seconds=S peak_rss_kib=K records_out=N" on stderr. Bytewax runs through
 bytewax_flow.py (its own runner)."""
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -32,10 +33,15 @@ def run_wire(path: str, out: Path, batch: bool, columnar: str = "") -> float:
     import wire
 
     flow = wire.Pipeline("bench", checkpoint_interval="5s").source(wire.sources.file(path))
+    # GATHER=N: columnar steps gather N rows per call (max_wait 50 ms) instead of taking the
+    # batches as the source reads them (1024).
+    gather = int(os.environ.get("GATHER", "0"))
+    opts = {"batch_size": gather, "max_wait": "50ms"} if gather else {}
     if columnar == "arrow":
-        flow = flow.map_batches(enrich_arrow).filter_batches(keep_arrow)
+        flow = flow.map_batches(enrich_arrow, **opts).filter_batches(keep_arrow, **opts)
     elif columnar == "polars":
-        flow = flow.map_batches(enrich_polars, format="polars").filter_batches(keep_polars, format="polars")
+        flow = flow.map_batches(enrich_polars, format="polars", **opts).filter_batches(
+            keep_polars, format="polars", **opts)
     elif batch:
         flow = flow.map(enrich_batch, batch=True).filter(keep_batch, batch=True)
     else:
