@@ -391,23 +391,31 @@ impl Plan {
         self.flow(flow, Side::Source, held)
     }
 
-    /// Hands over what batching steps hold: all of it with `force` (before a barrier or a
-    /// watermark), else what has waited its step's `max_wait`; runs it through the steps
-    /// after them.
+    /// Hands over what batching steps hold, with `force` (before a barrier) or once a step's
+    /// oldest record has waited its `max_wait`: then all of it, so that the partition holds
+    /// nothing afterwards and a watermark waiting behind held records goes on (with two
+    /// batching steps in a row and steady input, they might otherwise never be empty at
+    /// once). Runs it through the steps after them.
     pub fn flush(&self, state: &mut PartitionState, force: bool) -> Outputs {
         let mut all = Outputs {
             per_sink: vec![Vec::new(); self.sinks.len()],
             ..Default::default()
         };
+        let due = self
+            .flush_at(state)
+            .is_some_and(|at| at <= std::time::Instant::now());
+        if !(force || due) {
+            return all;
+        }
         // In step order, so what one flush hands a later batching step is flushed too.
         for (t, step) in self.steps.iter().enumerate() {
-            let Some(batching) = step.batching else {
+            if step.batching.is_none() {
                 continue;
-            };
+            }
             let Some(held) = state.held.get_mut(&t) else {
                 continue;
             };
-            if held.records.is_empty() || !(force || held.since.elapsed() >= batching.max_wait) {
+            if held.records.is_empty() {
                 continue;
             }
             let records = std::mem::take(&mut held.records);
@@ -894,28 +902,32 @@ sinks:
         }
     }
 
-    fn with_sizes(wait: std::time::Duration, after_exchange: bool) -> Plan {
+    /// A plan of a `Sizes` step per wait (each named `sizes{i}`), then `. + 100`.
+    fn with_sizes(waits: &[std::time::Duration], after_exchange: bool) -> Plan {
         let registry = Registry::default();
-        registry
-            .write()
-            .unwrap()
-            .insert("sizes".into(), Function::Records(Arc::new(Sizes(wait))));
-        let exchange = if after_exchange {
-            "{id: spread, type: redistribute}, "
-        } else {
-            ""
-        };
+        let mut steps = String::new();
+        if after_exchange {
+            steps.push_str("{id: spread, type: redistribute}, ");
+        }
+        for (i, wait) in waits.iter().enumerate() {
+            registry.write().unwrap().insert(
+                format!("sizes{i}"),
+                Function::Records(Arc::new(Sizes(*wait))),
+            );
+            steps.push_str(&format!("{{type: sizes{i}}}, "));
+        }
         let yaml = format!(
             r#"
 name: batched
 sources: [{{id: a, type: generator}}]
-transforms: [{exchange}{{id: cols, type: sizes}}, {{id: plus, type: jq, config: {{filter: ". + 100"}}}}]
+transforms: [{steps}{{id: plus, type: jq, config: {{filter: ". + 100"}}}}]
 sinks: [{{type: stdout, inputs: [plus]}}]
 "#
         );
         let spec = PipelineSpec::parse(&yaml).unwrap();
         let graph = crate::pipeline::validate(&spec, &|n| {
-            (n == "sizes").then_some(crate::pipeline::Registered::Transform)
+            n.starts_with("sizes")
+                .then_some(crate::pipeline::Registered::Transform)
         })
         .unwrap();
         Plan::build(graph, &registry, &JobMetrics::default()).unwrap()
@@ -923,7 +935,7 @@ sinks: [{{type: stdout, inputs: [plus]}}]
 
     #[test]
     fn a_batching_step_holds_its_input_until_full_or_flushed() {
-        let p = with_sizes(std::time::Duration::from_secs(3600), false);
+        let p = with_sizes(&[std::time::Duration::from_secs(3600)], false);
         let mut held = PartitionState::default();
         let out = p.run(0, batch(&["1", "2"]), &mut held);
         assert!(out.per_sink[0].is_empty(), "two of three: held");
@@ -951,7 +963,7 @@ sinks: [{{type: stdout, inputs: [plus]}}]
 
     #[test]
     fn held_records_go_on_once_they_waited_long_enough() {
-        let p = with_sizes(std::time::Duration::ZERO, false);
+        let p = with_sizes(&[std::time::Duration::ZERO], false);
         let mut held = PartitionState::default();
         let out = p.run(0, batch(&["1"]), &mut held);
         assert!(out.per_sink[0].is_empty());
@@ -963,7 +975,7 @@ sinks: [{{type: stdout, inputs: [plus]}}]
 
     #[test]
     fn a_batching_step_after_an_exchange_holds_where_records_land() {
-        let p = with_sizes(std::time::Duration::from_secs(3600), true);
+        let p = with_sizes(&[std::time::Duration::from_secs(3600)], true);
         let mut none = PartitionState::default();
         let out = p.run(0, batch(&["1", "2"]), &mut none);
         assert!(!none.holding(), "nothing held before the exchange");
@@ -977,5 +989,23 @@ sinks: [{{type: stdout, inputs: [plus]}}]
         assert!(!restored.holding(), "held records are never checkpointed");
         let out = p.flush(&mut state, true);
         assert_eq!(texts(&out.per_sink[0]), ["102", "102"]);
+    }
+
+    #[test]
+    fn a_due_flush_empties_every_batching_step() {
+        // The first step is due at once, the second never: after the first hands its row
+        // on, the second holds nothing either (a watermark behind them may go on).
+        let hour = std::time::Duration::from_secs(3600);
+        let p = with_sizes(&[std::time::Duration::ZERO, hour], false);
+        let mut held = PartitionState::default();
+        assert!(p.run(0, batch(&["1"]), &mut held).per_sink[0].is_empty());
+        let out = p.flush(&mut held, false);
+        assert_eq!(texts(&out.per_sink[0]), ["101"]);
+        assert!(!held.holding());
+        // Nothing due: nothing moves.
+        let p = with_sizes(&[hour, hour], false);
+        p.run(0, batch(&["1"]), &mut held);
+        assert!(p.flush(&mut held, false).per_sink[0].is_empty());
+        assert!(held.holding());
     }
 }
