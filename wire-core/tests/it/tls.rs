@@ -358,3 +358,167 @@ async fn a_certificate_rotated_while_a_client_writes_loses_no_write() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A stand-in for Elasticsearch's bulk API: it stores the ids of requests that carry
+/// `expected` as their authorization and answers 401 to the others.
+struct Bulk {
+    expected: String,
+    ids: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+async fn bulk(
+    axum::extract::State(b): axum::extract::State<std::sync::Arc<Bulk>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != b.expected {
+        b.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let refusal = serde_json::json!({"error": {"type": "security_exception"}, "status": 401});
+        return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(refusal));
+    }
+    let mut items = Vec::new();
+    // Action and document lines alternate.
+    for action in body.lines().step_by(2) {
+        let action: serde_json::Value = serde_json::from_str(action).expect("action line");
+        let id = action["index"]["_id"].as_str().expect("an id").to_string();
+        b.ids.lock().expect("ids").insert(id);
+        items.push(serde_json::json!({"index": {"status": 201}}));
+    }
+    let answer = serde_json::json!({"errors": false, "items": items});
+    (axum::http::StatusCode::OK, axum::Json(answer))
+}
+
+/// Serves [`Bulk`] over TLS with a certificate of `ca`; its https URL.
+async fn serve_bulk(files: &Files, bulk_api: std::sync::Arc<Bulk>) -> String {
+    let tls = wire_core::tls::Tls::load(&wire_core::tls::TlsFiles {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        ca: files.ca.clone(),
+    })
+    .expect("tls");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = tcp.local_addr().expect("addr").port();
+    let listener =
+        wire_core::tls::TlsListener::new(tcp, tls, wire_core::tls::ClientCerts::Optional)
+            .expect("listener");
+    let app = axum::Router::new()
+        .route("/_bulk", axum::routing::post(bulk))
+        .with_state(bulk_api);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("https://127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elasticsearch_sink_trusts_its_ca_and_signs_in() {
+    use crate::pipelines_run::wait_state;
+    use base64::Engine;
+
+    let node = Embedded::start().await;
+    let dir = node.dir.path();
+    let ca = Ca::new("Search cluster CA");
+    let files = Files::write(&dir.join("certs"), "search", &ca, &ca, false);
+    // The password comes from the node's environment: PATH is set wherever this runs.
+    let password = std::env::var("PATH").expect("PATH");
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("wire:{password}"));
+    let api = std::sync::Arc::new(Bulk {
+        expected: format!("Basic {pair}"),
+        ids: Default::default(),
+        refused: Default::default(),
+    });
+    let url = serve_bulk(&files, api.clone()).await;
+    let input = dir.join("docs.jsonl");
+    let lines: String = (0..500)
+        .map(|i| format!("{{\"key\": \"d{i}\"}}\n"))
+        .collect();
+    std::fs::write(&input, lines).expect("input");
+    let spec = |name: &str, sink: serde_json::Value| {
+        serde_json::json!({
+            "name": name,
+            "sources": [{"type": "file", "config": {"path": input}}],
+            "sinks": [{"type": "elasticsearch", "config": sink}]
+        })
+    };
+    let sink = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"url": url, "index": "docs", "id_field": "key"});
+        c.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        c
+    };
+
+    let good = sink(serde_json::json!({
+        "ca": files.ca, "user": "wire", "password": "${PATH}"
+    }));
+    create_pipeline(&node.url("/pipelines"), &spec("es-tls", good)).await;
+    wait_state(&node.url("/pipelines/es-tls"), "finished").await;
+    let ids = api.ids.lock().expect("ids").clone();
+    assert_eq!(ids.len(), 500);
+    assert!(ids.contains("d0") && ids.contains("d499"));
+    assert_eq!(api.refused.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    // Without the CA the certificate is not trusted; with a wrong password the server
+    // refuses. Neither is retried: the pipeline stops with the reason.
+    let untrusted = sink(serde_json::json!({"user": "wire", "password": "${PATH}"}));
+    create_pipeline(&node.url("/pipelines"), &spec("es-untrusted", untrusted)).await;
+    let s = wait_state(&node.url("/pipelines/es-untrusted"), "failed").await;
+    let errors = s["errors"].to_string();
+    assert!(
+        errors.contains("certificate") && errors.contains("set ca"),
+        "{errors}"
+    );
+    let wrong = sink(serde_json::json!({"ca": files.ca, "user": "wire", "password": "guess"}));
+    create_pipeline(&node.url("/pipelines"), &spec("es-wrong", wrong)).await;
+    let s = wait_state(&node.url("/pipelines/es-wrong"), "failed").await;
+    let errors = s["errors"].to_string();
+    assert!(
+        errors.contains("refused the sink's credentials (401"),
+        "{errors}"
+    );
+    assert!(api.refused.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+
+    // A variable the node lacks is named where the sink opens.
+    let unset = sink(serde_json::json!({"ca": files.ca, "api_key": "${WIRE_NO_SUCH_VARIABLE}"}));
+    create_pipeline(&node.url("/pipelines"), &spec("es-unset", unset)).await;
+    let s = wait_state(&node.url("/pipelines/es-unset"), "failed").await;
+    let errors = s["errors"].to_string();
+    assert!(
+        errors.contains("api_key: the environment variable WIRE_NO_SUCH_VARIABLE is not set"),
+        "{errors}"
+    );
+
+    // Half a sign-in, two ways to sign in, credentials in the URL: 400 naming the field.
+    let bad = sink(serde_json::json!({"user": "wire", "api_key": "k"}));
+    let r = http()
+        .post(node.url("/pipelines"))
+        .json(&spec("es-bad", bad))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    let mut paths = error_paths(&body);
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["sinks[0].config.api_key", "sinks[0].config.password"],
+        "{body}"
+    );
+    let mut in_url = sink(serde_json::json!({}));
+    in_url["url"] = serde_json::json!(url.replace("https://", "https://wire:pw@"));
+    let r = http()
+        .post(node.url("/pipelines"))
+        .json(&spec("es-bad-url", in_url))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(error_paths(&body), ["sinks[0].config.url"], "{body}");
+}

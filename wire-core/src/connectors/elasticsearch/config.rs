@@ -28,6 +28,33 @@ pub struct ElasticsearchSinkConfig {
     /// the batch is full or the next checkpoint).
     #[serde(default)]
     pub flush_interval: Option<String>,
+    /// A PEM file of CA certificates to trust for an `https://` URL besides the public roots
+    /// (for a cluster with a CA of its own). Read on the node that runs the sink.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Basic authentication: the user, with `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The user's password. `${NAME}` reads the environment variable `NAME` of the node that
+    /// runs the sink, so the spec (which readers of the pipeline see) need not hold it.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// An API key, sent as `Authorization: ApiKey <key>` (the `encoded` form Elasticsearch
+    /// answers a key's creation with); `${NAME}` as for `password`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+/// A secret as given, or the node's environment variable it names (`${NAME}`).
+pub fn secret(value: &str) -> Result<String, String> {
+    match value
+        .strip_prefix("${")
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        Some(name) => std::env::var(name)
+            .map_err(|_| format!("the environment variable {name} is not set on this node")),
+        None => Ok(value.to_string()),
+    }
 }
 
 /// The fields an index template names (`{name}`), or an error for an unclosed brace.
@@ -89,6 +116,45 @@ pub fn check_sink(config: &Value, path: &str) -> Vec<SpecError> {
     if let Some(i) = &c.flush_interval {
         if let Err(e) = crate::pipeline::spec::parse_duration(i) {
             errors.push(SpecError::new(format!("{path}.flush_interval"), e));
+        }
+    }
+    errors.extend(check_access(&c, path));
+    errors
+}
+
+/// Credentials and CA: one way to sign in, each part where it belongs.
+fn check_access(c: &ElasticsearchSinkConfig, path: &str) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    match (&c.user, &c.password) {
+        (Some(_), None) => errors.push(SpecError::new(
+            format!("{path}.password"),
+            "user needs a password",
+        )),
+        (None, Some(_)) => errors.push(SpecError::new(
+            format!("{path}.user"),
+            "password needs a user",
+        )),
+        _ => {}
+    }
+    if c.api_key.is_some() && c.user.is_some() {
+        errors.push(SpecError::new(
+            format!("{path}.api_key"),
+            "sign in with user and password or with api_key, not both",
+        ));
+    }
+    if c.ca.is_some() && !c.url.starts_with("https://") {
+        errors.push(SpecError::new(
+            format!("{path}.ca"),
+            "a CA is for an https:// URL",
+        ));
+    }
+    // Credentials in the URL would be sent as they are nowhere else: refused, with the way.
+    if let Some(host) = c.url.split("://").nth(1) {
+        if host.split('/').next().is_some_and(|h| h.contains('@')) {
+            errors.push(SpecError::new(
+                format!("{path}.url"),
+                "put credentials in user and password (or api_key), not in the URL",
+            ));
         }
     }
     errors

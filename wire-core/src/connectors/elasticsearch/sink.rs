@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use jaq_json::Val;
 use serde::Deserialize;
 
-use super::config::{template_fields, ElasticsearchSinkConfig};
+use base64::Engine;
+
+use super::config::{secret, template_fields, ElasticsearchSinkConfig};
 use crate::connectors::{derived_id, output_ordinals, Retry, Sink, SinkContext};
 use crate::pipeline::transform::Record;
 
@@ -45,10 +47,7 @@ pub fn open(
     let c: ElasticsearchSinkConfig = crate::connectors::typed(config)?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "the elasticsearch sink must be opened on the node's runtime".to_string())?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| format!("elasticsearch: building the HTTP client: {e}"))?;
+    let http = client(&c)?;
     let flush_interval = c
         .flush_interval
         .as_deref()
@@ -69,6 +68,49 @@ pub fn open(
         oldest: None,
         rejected: Vec::new(),
     }))
+}
+
+/// The sink's HTTP client: the public roots and the config's CA, its credentials on every
+/// request.
+fn client(c: &ElasticsearchSinkConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+    if let Some(path) = &c.ca {
+        let pem = std::fs::read(path).map_err(|e| format!("elasticsearch: ca {path}: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("elasticsearch: ca {path}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "elasticsearch: ca {path}: no PEM certificate in it"
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let authorization = match (&c.user, &c.password, &c.api_key) {
+        (Some(user), Some(password), _) => {
+            let password = secret(password).map_err(|e| format!("elasticsearch: password: {e}"))?;
+            let pair =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Some(format!("Basic {pair}"))
+        }
+        (_, _, Some(key)) => {
+            let key = secret(key).map_err(|e| format!("elasticsearch: api_key: {e}"))?;
+            Some(format!("ApiKey {key}"))
+        }
+        _ => None,
+    };
+    if let Some(value) = authorization {
+        let mut value = reqwest::header::HeaderValue::from_str(&value)
+            .map_err(|_| "elasticsearch: the credentials are not valid header text".to_string())?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("elasticsearch: building the HTTP client: {e}"))
 }
 
 /// The value at a dotted path of an object.
@@ -155,6 +197,46 @@ fn outcome(item: &ItemAnswer) -> Outcome {
     }
 }
 
+/// An error with its causes (reqwest's own text leaves out why, such as a certificate
+/// nobody trusts).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether TLS refused the server's certificate: rustls's error, which the connector wraps
+/// in I/O errors (whose `source` skips what they wrap, so the walk goes into them).
+fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return matches!(tls, rustls::Error::InvalidCertificate(_));
+        }
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    false
+}
+
+/// Why a bulk request did not get an answer to read.
+enum Refusal {
+    /// Worth asking again (the cluster is down, busy or answered garbage).
+    Retry(String),
+    /// Not worth it (the credentials were refused).
+    Final(String),
+}
+
 impl ElasticsearchSink {
     fn index_for(&self, r: &Record) -> Result<String, String> {
         let mut index = self.index.clone();
@@ -230,20 +312,36 @@ impl ElasticsearchSink {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| format!("sending a bulk request: {e}"))?;
+                    .map_err(|e| {
+                        let why = format!("sending a bulk request: {}", causes(&e));
+                        // A certificate nobody trusts stays untrusted: no use retrying.
+                        if certificate_refused(&e) {
+                            Refusal::Final(format!("{why} (for a CA of the cluster's own, set ca)"))
+                        } else {
+                            Refusal::Retry(why)
+                        }
+                    })?;
                 let status = r.status();
                 let text = r
                     .text()
                     .await
-                    .map_err(|e| format!("reading the bulk answer: {e}"))?;
+                    .map_err(|e| Refusal::Retry(format!("reading the bulk answer: {e}")))?;
+                let said = || text.chars().take(300).collect::<String>();
+                if matches!(status.as_u16(), 401 | 403) {
+                    // Asking again will not change the answer: the pipeline stops with it.
+                    return Err(Refusal::Final(format!(
+                        "elasticsearch refused the sink's credentials ({status}): {}",
+                        said()
+                    )));
+                }
                 if !status.is_success() {
-                    return Err(format!(
+                    return Err(Refusal::Retry(format!(
                         "bulk request answered {status}: {}",
-                        text.chars().take(300).collect::<String>()
-                    ));
+                        said()
+                    )));
                 }
                 serde_json::from_str::<BulkAnswer>(&text)
-                    .map_err(|e| format!("reading the bulk answer: {e}"))
+                    .map_err(|e| Refusal::Retry(format!("reading the bulk answer: {e}")))
             });
             let mut retry = Vec::new();
             let why = match answer {
@@ -276,8 +374,11 @@ impl ElasticsearchSink {
                     retry = todo;
                     Some(why)
                 }
+                Err(Refusal::Final(e)) => {
+                    return Err(crate::connectors::ConnectorError::invalid(e));
+                }
                 // The cluster is down or overloaded: send the same request again.
-                Err(e) => {
+                Err(Refusal::Retry(e)) => {
                     retry = todo;
                     Some(e)
                 }
