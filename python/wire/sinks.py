@@ -77,11 +77,24 @@ def elasticsearch(
     max_docs: Optional[int] = None,
     max_bytes: Optional[int] = None,
     flush_interval: Optional[str] = None,
+    ca: Optional[Union[str, "os.PathLike[str]"]] = None,
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+    api_key: Optional[str] = None,
 ) -> Spec:
     """Each record as a document in Elasticsearch or OpenSearch (bulk API). ``index`` may
     name record fields and the date (``"events-{kind}-{date}"``); ids come from
     ``id_field`` or from the record's source position, so replays overwrite; documents the
-    cluster refuses for good (a mapping conflict) go to the dead-letter sink."""
+    cluster refuses for good (a mapping conflict) go to the dead-letter sink.
+
+    A secured cluster: ``ca`` (a PEM file of CAs to trust besides the public roots) for an
+    ``https://`` URL, and ``user`` with ``password`` or ``api_key``; ``"${NAME}"`` reads
+    the environment variable ``NAME`` of the node that runs the sink, so the spec need not
+    hold the secret.
+
+    >>> elasticsearch("https://search:9200", "events", user="wire", password="${SEARCH_PASSWORD}")["config"]["password"]
+    '${SEARCH_PASSWORD}'
+    """
     return connector(
         "elasticsearch",
         url=url,
@@ -90,6 +103,10 @@ def elasticsearch(
         max_docs=max_docs,
         max_bytes=max_bytes,
         flush_interval=flush_interval,
+        ca=None if ca is None else os.fspath(ca),
+        user=user,
+        password=password,
+        api_key=api_key,
     )
 
 
