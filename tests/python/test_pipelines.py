@@ -724,3 +724,31 @@ def test_a_given_schema_holds_when_the_first_batch_does_not_fit_it(node: wire.No
     assert len(dead) == 1 and "does not fit the schema given to the step" in dead[0]["error"], dead
     with pytest.raises(TypeError, match="schema: a pyarrow.Schema"):
         wire.Pipeline("x").map_batches(lambda b: b, schema={"id": "int"})
+
+
+def test_columnar_output_reaches_steps_and_sinks_that_read_values(node: wire.Node, tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.compute as pc
+
+    # The file hands its lines to the columnar step as text and the step hands its rows on
+    # as text; the per-record map and the Python sink read values, parsed for them.
+    src = write_lines(tmp_path / "in.jsonl", [{"n": i, "s": f"é{i}"} for i in range(3000)])
+    got: list = []
+
+    class Keep:
+        def write(self, values: list) -> list:
+            got.extend(values)
+            return []
+
+    flow = (
+        wire.Pipeline("cols-then-values")
+        .source(wire.sources.file(src))
+        .map_batches(lambda b: b.append_column("m", pc.multiply(b.column("n"), 3)))
+        .map(lambda v: {**v, "p": v["m"] + 1})
+        .sink(wire.sinks.python(Keep()))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait("cols-then-values", timeout=60)
+    assert sorted(got, key=lambda v: v["n"]) == [
+        {"n": i, "s": f"é{i}", "m": 3 * i, "p": 3 * i + 1} for i in range(3000)
+    ]

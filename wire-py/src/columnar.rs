@@ -98,7 +98,7 @@ impl PyColumnar {
     }
 
     /// The step's schema: inferred from `lines` the first time.
-    fn schema(&self, lines: &[Vec<u8>]) -> Result<SchemaRef, String> {
+    fn schema(&self, lines: &[std::borrow::Cow<'_, [u8]>]) -> Result<SchemaRef, String> {
         let mut known = self.schema.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = known.as_ref() {
             return Ok(s.clone());
@@ -178,9 +178,14 @@ impl PyColumnar {
             ),
             Ok(Answer::Rows(rows)) => {
                 let mut inputs: Vec<Option<Record>> = batch.into_iter().map(Some).collect();
-                for (i, value) in rows {
+                for (i, text) in rows {
                     if let Some(r) = inputs.get_mut(i).and_then(Option::take) {
-                        out.push(Record { value, ..r });
+                        // Handed on as text: parsed only if a later step or sink reads values.
+                        out.push(Record {
+                            value: jaq_json::Val::Null,
+                            raw: Some(text),
+                            ..r
+                        });
                     }
                 }
             }
@@ -230,11 +235,12 @@ impl PyColumnar {
             writer.write(&rows).map_err(|e| e.to_string())?;
             writer.finish().map_err(|e| e.to_string())?;
         }
-        let values = text
+        let text = bytes::Bytes::from(text);
+        let values: Vec<bytes::Bytes> = text
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
-            .map(wire_core::pipeline::jq::parse_json)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|l| text.slice_ref(l))
+            .collect();
         if values.len() != from.len() {
             return Err(format!(
                 "the batch came back as {} records for {} rows",
@@ -248,11 +254,15 @@ impl PyColumnar {
 
 enum Answer {
     Keep(Vec<bool>),
-    /// (input row, its new value) for each output row.
-    Rows(Vec<(usize, jaq_json::Val)>),
+    /// (input row, its new value as JSON text) for each output row.
+    Rows(Vec<(usize, bytes::Bytes)>),
 }
 
 impl Transform for PyColumnar {
+    fn takes_raw(&self) -> bool {
+        true
+    }
+
     fn batching(&self) -> Option<Batching> {
         Some(Batching {
             size: self.max_rows?,
@@ -278,34 +288,39 @@ impl Transform for PyColumnar {
             }
             return;
         }
-        let lines: Vec<Vec<u8>> = batch
-            .iter()
-            .map(|r| {
-                let mut l = Vec::new();
-                wire_core::pipeline::json::write_json(&r.value, &mut l);
-                l
-            })
-            .collect();
+        // Records still in JSON text go to the decoder as they are.
+        let lines: Vec<std::borrow::Cow<'_, [u8]>> = batch.iter().map(Record::json).collect();
         let schema = match self.schema(&lines) {
             Ok(s) => s,
             Err(why) => {
+                drop(lines);
                 rejected.extend(batch.into_iter().map(|r| (r, why.clone())));
                 return;
             }
         };
-        let all: Vec<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
+        let all: Vec<&[u8]> = lines.iter().map(|l| l.as_ref()).collect();
         if let Ok(rows) = Self::decode(&schema, &all) {
+            drop(all);
+            drop(lines);
             return self.run(rows, batch, out, rejected);
         }
         // Some records do not fit: find them one by one, run the rest.
+        let fits: Vec<Result<(), String>> = lines
+            .iter()
+            .map(|l| Self::decode(&schema, &[l.as_ref()]).map(drop))
+            .collect();
+        let fit_text: Vec<Vec<u8>> = lines
+            .iter()
+            .zip(&fits)
+            .filter(|(_, f)| f.is_ok())
+            .map(|(l, _)| l.to_vec())
+            .collect();
+        drop(all);
+        drop(lines);
         let mut fit = Vec::new();
-        let mut fit_lines = Vec::new();
-        for (record, line) in batch.into_iter().zip(&lines) {
-            match Self::decode(&schema, &[line.as_slice()]) {
-                Ok(_) => {
-                    fit.push(record);
-                    fit_lines.push(line.as_slice());
-                }
+        for (record, outcome) in batch.into_iter().zip(fits) {
+            match outcome {
+                Ok(()) => fit.push(record),
                 Err(e) => rejected.push((
                     record,
                     format!(
@@ -319,6 +334,7 @@ impl Transform for PyColumnar {
         if fit.is_empty() {
             return;
         }
+        let fit_lines: Vec<&[u8]> = fit_text.iter().map(Vec::as_slice).collect();
         match Self::decode(&schema, &fit_lines) {
             Ok(rows) => self.run(rows, fit, out, rejected),
             Err(e) => rejected.extend(fit.into_iter().map(|r| (r, format!("decoding: {e}")))),

@@ -40,6 +40,9 @@ pub struct SourceContext<'a> {
     pub partition: u32,
     pub partitions: u32,
     pub resume: &'a BTreeMap<String, Offset>,
+    /// Every step that reads the source takes JSON text: a source of JSON may hand records
+    /// over unparsed ([`Record::raw`]), checked to be JSON.
+    pub raw: bool,
 }
 
 impl SourceContext<'_> {
@@ -210,6 +213,11 @@ pub trait Sink: Send {
     /// after every `write` and `pre_commit`.
     fn take_rejected(&mut self) -> Vec<(Record, String)> {
         Vec::new()
+    }
+    /// Whether `write` takes records whose value is still JSON text ([`Record::raw`]); if
+    /// not (the default), they are parsed before they reach it.
+    fn takes_raw(&self) -> bool {
+        false
     }
 }
 

@@ -216,6 +216,7 @@ impl Join {
                 if self.how == JoinHow::Left && !h.matched {
                     out.push(Record {
                         key: Some(key.clone()),
+                        raw: None,
                         value: pair(key, parse(&h.value), Val::Null),
                         event_time: Some(h.ts),
                         headers: Vec::new(),

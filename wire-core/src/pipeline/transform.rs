@@ -38,8 +38,13 @@ impl Default for Position {
 pub struct Record {
     /// The routing key (set by `key_by` or by the source).
     pub key: Option<Vec<u8>>,
-    /// The value: JSON, or raw bytes as a byte string.
+    /// The value: JSON, or raw bytes as a byte string. `null` while `raw` holds it unparsed.
     pub value: Val,
+    /// The value as JSON text, not parsed yet: a source of JSON hands records over so when
+    /// every step that reads them takes text ([`Transform::takes_raw`]), and a columnar step
+    /// hands its outputs on so. A step or sink that reads values gets them parsed first
+    /// ([`parse_raw`]); a file sink writes the text as it is.
+    pub raw: Option<bytes::Bytes>,
     /// Event time, milliseconds since the Unix epoch.
     pub event_time: Option<i64>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -55,6 +60,42 @@ impl Record {
             ..Default::default()
         }
     }
+
+    /// The value's JSON text: `raw` as it is, or the value written out.
+    pub fn json(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.raw {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => {
+                std::borrow::Cow::Owned(crate::pipeline::json::to_json(&self.value).into_bytes())
+            }
+        }
+    }
+}
+
+/// `batch` with every value parsed (see [`Record::raw`]); a record whose text does not parse
+/// goes to `failed` with the reason.
+pub fn parse_raw(batch: Vec<Record>, failed: &mut Vec<(Record, String)>) -> Vec<Record> {
+    if batch.iter().all(|r| r.raw.is_none()) {
+        return batch;
+    }
+    let mut parsed = Vec::with_capacity(batch.len());
+    for mut r in batch {
+        let Some(text) = r.raw.take() else {
+            parsed.push(r);
+            continue;
+        };
+        match super::jq::parse_json(&text) {
+            Ok(value) => {
+                r.value = value;
+                parsed.push(r);
+            }
+            Err(reason) => {
+                r.raw = Some(text);
+                failed.push((r, reason));
+            }
+        }
+    }
+    parsed
 }
 
 /// A record a step rejected, with the reason.
@@ -85,6 +126,12 @@ pub trait Transform: Send + Sync {
     /// checkpoint barrier or a watermark passes the step, so nothing held is lost or late.
     fn batching(&self) -> Option<Batching> {
         None
+    }
+
+    /// Whether it reads records whose value is still JSON text ([`Record::raw`]) itself; if
+    /// not (the default), the engine parses them before they reach it.
+    fn takes_raw(&self) -> bool {
+        false
     }
 }
 

@@ -312,6 +312,7 @@ impl Window {
         let value = crate::pipeline::json::parse_strict(text.as_bytes()).unwrap_or(Val::Null);
         Record {
             key: Some(key),
+            raw: None,
             value,
             event_time: Some(end - 1),
             headers: Vec::new(),

@@ -266,7 +266,10 @@ impl PartWriter {
             }
             line.clear();
             match self.part.format {
-                FileFormat::Jsonl => crate::pipeline::json::write_json(&record.value, &mut line),
+                FileFormat::Jsonl => match &record.raw {
+                    Some(text) => line.extend_from_slice(text),
+                    None => crate::pipeline::json::write_json(&record.value, &mut line),
+                },
                 FileFormat::Csv => {
                     if self.columns.is_none() {
                         let columns = object_keys(&record.value);
@@ -384,6 +387,10 @@ impl PartWriter {
 }
 
 impl Sink for PartWriter {
+    fn takes_raw(&self) -> bool {
+        self.part.format == FileFormat::Jsonl
+    }
+
     fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         Ok(PartWriter::write(self, records)
             .map_err(|e| format!("writing {}: {e}", self.dir.display()))?)

@@ -44,6 +44,8 @@ pub struct LineReader {
     line: Vec<u8>,
     /// CSV: the header's column names (read from the start of the file, wherever we resume).
     columns: Option<Vec<String>>,
+    /// JSON lines are handed over as text ([`Record::raw`]), checked but not parsed.
+    pub raw: bool,
 }
 
 impl LineReader {
@@ -81,6 +83,7 @@ impl LineReader {
             end: None,
             line: Vec::new(),
             columns,
+            raw: false,
         })
     }
 
@@ -155,6 +158,13 @@ impl LineReader {
                 split: self.split.clone(),
                 offset: Offset::Num(self.offset),
             };
+            if self.columns.is_none() && self.raw && is_json(text) {
+                batch.records.push(Record {
+                    raw: Some(bytes::Bytes::copy_from_slice(text)),
+                    ..Record::new(Val::Null, position)
+                });
+                continue;
+            }
             let parsed = match &self.columns {
                 None => parse_json(text),
                 Some(columns) => csv_record(columns, text),
@@ -170,6 +180,12 @@ impl LineReader {
         }
         Ok(batch)
     }
+}
+
+/// Whether `text` is one JSON value (checked without building it). Text it refuses is
+/// parsed the usual way, which names the problem (or takes what it allows beyond JSON).
+fn is_json(text: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 fn trim_newline(mut text: &[u8]) -> &[u8] {
@@ -355,6 +371,8 @@ pub struct FileSource {
     dealt: Option<Vec<Split>>,
     /// Bytes per range split.
     range: u64,
+    /// JSON lines go out as text (see [`SourceContext::raw`]).
+    raw: bool,
 }
 
 impl FileSource {
@@ -370,6 +388,7 @@ impl FileSource {
             last_scan: None,
             dealt: None,
             range: RANGE_BYTES,
+            raw: ctx.raw,
         }
     }
 
@@ -426,7 +445,8 @@ impl FileSource {
                     resume,
                 )
             };
-            let reader = reader.map_err(|e| format!("opening {}: {e}", split.key))?;
+            let mut reader = reader.map_err(|e| format!("opening {}: {e}", split.key))?;
+            reader.raw = self.raw;
             return Ok(Some(reader));
         }
         Ok(None)
@@ -615,13 +635,20 @@ mod tests {
                     partition,
                     partitions,
                     resume: &resume,
+                    // Odd partitions hand their lines over as text.
+                    raw: partition % 2 == 1,
                 };
                 let mut s = FileSource::open(config.clone(), &ctx);
                 s.range = range;
                 for _ in 0..stop_every {
                     let b = s.read(3).unwrap();
                     ids.extend(b.records.iter().map(|r| {
-                        match &r.value {
+                        assert_eq!(r.raw.is_some(), partition % 2 == 1);
+                        let value = match &r.raw {
+                            Some(text) => parse_json(text).unwrap(),
+                            None => r.value.clone(),
+                        };
+                        match &value {
                             Val::Obj(m) => m
                                 .values()
                                 .next()
@@ -705,6 +732,7 @@ mod tests {
                 partition,
                 partitions: 2,
                 resume: &resume,
+                raw: false,
             };
             let mut s = FileSource::open(config.clone(), &ctx);
             loop {

@@ -237,6 +237,7 @@ impl Source for KafkaSource {
                 .unwrap_or_default();
             records.push(Record {
                 key: message.key().map(|k| k.to_vec()),
+                raw: None,
                 value,
                 event_time: message.timestamp().to_millis(),
                 headers,

@@ -46,13 +46,12 @@ pub fn of_rejected(pipeline: &str, partition: u32, rejected: &[Rejected]) -> Vec
     rejected
         .iter()
         .map(|r| {
-            let raw = r.record.value.to_string();
             letter(
                 pipeline,
                 partition,
                 &r.step,
                 Some(&r.record),
-                raw.as_bytes(),
+                &r.record.json(),
                 &r.record.position,
                 &r.reason,
             )

@@ -228,6 +228,7 @@ impl WireRecord {
     pub fn into_record(self) -> Record {
         Record {
             key: self.key.map(ByteBuf::into_vec),
+            raw: None,
             value: self.value.into_val(),
             event_time: self.event_time,
             headers: self
@@ -905,6 +906,7 @@ mod tests {
         }
         let record = Record {
             key: Some(b"k1".to_vec()),
+            raw: None,
             value,
             event_time: Some(17),
             headers: vec![("h".into(), b"v".to_vec())],

@@ -399,7 +399,7 @@ fn spawn_threads(
             .map(|c| c.positions.clone())
             .unwrap_or_default();
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        for step in &graph.sources {
+        for (i, step) in graph.sources.iter().enumerate() {
             let mut resume = others.get(&step.id).cloned().unwrap_or_default();
             resume.extend(own.get(&step.id).cloned().unwrap_or_default());
             let ctx = SourceContext {
@@ -408,6 +408,8 @@ fn spawn_threads(
                 partition: p,
                 partitions: parallelism,
                 resume: &resume,
+                // Event times are read from the values as they come in.
+                raw: plan.takes_raw(i) && graph.event_time.is_none(),
             };
             let open = connector(&step.kind)
                 .and_then(|c| c.open_source)

@@ -18,7 +18,9 @@ use crate::pipeline::jq::Jq;
 use crate::pipeline::reduce::{KeyedFunction, Reduce, ReduceSpec, ReduceState};
 use crate::pipeline::rolling::{Rolling, RollingState};
 use crate::pipeline::spec::ErrorPolicy;
-use crate::pipeline::transform::{Batching, JqTransform, KeyBy, Record, Rejected, Transform};
+use crate::pipeline::transform::{
+    parse_raw, Batching, JqTransform, KeyBy, Record, Rejected, Transform,
+};
 use crate::pipeline::validate::{
     JqConfig, KeyByConfig, PipelineGraph, Registered, STATEFUL_TRANSFORMS,
 };
@@ -189,6 +191,8 @@ struct PlanStep {
     after: bool,
     /// Set on a step that gathers its input into fuller batches.
     batching: Option<Batching>,
+    /// Whether it reads records still in JSON text itself (else they are parsed for it).
+    takes_raw: bool,
 }
 
 /// What a stateful step does, compiled from its config.
@@ -335,9 +339,11 @@ impl Plan {
             let batching = transform
                 .batching()
                 .filter(|b| op.is_none() && exchange.is_none() && b.size > 0);
+            let takes_raw = op.is_none() && exchange.is_none() && transform.takes_raw();
             steps.push(PlanStep {
                 id: step.id.clone(),
                 batching,
+                takes_raw,
                 transform,
                 inputs,
                 on_error: step.on_error,
@@ -422,6 +428,7 @@ impl Plan {
             let started = std::time::Instant::now();
             let mut out = Vec::with_capacity(records.len());
             let mut failed = Vec::new();
+            // Parsed (if it reads values) when it came in.
             step.transform.apply(records, &mut out, &mut failed);
             step.counters.add_out(out.len());
             step.counters.add_time(started.elapsed());
@@ -445,6 +452,15 @@ impl Plan {
             .filter(|(_, h)| !h.records.is_empty())
             .filter_map(|(t, h)| Some(h.since + self.steps.get(*t)?.batching?.max_wait))
             .min()
+    }
+
+    /// Whether every step that reads source `source` takes its records as JSON text, so the
+    /// source may hand them over unparsed (sinks parse what they need themselves).
+    pub fn takes_raw(&self, source: usize) -> bool {
+        self.steps
+            .iter()
+            .filter(|s| s.inputs.contains(&Input::Source(source)))
+            .all(|s| s.takes_raw)
     }
 
     /// Whether a step keeps state (its partition's, checkpointed).
@@ -623,6 +639,7 @@ impl Plan {
                 let mut reached = false;
                 for (input, side) in step.inputs.iter().zip(sides) {
                     if let Some(records) = flow.gather(std::slice::from_ref(input)) {
+                        let records = parse_raw(records, &mut failed);
                         reached = true;
                         step.counters.add_in(records.len());
                         join.add(state.join(t), side, records, &mut out, &mut failed);
@@ -632,10 +649,13 @@ impl Plan {
                     continue;
                 }
             } else {
-                let Some(input) = flow.gather(&step.inputs) else {
+                let Some(mut input) = flow.gather(&step.inputs) else {
                     continue;
                 };
                 step.counters.add_in(input.len());
+                if !step.takes_raw {
+                    input = parse_raw(input, &mut failed);
+                }
                 out.reserve(input.len());
                 self.apply(t, step, input, state, &mut out, &mut failed);
             }
@@ -1007,5 +1027,71 @@ sinks: [{{type: stdout, inputs: [plus]}}]
         p.run(0, batch(&["1"]), &mut held);
         assert!(p.flush(&mut held, false).per_sink[0].is_empty());
         assert!(held.holding());
+    }
+
+    /// Passes records through; reads JSON text itself.
+    struct TakesText;
+
+    impl Transform for TakesText {
+        fn apply(&self, batch: Vec<Record>, out: &mut Vec<Record>, _: &mut Vec<(Record, String)>) {
+            out.extend(batch);
+        }
+
+        fn takes_raw(&self) -> bool {
+            true
+        }
+    }
+
+    fn text(json: &str) -> Record {
+        Record {
+            raw: Some(bytes::Bytes::copy_from_slice(json.as_bytes())),
+            ..Record::new(jaq_json::Val::Null, Position::default())
+        }
+    }
+
+    #[test]
+    fn records_in_json_text_are_parsed_for_steps_that_read_values() {
+        let registry = Registry::default();
+        registry
+            .write()
+            .unwrap()
+            .insert("text".into(), Function::Records(Arc::new(TakesText)));
+        let build = |transforms: &str| {
+            let yaml = format!(
+                "name: raw\nsources: [{{id: a, type: generator}}]\ntransforms: [{transforms}]\nsinks: [{{type: stdout}}]\ndead_letter: {{type: stdout}}\n"
+            );
+            let spec = PipelineSpec::parse(&yaml).unwrap();
+            let graph = crate::pipeline::validate(&spec, &|n| {
+                (n == "text").then_some(crate::pipeline::Registered::Transform)
+            })
+            .unwrap();
+            Plan::build(graph, &registry, &JobMetrics::default()).unwrap()
+        };
+        let p = build("{type: text}, {type: jq, config: {filter: \". + 1\"}}");
+        assert!(p.takes_raw(0), "the source's only reader takes text");
+        let out = p.run(
+            0,
+            vec![text("1"), text("nope"), text("41")],
+            &mut PartitionState::default(),
+        );
+        assert_eq!(texts(&out.per_sink[0]), ["2", "42"]);
+        assert!(out.per_sink[0].iter().all(|r| r.raw.is_none()));
+        assert_eq!(
+            out.rejected.len(),
+            1,
+            "text that does not parse is rejected"
+        );
+        assert_eq!(out.rejected[0].record.json().as_ref(), b"nope");
+        assert!(
+            out.rejected[0].reason.contains("JSON"),
+            "{}",
+            out.rejected[0].reason
+        );
+        // A step that reads values reads the source: it hands values over.
+        assert!(!build("{type: jq, config: {filter: \".\"}}").takes_raw(0));
+        // Straight to a sink: the text stays text (the sink parses it if it must).
+        let p = build("{type: text}");
+        let out = p.run(0, vec![text("[1]")], &mut PartitionState::default());
+        assert_eq!(out.per_sink[0][0].json().as_ref(), b"[1]");
     }
 }

@@ -75,13 +75,12 @@ impl SinkPartition {
         let letters: Vec<Record> = rejected
             .iter()
             .map(|(r, why)| {
-                let raw = crate::pipeline::json::to_json(&r.value);
                 dead_letter::letter(
                     &self.pipeline,
                     self.partition,
                     &self.sink_ids[k],
                     Some(r),
-                    raw.as_bytes(),
+                    &r.json(),
                     &r.position,
                     why,
                 )
@@ -129,25 +128,44 @@ impl SinkPartition {
     /// Writes a batch's records to the sinks and its dead letters.
     fn write(
         &mut self,
-        per_sink: &[Vec<Record>],
+        per_sink: Vec<Vec<Record>>,
         letters: &[Record],
         counters: &[Arc<StepCounters>],
         dead_counter: &StepCounters,
     ) -> ConnectorResult<()> {
-        for (k, records) in per_sink.iter().enumerate() {
+        let mut letters = std::borrow::Cow::Borrowed(letters);
+        for (k, mut records) in per_sink.into_iter().enumerate() {
             if records.is_empty() {
                 continue;
             }
             let started = std::time::Instant::now();
+            if !self.sinks[k].takes_raw() {
+                // Values the source or a columnar step left as text are parsed here, on the
+                // sink's thread; text that does not parse is a dead letter.
+                let mut failed = Vec::new();
+                records = crate::pipeline::transform::parse_raw(records, &mut failed);
+                counters[k].add_dead(failed.len());
+                letters.to_mut().extend(failed.iter().map(|(r, why)| {
+                    dead_letter::letter(
+                        &self.pipeline,
+                        self.partition,
+                        &self.sink_ids[k],
+                        Some(r),
+                        &r.json(),
+                        &r.position,
+                        why,
+                    )
+                }));
+            }
             self.sinks[k]
-                .write(records)
+                .write(&records)
                 .map_err(|e| e.context(format!("sink '{}'", self.sink_ids[k])))?;
             counters[k].add_in(records.len());
             counters[k].add_time(started.elapsed());
             self.divert(k, counters)?;
         }
         if !letters.is_empty() {
-            match self.write_dead(letters) {
+            match self.write_dead(&letters) {
                 Ok(()) => dead_counter.add_in(letters.len()),
                 Err(e) => {
                     return Err(e.unwrap_or_else(|| {
@@ -193,7 +211,7 @@ impl SinkPartition {
             return Err((dead_letter::failure(f), false));
         }
         let letters = dead_letter::of_rejected(&self.pipeline, self.partition, &out.rejected);
-        self.write(&out.per_sink, &letters, counters, dead_counter)
+        self.write(out.per_sink, &letters, counters, dead_counter)
             .map_err(|e| (e.message.clone(), e.retryable()))
     }
 
@@ -350,7 +368,7 @@ pub fn run(
                 per_sink,
                 dead: letters,
             } => {
-                if let Err(e) = out.write(&per_sink, &letters, &counters, &dead_counter) {
+                if let Err(e) = out.write(per_sink, &letters, &counters, &dead_counter) {
                     fail(e);
                     return;
                 }

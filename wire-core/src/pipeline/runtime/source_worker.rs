@@ -275,13 +275,12 @@ impl SourceWorker {
             Some(clock) => {
                 let (stamped, untimed) = clock.stamp(records);
                 for (r, why) in &untimed {
-                    let raw = crate::pipeline::json::to_json(&r.value);
                     dead.push(dead_letter::letter(
                         &self.pipeline,
                         self.partition,
                         &step.id,
                         Some(r),
-                        raw.as_bytes(),
+                        &r.json(),
                         &r.position,
                         why,
                     ));
