@@ -465,18 +465,23 @@ async fn an_elasticsearch_sink_trusts_its_ca_and_signs_in() {
 
     // Without the CA the certificate is not trusted; with a wrong password the server
     // refuses. Neither is retried: the pipeline stops with the reason.
+    let failure = |name: &'static str, config: serde_json::Value| {
+        let body = spec(name, config);
+        let pipelines = node.url("/pipelines");
+        let status = node.url(&format!("/pipelines/{name}"));
+        async move {
+            create_pipeline(&pipelines, &body).await;
+            wait_state(&status, "failed").await["errors"].to_string()
+        }
+    };
     let untrusted = sink(serde_json::json!({"user": "wire", "password": "${PATH}"}));
-    create_pipeline(&node.url("/pipelines"), &spec("es-untrusted", untrusted)).await;
-    let s = wait_state(&node.url("/pipelines/es-untrusted"), "failed").await;
-    let errors = s["errors"].to_string();
+    let errors = failure("es-untrusted", untrusted).await;
     assert!(
         errors.contains("certificate") && errors.contains("set ca"),
         "{errors}"
     );
     let wrong = sink(serde_json::json!({"ca": files.ca, "user": "wire", "password": "guess"}));
-    create_pipeline(&node.url("/pipelines"), &spec("es-wrong", wrong)).await;
-    let s = wait_state(&node.url("/pipelines/es-wrong"), "failed").await;
-    let errors = s["errors"].to_string();
+    let errors = failure("es-wrong", wrong).await;
     assert!(
         errors.contains("refused the sink's credentials (401"),
         "{errors}"
@@ -485,40 +490,32 @@ async fn an_elasticsearch_sink_trusts_its_ca_and_signs_in() {
 
     // A variable the node lacks is named where the sink opens.
     let unset = sink(serde_json::json!({"ca": files.ca, "api_key": "${WIRE_NO_SUCH_VARIABLE}"}));
-    create_pipeline(&node.url("/pipelines"), &spec("es-unset", unset)).await;
-    let s = wait_state(&node.url("/pipelines/es-unset"), "failed").await;
-    let errors = s["errors"].to_string();
+    let errors = failure("es-unset", unset).await;
     assert!(
         errors.contains("api_key: the environment variable WIRE_NO_SUCH_VARIABLE is not set"),
         "{errors}"
     );
 
     // Half a sign-in, two ways to sign in, credentials in the URL: 400 naming the field.
+    let refused = |config: serde_json::Value| {
+        let r = http()
+            .post(node.url("/pipelines"))
+            .json(&spec("es-bad", config));
+        async move {
+            let r = r.send().await.expect("post");
+            assert_eq!(r.status(), 400);
+            let body: serde_json::Value = r.json().await.expect("json");
+            let mut paths: Vec<String> = error_paths(&body).into_iter().map(String::from).collect();
+            paths.sort();
+            paths
+        }
+    };
     let bad = sink(serde_json::json!({"user": "wire", "api_key": "k"}));
-    let r = http()
-        .post(node.url("/pipelines"))
-        .json(&spec("es-bad", bad))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 400);
-    let body: serde_json::Value = r.json().await.expect("json");
-    let mut paths = error_paths(&body);
-    paths.sort();
     assert_eq!(
-        paths,
-        ["sinks[0].config.api_key", "sinks[0].config.password"],
-        "{body}"
+        refused(bad).await,
+        ["sinks[0].config.api_key", "sinks[0].config.password"]
     );
     let mut in_url = sink(serde_json::json!({}));
     in_url["url"] = serde_json::json!(url.replace("https://", "https://wire:pw@"));
-    let r = http()
-        .post(node.url("/pipelines"))
-        .json(&spec("es-bad-url", in_url))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 400);
-    let body: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(error_paths(&body), ["sinks[0].config.url"], "{body}");
+    assert_eq!(refused(in_url).await, ["sinks[0].config.url"]);
 }

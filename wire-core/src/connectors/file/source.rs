@@ -182,10 +182,12 @@ impl LineReader {
     }
 }
 
-/// Whether `text` is one JSON value (checked without building it). Text it refuses is
-/// parsed the usual way, which names the problem (or takes what it allows beyond JSON).
+/// Whether `text` is one JSON value in UTF-8 (checked without building it: skipping strings
+/// does not check their bytes, hence the UTF-8 check first). Text it refuses is parsed the
+/// usual way, which names the problem (or takes what it allows beyond JSON).
 fn is_json(text: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+    std::str::from_utf8(text).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 fn trim_newline(mut text: &[u8]) -> &[u8] {
@@ -548,6 +550,15 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_json_in_utf8_is_handed_over_as_text() {
+        assert!(is_json(br#"{"a": [1, "x", null]}"#));
+        assert!(is_json(b"42"));
+        assert!(!is_json(b"{\"a\": "));
+        assert!(!is_json(b"{} {}"));
+        assert!(!is_json(b"\"\xff\""));
+    }
 
     fn values(b: &Batch) -> Vec<String> {
         b.records.iter().map(|r| r.value.to_string()).collect()

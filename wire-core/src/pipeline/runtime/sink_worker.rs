@@ -72,7 +72,21 @@ impl SinkPartition {
             return Ok(());
         }
         counters[k].add_dead(rejected.len());
-        let letters: Vec<Record> = rejected
+        let letters = self.letters(k, &rejected);
+        self.write_dead(&letters).map_err(|e| match e {
+            None => ConnectorError::invalid(format!(
+                "sink '{}' refused {} records ({}) and there is no dead-letter sink",
+                self.sink_ids[k],
+                rejected.len(),
+                rejected[0].1
+            )),
+            Some(e) => e,
+        })
+    }
+
+    /// The dead letters of records sink `k` could not take, with the reasons.
+    fn letters(&self, k: usize, refused: &[(Record, String)]) -> Vec<Record> {
+        refused
             .iter()
             .map(|(r, why)| {
                 dead_letter::letter(
@@ -85,16 +99,7 @@ impl SinkPartition {
                     why,
                 )
             })
-            .collect();
-        self.write_dead(&letters).map_err(|e| match e {
-            None => ConnectorError::invalid(format!(
-                "sink '{}' refused {} records ({}) and there is no dead-letter sink",
-                self.sink_ids[k],
-                rejected.len(),
-                rejected[0].1
-            )),
-            Some(e) => e,
-        })
+            .collect()
     }
 
     /// Writes dead letters; `Err(None)` when there is no dead-letter sink.
@@ -145,17 +150,7 @@ impl SinkPartition {
                 let mut failed = Vec::new();
                 records = crate::pipeline::transform::parse_raw(records, &mut failed);
                 counters[k].add_dead(failed.len());
-                letters.to_mut().extend(failed.iter().map(|(r, why)| {
-                    dead_letter::letter(
-                        &self.pipeline,
-                        self.partition,
-                        &self.sink_ids[k],
-                        Some(r),
-                        &r.json(),
-                        &r.position,
-                        why,
-                    )
-                }));
+                letters.to_mut().extend(self.letters(k, &failed));
             }
             self.sinks[k]
                 .write(&records)
