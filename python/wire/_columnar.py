@@ -103,13 +103,14 @@ class Stages:
         frame: Any = pl.from_arrow(batch) if pl is not None else batch.to_pandas() if pd is not None else batch
         if all(kind == "filter_batches" for kind, _ in self.stages):
             keep = pa.array([True] * n, type=pa.bool_())
+            numbered = _numbered(pa, pl, pd, frame)
             for _, func in self.stages:
-                keep = pa.compute.and_(keep, _mask(pa, pl, pd, func(frame), n))
+                keep = pa.compute.and_(keep, _mask(pa, pl, pd, func(numbered), n))
             return keep
         rows = None  # the input row of each row of the frame, once a filter dropped some
         for kind, func in self.stages:
             if kind == "filter_batches":
-                mask = _mask(pa, pl, pd, func(frame), _rows(frame))
+                mask = _mask(pa, pl, pd, func(_numbered(pa, pl, pd, frame)), _rows(frame))
                 kept = pa.compute.indices_nonzero(mask)
                 rows = kept if rows is None else rows.take(kept)
                 frame = _filter(pa, pl, pd, frame, mask)
@@ -128,7 +129,36 @@ def _rows(frame: Any) -> int:
     return int(frame.num_rows) if hasattr(frame, "num_rows") else len(frame)
 
 
+def _numbered(pa: Any, pl: Any, pd: Any, frame: Any) -> Any:
+    """``frame`` with its rows numbered in a ``__wire_row`` column, so that a filter may
+    return the rows it keeps (a smaller frame) instead of a mask."""
+    n = _rows(frame)
+    if pl is not None:
+        return frame.with_columns(pl.int_range(0, n, dtype=pl.Int64).alias(ROW))
+    if pd is not None:
+        return frame.assign(**{ROW: range(n)})
+    return frame.append_column(ROW, pa.array(range(n), type=pa.int64()))
+
+
+def _kept(pa: Any, pl: Any, pd: Any, out: Any) -> Any:
+    """The numbers of the rows a filter kept, when it returned a frame (else None)."""
+    if pl is not None and isinstance(out, pl.DataFrame):
+        column = out.get_column(ROW).to_arrow() if ROW in out.columns else None
+    elif pd is not None and isinstance(out, pd.DataFrame):
+        column = pa.array(out[ROW].to_numpy()) if ROW in out.columns else None
+    elif isinstance(out, (pa.RecordBatch, pa.Table)):
+        column = out.column(ROW) if ROW in out.column_names else None
+    else:
+        return None
+    if column is None:
+        raise ValueError(f"a filter_batches function that returns a frame keeps its {ROW} column (the rows' numbers)")
+    return pa.compute.cast(column, pa.int64())
+
+
 def _mask(pa: Any, pl: Any, pd: Any, out: Any, n: int) -> Any:
+    kept = _kept(pa, pl, pd, out)
+    if kept is not None:
+        return pa.compute.is_in(pa.array(range(n), type=pa.int64()), value_set=kept)
     if pl is not None and isinstance(out, pl.Series):
         out = out.to_arrow()
     elif pd is not None and isinstance(out, pd.Series):

@@ -198,7 +198,9 @@ class Pipeline:
                        id: Optional[str] = None, on_error: Optional[str] = None) -> "Pipeline":
         """Keeps the records of a columnar batch (as :meth:`map_batches`) for which the
         boolean mask ``func`` returns (a pyarrow array, a polars or pandas Series, or a list)
-        is true."""
+        is true. ``func`` may instead return the rows it keeps, as a smaller frame: the frame
+        it gets has one more column, ``__wire_row`` (each row's number in the batch), which
+        that frame must keep (``frame.filter(...)``, ``frame[frame.amount > 5]`` do)."""
         return self._columnar("filter_batches", func, format, batch_size, max_wait, schema, id, on_error)
 
     def _columnar(self, kind: str, func: Callable[[Any], Any], format: str, batch_size: Optional[int],

@@ -752,3 +752,52 @@ def test_columnar_output_reaches_steps_and_sinks_that_read_values(node: wire.Nod
     assert sorted(got, key=lambda v: v["n"]) == [
         {"n": i, "s": f"é{i}", "m": 3 * i, "p": 3 * i + 1} for i in range(3000)
     ]
+
+
+@pytest.mark.parametrize("format", ["arrow", "polars", "pandas"])
+def test_a_columnar_filter_may_return_the_rows_it_keeps(node: wire.Node, tmp_path: pathlib.Path, format: str) -> None:
+    pytest.importorskip("pyarrow")
+    pytest.importorskip(format if format != "arrow" else "pyarrow")
+    import pyarrow.compute as pc
+
+    src = write_lines(tmp_path / "in.jsonl", [{"n": i, "k": f"k{i % 3}"} for i in range(4000)])
+
+    def rows(frame):  # type: ignore[no-untyped-def]
+        if format == "arrow":
+            return frame.filter(pc.equal(pc.bit_wise_and(frame.column("n"), 1), 0))
+        if format == "polars":
+            import polars as pl
+
+            return frame.filter(pl.col("n") % 2 == 0)
+        return frame[frame["n"] % 2 == 0].reset_index(drop=True)
+
+    def dropped(frame):  # type: ignore[no-untyped-def]
+        return frame.drop(columns=["__wire_row"]) if format == "pandas" else frame.drop(["__wire_row"]) \
+            if format == "polars" else frame.drop_columns(["__wire_row"])
+
+    name = f"cols-rows-{format}"
+    flow = (
+        wire.Pipeline(name)
+        .source(wire.sources.file(src))
+        .filter_batches(rows, format=format)
+        .map_batches(lambda f: f, format=format)
+        .sink(wire.sinks.file(tmp_path / "out"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait(name, timeout=60)
+    got = sorted((r["n"], r["k"]) for r in read_output(tmp_path / "out"))
+    assert got == [(i, f"k{i % 3}") for i in range(0, 4000, 2)]
+
+    # A frame without the row numbers cannot say which records it kept: dead letters.
+    name = f"cols-rows-lost-{format}"
+    flow = (
+        wire.Pipeline(name)
+        .source(wire.sources.file(src))
+        .filter_batches(dropped, format=format)
+        .sink(wire.sinks.file(tmp_path / "out2"))
+        .dead_letter(wire.sinks.file(tmp_path / "dead"))
+    )
+    node.pipelines.deploy(flow)
+    node.pipelines.wait(name, timeout=60)
+    dead = read_output(tmp_path / "dead")
+    assert len(dead) == 4000 and "keeps its __wire_row column" in dead[0]["error"], dead[:1]

@@ -121,9 +121,18 @@ impl PyColumnar {
             .with_batch_size(lines.len().max(1))
             .build_decoder()
             .map_err(|e| e.to_string())?;
+        // One call over the lines joined: the decoder's per-call setup paid once.
+        let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
         for line in lines {
-            decoder.decode(line).map_err(|e| e.to_string())?;
-            decoder.decode(b"\n").map_err(|e| e.to_string())?;
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        let mut at = 0;
+        while at < text.len() {
+            match decoder.decode(&text[at..]).map_err(|e| e.to_string())? {
+                0 => break,
+                n => at += n,
+            }
         }
         match decoder.flush().map_err(|e| e.to_string())? {
             Some(batch) => Ok(batch),
