@@ -8,6 +8,7 @@ those formats) are optional: ``pip install "wire[arrow]"``."""
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -132,12 +133,19 @@ def _rows(frame: Any) -> int:
 def _numbered(pa: Any, pl: Any, pd: Any, frame: Any) -> Any:
     """``frame`` with its rows numbered in a ``__wire_row`` column, so that a filter may
     return the rows it keeps (a smaller frame) instead of a mask."""
-    n = _rows(frame)
+    numbers = _numbers(_rows(frame))
     if pl is not None:
-        return frame.with_columns(pl.int_range(0, n, dtype=pl.Int64).alias(ROW))
+        return frame.with_columns(pl.from_arrow(numbers).alias(ROW))
     if pd is not None:
-        return frame.assign(**{ROW: range(n)})
-    return frame.append_column(ROW, pa.array(range(n), type=pa.int64()))
+        return frame.assign(**{ROW: numbers.to_numpy()})
+    return frame.append_column(ROW, numbers)
+
+
+@functools.lru_cache(maxsize=8)
+def _numbers(n: int) -> Any:
+    """0..n as an int64 Arrow array, made once per batch size (most batches have one)."""
+    pa = _need("pyarrow")
+    return pa.array(range(n), type=pa.int64())
 
 
 def _kept(pa: Any, pl: Any, pd: Any, out: Any) -> Any:
@@ -158,7 +166,7 @@ def _kept(pa: Any, pl: Any, pd: Any, out: Any) -> Any:
 def _mask(pa: Any, pl: Any, pd: Any, out: Any, n: int) -> Any:
     kept = _kept(pa, pl, pd, out)
     if kept is not None:
-        return pa.compute.is_in(pa.array(range(n), type=pa.int64()), value_set=kept)
+        return pa.compute.is_in(_numbers(n), value_set=kept)
     if pl is not None and isinstance(out, pl.Series):
         out = out.to_arrow()
     elif pd is not None and isinstance(out, pd.Series):
