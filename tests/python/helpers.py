@@ -18,6 +18,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FREE = {"http_addr": "127.0.0.1:0", "raft_addr": "127.0.0.1:0"}
 # Short Raft timers keep elections and joins quick on a loaded 2-core machine.
 FAST = {"heartbeat_ms": 50, "election_timeout_min_ms": 300, "election_timeout_max_ms": 600}
+# Long ones for a cluster whose test never stops a node: a stall of the machine (a slow
+# fsync, a busy neighbour) then does not move the leader under the test's requests.
+CALM = {"heartbeat_ms": 100, "election_timeout_min_ms": 2000, "election_timeout_max_ms": 4000,
+        "failover_after_ms": 4000}
 
 
 def start_node(data_dir: pathlib.Path, node_id: int = 1, **kw: object) -> wire.Node:
@@ -58,15 +62,15 @@ class Proc:
     """A `wire node` process of the test cluster."""
 
     def __init__(self, node_id: int, data: pathlib.Path, join: "str | None", extra: Sequence[str] = (),
-                 token: "str | None" = None) -> None:
+                 token: "str | None" = None, timers: "dict[str, int]" = FAST) -> None:
         self.id = node_id
         http, raft = _free_port(), _free_port()
         self.http_addr = f"127.0.0.1:{http}"
         self.url = f"http://{self.http_addr}"
         args = [str(WIRE), "node", "--node-id", str(node_id), "--http-addr", f"127.0.0.1:{http}",
-                "--raft-addr", f"127.0.0.1:{raft}", "--data-dir", str(data), "--log-level", "warn",
-                "--heartbeat-ms", "50",
-                "--election-timeout-min-ms", "300", "--election-timeout-max-ms", "600"]
+                "--raft-addr", f"127.0.0.1:{raft}", "--data-dir", str(data), "--log-level", "warn"]
+        for name, value in timers.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
         args += ["--join", join] if join else ["--bootstrap"]
         args += list(extra)
         self.log = open(data.parent / f"node{node_id}.log", "wb")
@@ -93,7 +97,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def process_cluster(root: pathlib.Path, extra: Sequence[str] = (), token: "str | None" = None) -> Iterator[List[Proc]]:
+def process_cluster(root: pathlib.Path, extra: Sequence[str] = (), token: "str | None" = None,
+                    timers: "dict[str, int]" = FAST) -> Iterator[List[Proc]]:
     """Three `wire node` processes under `root` (the first bootstraps, the others join it),
     killed on exit."""
     import pytest
@@ -104,7 +109,8 @@ def process_cluster(root: pathlib.Path, extra: Sequence[str] = (), token: "str |
     try:
         for i in (1, 2, 3):
             (root / f"n{i}").mkdir()
-            out.append(Proc(i, root / f"n{i}", out[0].http_addr if out else None, extra=extra, token=token))
+            out.append(Proc(i, root / f"n{i}", out[0].http_addr if out else None, extra=extra, token=token,
+                            timers=timers))
         until("three voters", lambda: len(out[0].client.members()) == 3)
         yield out
     finally:

@@ -25,7 +25,7 @@ import pytest
 
 import wire.auth
 
-from helpers import Proc, process_cluster
+from helpers import CALM, Proc, process_cluster
 
 ADMIN = "fuzz-admin-token-0123456789"
 VIEWER = "fuzz-viewer-token-0123456789"
@@ -40,7 +40,7 @@ def secured(tmp_path: pathlib.Path) -> Iterator[List[Proc]]:
         f'[[users]]\nname = "viewer"\ntoken_sha256 = "{wire.auth.token_sha256(VIEWER)}"\npermissions = ["status"]\n'
     )
     extra = ["--users-file", str(users), "--cluster-secret", "fuzz-cluster-secret-0123"]
-    with process_cluster(tmp_path, extra=extra, token=ADMIN) as out:
+    with process_cluster(tmp_path, extra=extra, token=ADMIN, timers=CALM) as out:
         yield out
 
 
