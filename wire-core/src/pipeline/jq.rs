@@ -6,7 +6,7 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, unwrap_valr, Compiler, Ctx, Vars};
 use jaq_json::Val;
 
-use super::jq_fast::FastJq;
+use super::jq_fast::{Fallback, FastJq};
 
 /// A compiled jq program; cheap to share between partitions. Programs made only of what
 /// [`FastJq`] evaluates run natively, every other one (and every input the fast path does
@@ -85,6 +85,19 @@ impl Jq {
         };
         let keep = input.clone();
         self.run_jaq(input).map_err(|e| (e, keep))
+    }
+
+    /// Whether [`Jq::run_text`] can run the program: it only filters records and sets
+    /// fields, reading top-level fields.
+    pub fn takes_text(&self) -> bool {
+        self.fast.as_ref().is_some_and(FastJq::takes_text)
+    }
+
+    /// Runs the program on a record's JSON text (see [`FastJq::run_text`]): the output's
+    /// text, `None` for no output, or `Fallback` when the record must be parsed and run
+    /// through [`Jq::run_owned`].
+    pub fn run_text(&self, text: &bytes::Bytes) -> Result<Option<bytes::Bytes>, Fallback> {
+        self.fast.as_ref().ok_or(Fallback)?.run_text(text)
     }
 
     /// Runs the program through jaq.

@@ -54,6 +54,21 @@ enum Expr {
 #[derive(Debug)]
 pub struct FastJq {
     stages: Vec<Expr>,
+    /// Set when the program can also run on a record's JSON text ([`FastJq::run_text`]).
+    text: Option<TextPlan>,
+}
+
+/// What a program that only filters records and sets fields needs of a record's text: the
+/// top-level fields it reads and those it writes. Every other field is copied through as
+/// text, never parsed.
+#[derive(Debug)]
+struct TextPlan {
+    /// Each field the program reads or writes: its name as it appears between the quotes of
+    /// a key, and as a value.
+    fields: Vec<(Box<[u8]>, Val)>,
+    /// The indexes in `fields` of those it writes, in the order the program first writes
+    /// them (which is the order jaq adds new keys in).
+    writes: Vec<usize>,
 }
 
 impl FastJq {
@@ -62,7 +77,94 @@ impl FastJq {
         let term = jaq_core::load::parse(code, |p| p.term())?;
         let mut stages = Vec::new();
         flatten(&term, &mut stages)?;
-        Some(FastJq { stages })
+        let text = TextPlan::of(&stages);
+        Some(FastJq { stages, text })
+    }
+
+    /// Whether [`FastJq::run_text`] can run this program.
+    pub fn takes_text(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// Runs the program on a record kept as JSON text, without parsing the fields it does
+    /// not touch: its output as text (the input's text with the written fields replaced or
+    /// added), `None` for no output, or `Fallback` when the value path must run it (the
+    /// text is not an object, has a repeated or escaped key, or the program falls back).
+    ///
+    /// The program runs on an object of only the fields it reads and writes: its selects
+    /// and right-hand sides read nothing else (see [`TextPlan::of`]), so they get the
+    /// answer they get on the whole record.
+    pub fn run_text(&self, text: &bytes::Bytes) -> Result<Option<bytes::Bytes>, Fallback> {
+        let plan = self.text.as_ref().ok_or(Fallback)?;
+        let mut members = Vec::with_capacity(16);
+        let close = crate::pipeline::json::members(text, &mut members).ok_or(Fallback)?;
+        let key = |m: &(std::ops::Range<usize>, std::ops::Range<usize>)| &text[m.0.clone()];
+        // jaq keeps one member per key: a repeated key is left to the value path.
+        let repeated = if members.len() <= 32 {
+            (1..members.len()).any(|i| members[..i].iter().any(|m| key(m) == key(&members[i])))
+        } else {
+            let mut keys: Vec<&[u8]> = members.iter().map(key).collect();
+            keys.sort_unstable();
+            keys.windows(2).any(|w| w[0] == w[1])
+        };
+        if repeated {
+            return Err(Fallback);
+        }
+        // Where each field of the plan is in the text.
+        let mut found: Vec<Option<usize>> = vec![None; plan.fields.len()];
+        let mut map =
+            jaq_json::Map::with_capacity_and_hasher(plan.fields.len(), Default::default());
+        for (m, member) in members.iter().enumerate() {
+            let Some(f) = plan
+                .fields
+                .iter()
+                .position(|(name, _)| **name == *key(member))
+            else {
+                continue;
+            };
+            found[f] = Some(m);
+            let value =
+                crate::pipeline::jq::parse_json(&text[member.1.clone()]).map_err(|_| Fallback)?;
+            map.insert(plan.fields[f].1.clone(), value);
+        }
+        let out = match self.run(Val::obj(map)) {
+            Ok(Some(Val::Obj(out))) => out,
+            Ok(None) => return Ok(None),
+            Ok(Some(_)) | Err(_) => return Err(Fallback),
+        };
+        if plan.writes.is_empty() {
+            return Ok(Some(text.clone()));
+        }
+        let written = |f: usize| out.get(&plan.fields[f].1).ok_or(Fallback);
+        let mut buf = Vec::with_capacity(text.len() + 32);
+        // Written fields the text has, in place; the others copied as they are.
+        let mut places: Vec<(usize, usize)> = plan
+            .writes
+            .iter()
+            .filter_map(|&f| found[f].map(|m| (m, f)))
+            .collect();
+        places.sort_unstable();
+        let mut at = 0;
+        for (m, f) in places {
+            let value = &members[m].1;
+            buf.extend_from_slice(&text[at..value.start]);
+            crate::pipeline::json::write_json(written(f)?, &mut buf);
+            at = value.end;
+        }
+        buf.extend_from_slice(&text[at..close]);
+        // New fields last, as jaq adds them.
+        let mut first = members.is_empty();
+        for &f in plan.writes.iter().filter(|&&f| found[f].is_none()) {
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            crate::pipeline::json::write_json(&plan.fields[f].1, &mut buf);
+            buf.push(b':');
+            crate::pipeline::json::write_json(written(f)?, &mut buf);
+        }
+        buf.extend_from_slice(&text[close..]);
+        Ok(Some(bytes::Bytes::from(buf)))
     }
 
     /// Runs the program on `input`: its output (`None` for none), or `Err` with `input`
@@ -93,6 +195,92 @@ impl FastJq {
                 }
                 Ok(current)
             }
+        }
+    }
+}
+
+impl TextPlan {
+    /// The plan of a program that runs on text: its stages are `select`s and assignments
+    /// (`=`, `|=`) to field paths, and the conditions and right-hand sides of `=` read the
+    /// record only through top-level fields. Any other program gets none.
+    fn of(stages: &[Expr]) -> Option<TextPlan> {
+        let mut plan = TextPlan {
+            fields: Vec::new(),
+            writes: Vec::new(),
+        };
+        for stage in stages {
+            match stage {
+                Expr::Select(cond) => plan.reads(cond)?,
+                Expr::Assign(keys, rhs) => {
+                    plan.reads(rhs)?;
+                    // A deeper path is set inside the field's present value.
+                    let f = plan.field(&keys[0])?;
+                    plan.write(f);
+                }
+                // The new value is made from the field's present one.
+                Expr::Update(keys, _) => {
+                    let f = plan.field(&keys[0])?;
+                    plan.write(f);
+                }
+                _ => return None,
+            }
+        }
+        Some(plan)
+    }
+
+    /// The index of field `key` in the plan, added if new.
+    fn field(&mut self, key: &Val) -> Option<usize> {
+        let Val::TStr(name) = key else { return None };
+        // Keys that JSON text would spell with escapes are left to the value path.
+        if name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+            return None;
+        }
+        if let Some(f) = self.fields.iter().position(|(n, _)| **n == ***name) {
+            return Some(f);
+        }
+        self.fields.push((name.to_vec().into(), key.clone()));
+        Some(self.fields.len() - 1)
+    }
+
+    fn write(&mut self, f: usize) {
+        if !self.writes.contains(&f) {
+            self.writes.push(f);
+        }
+    }
+
+    /// Adds the fields `e` reads to the plan; `None` if `e` reads the record in any other
+    /// way than through top-level fields.
+    fn reads(&mut self, e: &Expr) -> Option<()> {
+        match e {
+            Expr::Field(base, key) => match &**base {
+                Expr::Id => self.field(key).map(drop),
+                other => self.reads(other),
+            },
+            Expr::Lit(_) | Expr::Empty => Some(()),
+            // The right side reads the left side's output, not the record.
+            Expr::Pipe(l, _) => self.reads(l),
+            Expr::Neg(e) => self.reads(e),
+            Expr::Cmp(l, _, r)
+            | Expr::Math(l, _, r)
+            | Expr::And(l, r)
+            | Expr::Or(l, r)
+            | Expr::Alt(l, r) => {
+                self.reads(l)?;
+                self.reads(r)
+            }
+            Expr::If(branches, otherwise) => {
+                for (cond, then) in branches {
+                    self.reads(cond)?;
+                    self.reads(then)?;
+                }
+                self.reads(otherwise)
+            }
+            Expr::Id
+            | Expr::Select(_)
+            | Expr::Not
+            | Expr::Floor
+            | Expr::Assign(..)
+            | Expr::Update(..) => None,
         }
     }
 }
@@ -455,6 +643,75 @@ mod tests {
         }
         // Most pairs run natively: the fast path is not falling back for everything.
         assert!(native > 200, "only {native} ran natively");
+    }
+
+    #[test]
+    fn on_text_the_fast_path_gives_jaqs_answer_or_falls_back() {
+        let more = [
+            r#" { "amount" : 7.25 , "user":"u\"1", "n": {"amount": 1, "s": "}]"}, "t":[ "a", {"b":[1]} ] } "#,
+            r#"{"a":1e2,"b":"\u00e9\/","amount":5.5,"c":{"x":[]}}"#,
+            r#"{"amount_cents":0,"amount":6,"a":{"b":1}}"#,
+            r#"{"amount":1,"amount":9}"#,
+            r#"{"am\u006funt":9,"a":1}"#,
+            r#"{"a":1} "#,
+        ];
+        let mut native = 0;
+        for program in PROGRAMS {
+            let jq = Jq::compile(program).unwrap();
+            let Some(fast) = FastJq::compile(program) else {
+                continue;
+            };
+            for input in INPUTS.iter().chain(&more) {
+                let expected = jaq_answer(&jq, &parse_json(input.as_bytes()).unwrap());
+                let text = bytes::Bytes::copy_from_slice(input.as_bytes());
+                let Ok(out) = fast.run_text(&text) else {
+                    continue;
+                };
+                native += 1;
+                let got: Vec<String> = out
+                    .iter()
+                    .map(|t| to_json(&parse_json(t).expect("the output is JSON")))
+                    .collect();
+                assert_eq!(Ok(got), expected, "{program} on {input}");
+            }
+        }
+        assert!(native > 100, "only {native} ran on text");
+        // What only the value path can answer.
+        let fast = FastJq::compile(".a = 1").unwrap();
+        for input in [more[3], more[4], "[1]", "null", "{\"a\":1}x"] {
+            let text = bytes::Bytes::copy_from_slice(input.as_bytes());
+            assert_eq!(fast.run_text(&text), Err(Fallback), "{input}");
+        }
+        for program in [
+            ".a",
+            "select(. != null)",
+            "select(.a) | .a",
+            "if .a then .b end",
+            ".a = .",
+        ] {
+            assert!(
+                !FastJq::compile(program).is_some_and(|f| f.takes_text()),
+                "{program}"
+            );
+        }
+        // Fields the program does not write keep their text; a written one keeps its place.
+        let fast = FastJq::compile(".amount_cents = (.amount * 100 | floor)").unwrap();
+        let out = fast.run_text(&bytes::Bytes::copy_from_slice(more[2].as_bytes()));
+        assert_eq!(
+            out,
+            Ok(Some(bytes::Bytes::from_static(
+                br#"{"amount_cents":600,"amount":6,"a":{"b":1}}"#
+            )))
+        );
+        let out = fast.run_text(&bytes::Bytes::from_static(b" { } "));
+        assert_eq!(out, Err(Fallback), "null * 100 is jaq's to answer");
+        let out = FastJq::compile(".b = 2 | .a = 1")
+            .unwrap()
+            .run_text(&bytes::Bytes::from_static(b" { } "));
+        assert_eq!(
+            out,
+            Ok(Some(bytes::Bytes::from_static(br#" { "b":2,"a":1} "#)))
+        );
     }
 
     #[test]

@@ -246,6 +246,102 @@ impl Parser<'_> {
     }
 }
 
+/// The members of the JSON object that is all of `text` (whitespace around it allowed), for
+/// a step that reads or changes a few fields of a record kept as text: pushes each member's
+/// key (the bytes between its quotes) and value as ranges of `text` to `out`, and gives the
+/// offset of the object's closing brace. `None` when `text` is not one object or a key has
+/// an escape (two spellings of one key could then not be told apart). The text is taken to
+/// be JSON, as a record's text is ([`crate::pipeline::transform::Record::raw`]): the values
+/// are skipped over, not checked.
+pub fn members(
+    text: &[u8],
+    out: &mut Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+) -> Option<usize> {
+    let s = text;
+    let mut i = skip_ws(s, 0);
+    if s.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(s, i + 1);
+    if s.get(i) == Some(&b'}') {
+        return (skip_ws(s, i + 1) == s.len()).then_some(i);
+    }
+    loop {
+        if s.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(s, i)?;
+        let key = i + 1..key_end;
+        if s[key.clone()].contains(&b'\\') {
+            return None;
+        }
+        i = skip_ws(s, key_end + 1);
+        if s.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(s, i + 1);
+        let value_end = value_end(s, i)?;
+        out.push((key, i..value_end));
+        i = skip_ws(s, value_end);
+        match s.get(i)? {
+            b',' => i = skip_ws(s, i + 1),
+            b'}' => return (skip_ws(s, i + 1) == s.len()).then_some(i),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The offset of the closing quote of the string whose opening quote is at `i`.
+fn string_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match *s.get(j)? {
+            b'"' => return Some(j),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+}
+
+/// The offset just past the value that starts at `i`.
+fn value_end(s: &[u8], i: usize) -> Option<usize> {
+    match *s.get(i)? {
+        b'"' => string_end(s, i).map(|end| end + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *s.get(j)? {
+                    b'"' => j = string_end(s, j)?,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let end = s[i..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .map_or(s.len(), |n| i + n);
+            (end > i).then_some(end)
+        }
+    }
+}
+
 /// Appends `v` as compact JSON to `out`.
 pub fn write_json(v: &Val, out: &mut Vec<u8>) {
     match v {

@@ -189,6 +189,24 @@ impl Transform for JqTransform {
         rejected: &mut Vec<(Record, String)>,
     ) {
         for mut record in batch {
+            if let Some(text) = record.raw.take() {
+                match self.0.run_text(&text) {
+                    Ok(Some(output)) => {
+                        record.raw = Some(output);
+                        out.push(record);
+                        continue;
+                    }
+                    Ok(None) => continue,
+                    Err(_) => match super::jq::parse_json(&text) {
+                        Ok(value) => record.value = value,
+                        Err(reason) => {
+                            record.raw = Some(text);
+                            rejected.push((record, reason));
+                            continue;
+                        }
+                    },
+                }
+            }
             // The program gets the value itself, not a copy: a native assignment then changes
             // it in place instead of copying the object first.
             match self.0.run_owned(std::mem::take(&mut record.value)) {
@@ -210,6 +228,11 @@ impl Transform for JqTransform {
                 }
             }
         }
+    }
+
+    /// Programs that only filter and set fields run on records kept as text.
+    fn takes_raw(&self) -> bool {
+        self.0.takes_text()
     }
 }
 
@@ -366,6 +389,56 @@ mod tests {
             rejected[0].reason.starts_with("jq:"),
             "{}",
             rejected[0].reason
+        );
+    }
+
+    #[test]
+    fn jq_runs_on_records_kept_as_text_and_parses_only_what_it_must() {
+        let step = JqTransform(
+            Jq::compile("select(.amount > 5) | .cents = (.amount * 100 | floor)").unwrap(),
+        );
+        assert!(step.takes_raw());
+        assert!(!JqTransform(Jq::compile(".amount").unwrap()).takes_raw());
+        let texts = [
+            r#"{"user": "ada", "amount": 7.5, "tags": ["x"]}"#,
+            r#"{"user": "bob", "amount": 2}"#,
+            // A repeated key: parsed, and run on the value jaq builds.
+            r#"{"amount": 1, "amount": 9}"#,
+            r#"{"amount": "lots"}"#,
+            r#"{"amount": oops}"#,
+        ];
+        let batch = texts
+            .iter()
+            .map(|t| Record {
+                raw: Some(bytes::Bytes::from_static(t.as_bytes())),
+                ..Record::default()
+            })
+            .collect();
+        let (mut out, mut rejected) = (Vec::new(), Vec::new());
+        step.apply(batch, &mut out, &mut rejected);
+        let got: Vec<String> = out
+            .iter()
+            .map(|r| String::from_utf8(r.json().into_owned()).unwrap())
+            .collect();
+        // The text the step did not touch is kept as it was.
+        assert_eq!(
+            got,
+            [
+                r#"{"user": "ada", "amount": 7.5, "tags": ["x"],"cents":750}"#,
+                r#"{"amount":9,"cents":900}"#,
+            ]
+        );
+        assert!(out[0].raw.is_some() && out[1].raw.is_none());
+        let reasons: Vec<(&str, bool)> = rejected
+            .iter()
+            .map(|(r, reason)| (reason.as_str(), r.raw.is_some()))
+            .collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].0.starts_with("jq:"), "{reasons:?}");
+        // Bad text is rejected with the parser's reason, and the text kept for the letter.
+        assert!(
+            reasons[1].0.starts_with("invalid JSON") && reasons[1].1,
+            "{reasons:?}"
         );
     }
 

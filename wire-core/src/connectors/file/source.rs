@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use jaq_json::Val;
@@ -35,13 +35,15 @@ pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
 /// Reads one file of JSON lines or CSV. Each record's position offset is the byte offset
 /// just after its line: resuming from a record's offset reads the records after it.
 pub struct LineReader {
-    reader: BufReader<File>,
+    file: File,
+    /// Read from the file, not yet handed out: lines are cut from it without copying, so a
+    /// line kept as text shares the block it was read in.
+    buf: bytes::BytesMut,
     source: std::sync::Arc<str>,
     split: std::sync::Arc<str>,
     offset: u64,
     /// A byte range's end: lines that begin at or after it belong to the next split.
     end: Option<u64>,
-    line: Vec<u8>,
     /// CSV: the header's column names (read from the start of the file, wherever we resume).
     columns: Option<Vec<String>>,
     /// JSON lines are handed over as text ([`Record::raw`]), checked but not parsed.
@@ -76,12 +78,12 @@ impl LineReader {
         }
         file.seek(SeekFrom::Start(offset))?;
         Ok(LineReader {
-            reader: BufReader::with_capacity(256 * 1024, file),
+            file,
+            buf: bytes::BytesMut::new(),
             source: source.into(),
             split: path.display().to_string().into(),
             offset,
             end: None,
-            line: Vec::new(),
             columns,
             raw: false,
         })
@@ -107,9 +109,8 @@ impl LineReader {
         if align {
             // The byte before the range: skip to just after the next newline, where the
             // first line that begins in the range starts.
-            reader.line.clear();
-            let n = reader.reader.read_until(b'\n', &mut reader.line)?;
-            reader.offset += n as u64;
+            let skipped = reader.next_line()?;
+            reader.offset += skipped.len() as u64;
         }
         reader.split = key.into();
         reader.end = end;
@@ -131,24 +132,23 @@ impl LineReader {
                 batch.at_end = true;
                 break;
             }
-            self.line.clear();
-            let mut n = self.reader.read_until(b'\n', &mut self.line)?;
-            if n == 0 {
+            let mut line = self.next_line()?;
+            if line.is_empty() {
                 batch.at_end = true;
                 break;
             }
             // A CSV row may hold quoted newlines: read on until its quotes balance.
             if self.columns.is_some() {
-                while self.line.iter().filter(|b| **b == b'"').count() % 2 == 1 {
-                    let more = self.reader.read_until(b'\n', &mut self.line)?;
-                    if more == 0 {
+                while line.iter().filter(|b| **b == b'"').count() % 2 == 1 {
+                    let more = self.next_line()?;
+                    if more.is_empty() {
                         break;
                     }
-                    n += more;
+                    line = [line, more].concat().into();
                 }
             }
-            self.offset += n as u64;
-            let text = trim_newline(&self.line);
+            self.offset += line.len() as u64;
+            let text = trim_newline(&line);
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -160,7 +160,7 @@ impl LineReader {
             };
             if self.columns.is_none() && self.raw && is_json(text) {
                 batch.records.push(Record {
-                    raw: Some(bytes::Bytes::copy_from_slice(text)),
+                    raw: Some(line.slice_ref(text)),
                     ..Record::new(Val::Null, position)
                 });
                 continue;
@@ -179,6 +179,37 @@ impl LineReader {
             }
         }
         Ok(batch)
+    }
+
+    /// The next line with its newline, if it has one (a last line may not): a slice of the
+    /// read buffer. Empty at the end of the file (for now: a tailed file may grow).
+    fn next_line(&mut self) -> std::io::Result<bytes::Bytes> {
+        const BLOCK: usize = 256 * 1024;
+        let mut searched = 0;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..]) {
+                return Ok(self.buf.split_to(searched + i + 1).freeze());
+            }
+            searched = self.buf.len();
+            // Lines handed out still hold the block they were cut from: a new block is
+            // allocated, and only the unfinished line is copied to it.
+            if self.buf.capacity() - self.buf.len() < BLOCK / 4 {
+                self.buf.reserve(BLOCK);
+            }
+            let start = self.buf.len();
+            self.buf.resize(self.buf.capacity(), 0);
+            let read = loop {
+                match self.file.read(&mut self.buf[start..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            let n = read.inspect_err(|_| self.buf.truncate(start))?;
+            self.buf.truncate(start + n);
+            if n == 0 {
+                return Ok(self.buf.split().freeze());
+            }
+        }
     }
 }
 

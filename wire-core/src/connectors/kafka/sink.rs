@@ -101,12 +101,18 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
+    /// A message is the record's JSON text: text kept from the source goes out as it is.
+    fn takes_raw(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         for r in records {
             self.buf.clear();
-            match &r.value {
-                jaq_json::Val::BStr(b) => self.buf.extend_from_slice(b),
-                v => crate::pipeline::json::write_json(v, &mut self.buf),
+            match (&r.raw, &r.value) {
+                (Some(text), _) => self.buf.extend_from_slice(text),
+                (None, jaq_json::Val::BStr(b)) => self.buf.extend_from_slice(b),
+                (None, v) => crate::pipeline::json::write_json(v, &mut self.buf),
             }
             let headers = (!r.headers.is_empty()).then(|| {
                 r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {

@@ -34,11 +34,19 @@ pub struct StdoutSink {
 }
 
 impl Sink for StdoutSink {
+    /// A line is the record's JSON text: text kept from the source goes out as it is.
+    fn takes_raw(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, records: &[Record]) -> crate::connectors::ConnectorResult<()> {
         let mut text: Vec<u8> = Vec::new();
         for r in records {
             text.extend_from_slice(self.prefix.as_bytes());
-            crate::pipeline::json::write_json(&r.value, &mut text);
+            match &r.raw {
+                Some(json) => text.extend_from_slice(json),
+                None => crate::pipeline::json::write_json(&r.value, &mut text),
+            }
             text.push(b'\n');
         }
         let mut out = std::io::stdout().lock();
