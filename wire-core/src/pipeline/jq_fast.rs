@@ -26,9 +26,12 @@ pub struct Fallback;
 type R = Result<Option<Val>, Fallback>;
 
 /// A compiled expression that gives zero or one value per input.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Expr {
     Id,
+    /// Field `n` of a record run on text ([`TextPlan`]), whose input is the array of the
+    /// fields the program uses.
+    Slot(usize),
     Lit(Val),
     Empty,
     /// `f.key`
@@ -58,17 +61,36 @@ pub struct FastJq {
     text: Option<TextPlan>,
 }
 
-/// What a program that only filters records and sets fields needs of a record's text: the
-/// top-level fields it reads and those it writes. Every other field is copied through as
-/// text, never parsed.
+/// A program that only filters records and sets fields, as it runs on a record's text: the
+/// top-level fields it reads and writes are parsed into slots, the stages run on the slots,
+/// and every other field is copied through as text, never parsed.
 #[derive(Debug)]
 struct TextPlan {
-    /// Each field the program reads or writes: its name as it appears between the quotes of
-    /// a key, and as a value.
-    fields: Vec<(Box<[u8]>, Val)>,
-    /// The indexes in `fields` of those it writes, in the order the program first writes
-    /// them (which is the order jaq adds new keys in).
+    /// Each field the program reads or writes (its slot is its index).
+    fields: Vec<TextField>,
+    stages: Vec<TextStage>,
+    /// The fields the program writes, in the order it first writes them (which is the
+    /// order jaq adds new keys in).
     writes: Vec<usize>,
+}
+
+/// A field a [`TextPlan`] reads or writes.
+#[derive(Debug)]
+struct TextField {
+    /// As it appears between the quotes of a key.
+    name: Box<[u8]>,
+    /// Its key as JSON text followed by `:`.
+    prefix: Box<[u8]>,
+}
+
+/// A stage of a [`TextPlan`]: what reads the record reads slots ([`Expr::Slot`]).
+#[derive(Debug)]
+enum TextStage {
+    Select(Expr),
+    /// `.field.rest = value`
+    Assign(usize, Vec<Val>, Expr),
+    /// `.field.rest |= f` (`f` runs on the present value, not on the record).
+    Update(usize, Vec<Val>, Expr),
 }
 
 impl FastJq {
@@ -91,80 +113,17 @@ impl FastJq {
     /// added), `None` for no output, or `Fallback` when the value path must run it (the
     /// text is not an object, has a repeated or escaped key, or the program falls back).
     ///
-    /// The program runs on an object of only the fields it reads and writes: its selects
-    /// and right-hand sides read nothing else (see [`TextPlan::of`]), so they get the
-    /// answer they get on the whole record.
+    /// The program runs on slots holding only the fields it reads and writes: its selects
+    /// and right-hand sides read nothing else (see [`TextPlan::of`]), and each step is the
+    /// one [`FastJq::run`] takes (jaq's operations, the same checks before a field is set),
+    /// so it gets the answer it gets on the whole record.
     pub fn run_text(&self, text: &bytes::Bytes) -> Result<Option<bytes::Bytes>, Fallback> {
         let plan = self.text.as_ref().ok_or(Fallback)?;
-        let mut members = Vec::with_capacity(16);
-        let close = crate::pipeline::json::members(text, &mut members).ok_or(Fallback)?;
-        let key = |m: &(std::ops::Range<usize>, std::ops::Range<usize>)| &text[m.0.clone()];
-        // jaq keeps one member per key: a repeated key is left to the value path.
-        let repeated = if members.len() <= 32 {
-            (1..members.len()).any(|i| members[..i].iter().any(|m| key(m) == key(&members[i])))
-        } else {
-            let mut keys: Vec<&[u8]> = members.iter().map(key).collect();
-            keys.sort_unstable();
-            keys.windows(2).any(|w| w[0] == w[1])
-        };
-        if repeated {
-            return Err(Fallback);
-        }
-        // Where each field of the plan is in the text.
-        let mut found: Vec<Option<usize>> = vec![None; plan.fields.len()];
-        let mut map =
-            jaq_json::Map::with_capacity_and_hasher(plan.fields.len(), Default::default());
-        for (m, member) in members.iter().enumerate() {
-            let Some(f) = plan
-                .fields
-                .iter()
-                .position(|(name, _)| **name == *key(member))
-            else {
-                continue;
-            };
-            found[f] = Some(m);
-            let value =
-                crate::pipeline::jq::parse_json(&text[member.1.clone()]).map_err(|_| Fallback)?;
-            map.insert(plan.fields[f].1.clone(), value);
-        }
-        let out = match self.run(Val::obj(map)) {
-            Ok(Some(Val::Obj(out))) => out,
-            Ok(None) => return Ok(None),
-            Ok(Some(_)) | Err(_) => return Err(Fallback),
-        };
-        if plan.writes.is_empty() {
-            return Ok(Some(text.clone()));
-        }
-        let written = |f: usize| out.get(&plan.fields[f].1).ok_or(Fallback);
-        let mut buf = Vec::with_capacity(text.len() + 32);
-        // Written fields the text has, in place; the others copied as they are.
-        let mut places: Vec<(usize, usize)> = plan
-            .writes
-            .iter()
-            .filter_map(|&f| found[f].map(|m| (m, f)))
-            .collect();
-        places.sort_unstable();
-        let mut at = 0;
-        for (m, f) in places {
-            let value = &members[m].1;
-            buf.extend_from_slice(&text[at..value.start]);
-            crate::pipeline::json::write_json(written(f)?, &mut buf);
-            at = value.end;
-        }
-        buf.extend_from_slice(&text[at..close]);
-        // New fields last, as jaq adds them.
-        let mut first = members.is_empty();
-        for &f in plan.writes.iter().filter(|&&f| found[f].is_none()) {
-            if !first {
-                buf.push(b',');
-            }
-            first = false;
-            crate::pipeline::json::write_json(&plan.fields[f].1, &mut buf);
-            buf.push(b':');
-            crate::pipeline::json::write_json(written(f)?, &mut buf);
-        }
-        buf.extend_from_slice(&text[close..]);
-        Ok(Some(bytes::Bytes::from(buf)))
+        MEMBERS.with_borrow_mut(|members| {
+            members.clear();
+            let close = crate::pipeline::json::members(text, members).ok_or(Fallback)?;
+            plan.run(text, members, close)
+        })
     }
 
     /// Runs the program on `input`: its output (`None` for none), or `Err` with `input`
@@ -199,90 +158,248 @@ impl FastJq {
     }
 }
 
+thread_local! {
+    /// The members of the record [`FastJq::run_text`] is on (kept to save an allocation).
+    static MEMBERS: std::cell::RefCell<Vec<Member>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most fields a program may use to run on text.
+const MAX_FIELDS: usize = 8;
+
+/// A member of an object's text: its key (between the quotes) and its value.
+type Member = (std::ops::Range<usize>, std::ops::Range<usize>);
+
 impl TextPlan {
-    /// The plan of a program that runs on text: its stages are `select`s and assignments
-    /// (`=`, `|=`) to field paths, and the conditions and right-hand sides of `=` read the
-    /// record only through top-level fields. Any other program gets none.
+    /// The plan of a program that can run on text: its stages are `select`s and
+    /// assignments (`=`, `|=`) to field paths, and the conditions and right-hand sides of
+    /// `=` read the record only through top-level fields. Any other program gets none.
     fn of(stages: &[Expr]) -> Option<TextPlan> {
         let mut plan = TextPlan {
             fields: Vec::new(),
+            stages: Vec::new(),
             writes: Vec::new(),
         };
         for stage in stages {
-            match stage {
-                Expr::Select(cond) => plan.reads(cond)?,
+            let stage = match stage {
+                Expr::Select(cond) => TextStage::Select(plan.slots(cond)?),
                 Expr::Assign(keys, rhs) => {
-                    plan.reads(rhs)?;
-                    // A deeper path is set inside the field's present value.
-                    let f = plan.field(&keys[0])?;
-                    plan.write(f);
+                    let rhs = plan.slots(rhs)?;
+                    TextStage::Assign(plan.write(&keys[0])?, keys[1..].to_vec(), rhs)
                 }
-                // The new value is made from the field's present one.
-                Expr::Update(keys, _) => {
-                    let f = plan.field(&keys[0])?;
-                    plan.write(f);
+                Expr::Update(keys, f) => {
+                    TextStage::Update(plan.write(&keys[0])?, keys[1..].to_vec(), (**f).clone())
                 }
                 _ => return None,
-            }
+            };
+            plan.stages.push(stage);
         }
-        Some(plan)
+        (plan.fields.len() <= MAX_FIELDS).then_some(plan)
     }
 
-    /// The index of field `key` in the plan, added if new.
+    /// The slot of field `key`, added if new.
     fn field(&mut self, key: &Val) -> Option<usize> {
         let Val::TStr(name) = key else { return None };
         // Keys that JSON text would spell with escapes are left to the value path.
         if name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
             return None;
         }
-        if let Some(f) = self.fields.iter().position(|(n, _)| **n == ***name) {
+        if let Some(f) = self.fields.iter().position(|f| *f.name == ***name) {
             return Some(f);
         }
-        self.fields.push((name.to_vec().into(), key.clone()));
+        let mut prefix = Vec::new();
+        crate::pipeline::json::write_json(key, &mut prefix);
+        prefix.push(b':');
+        self.fields.push(TextField {
+            name: name.to_vec().into(),
+            prefix: prefix.into(),
+        });
         Some(self.fields.len() - 1)
     }
 
-    fn write(&mut self, f: usize) {
+    fn write(&mut self, key: &Val) -> Option<usize> {
+        let f = self.field(key)?;
         if !self.writes.contains(&f) {
             self.writes.push(f);
         }
+        Some(f)
     }
 
-    /// Adds the fields `e` reads to the plan; `None` if `e` reads the record in any other
-    /// way than through top-level fields.
-    fn reads(&mut self, e: &Expr) -> Option<()> {
-        match e {
+    /// `e` reading slots where it reads top-level fields of the record; `None` if it reads
+    /// the record in any other way.
+    fn slots(&mut self, e: &Expr) -> Option<Expr> {
+        Some(match e {
             Expr::Field(base, key) => match &**base {
-                Expr::Id => self.field(key).map(drop),
-                other => self.reads(other),
+                Expr::Id => Expr::Slot(self.field(key)?),
+                other => Expr::Field(Box::new(self.slots(other)?), key.clone()),
             },
-            Expr::Lit(_) | Expr::Empty => Some(()),
+            Expr::Lit(_) | Expr::Empty => e.clone(),
             // The right side reads the left side's output, not the record.
-            Expr::Pipe(l, _) => self.reads(l),
-            Expr::Neg(e) => self.reads(e),
-            Expr::Cmp(l, _, r)
-            | Expr::Math(l, _, r)
-            | Expr::And(l, r)
-            | Expr::Or(l, r)
-            | Expr::Alt(l, r) => {
-                self.reads(l)?;
-                self.reads(r)
+            Expr::Pipe(l, r) => Expr::Pipe(Box::new(self.slots(l)?), r.clone()),
+            Expr::Neg(e) => Expr::Neg(Box::new(self.slots(e)?)),
+            Expr::Cmp(l, op, r) => {
+                let (l, r) = self.pair(l, r)?;
+                Expr::Cmp(l, *op, r)
             }
-            Expr::If(branches, otherwise) => {
-                for (cond, then) in branches {
-                    self.reads(cond)?;
-                    self.reads(then)?;
-                }
-                self.reads(otherwise)
+            Expr::Math(l, op, r) => {
+                let (l, r) = self.pair(l, r)?;
+                Expr::Math(l, *op, r)
             }
+            Expr::And(l, r) => {
+                let (l, r) = self.pair(l, r)?;
+                Expr::And(l, r)
+            }
+            Expr::Or(l, r) => {
+                let (l, r) = self.pair(l, r)?;
+                Expr::Or(l, r)
+            }
+            Expr::Alt(l, r) => {
+                let (l, r) = self.pair(l, r)?;
+                Expr::Alt(l, r)
+            }
+            Expr::If(branches, otherwise) => Expr::If(
+                branches
+                    .iter()
+                    .map(|(c, t)| Some((self.slots(c)?, self.slots(t)?)))
+                    .collect::<Option<_>>()?,
+                Box::new(self.slots(otherwise)?),
+            ),
             Expr::Id
+            | Expr::Slot(_)
             | Expr::Select(_)
             | Expr::Not
             | Expr::Floor
             | Expr::Assign(..)
-            | Expr::Update(..) => None,
-        }
+            | Expr::Update(..) => return None,
+        })
     }
+
+    fn pair(&mut self, l: &Expr, r: &Expr) -> Option<(Box<Expr>, Box<Expr>)> {
+        Some((Box::new(self.slots(l)?), Box::new(self.slots(r)?)))
+    }
+
+    /// Runs the stages on the record `text`, whose members are `members` and whose closing
+    /// brace is at `close`.
+    fn run(
+        &self,
+        text: &bytes::Bytes,
+        members: &[Member],
+        close: usize,
+    ) -> Result<Option<bytes::Bytes>, Fallback> {
+        let key = |m: &Member| &text[m.0.clone()];
+        // jaq keeps one member per key: a repeated key is left to the value path.
+        let repeated = if members.len() <= 32 {
+            (1..members.len()).any(|i| members[..i].iter().any(|m| key(m) == key(&members[i])))
+        } else {
+            let mut keys: Vec<&[u8]> = members.iter().map(key).collect();
+            keys.sort_unstable();
+            keys.windows(2).any(|w| w[0] == w[1])
+        };
+        if repeated {
+            return Err(Fallback);
+        }
+        // Each field's member, and its value (null when absent, as `.field` reads it).
+        let mut found = [None; MAX_FIELDS];
+        let mut slots = vec![Val::Null; self.fields.len()];
+        for (m, member) in members.iter().enumerate() {
+            let name = key(member);
+            if let Some(f) = self.fields.iter().position(|f| *f.name == *name) {
+                found[f] = Some(m);
+                slots[f] =
+                    crate::pipeline::json::parse_value(&text[member.1.clone()]).ok_or(Fallback)?;
+            }
+        }
+        let mut record = Val::Arr(slots.into());
+        for stage in &self.stages {
+            match stage {
+                TextStage::Select(cond) => match cond.eval(record.clone())? {
+                    Some(keep) if keep.as_bool() => {}
+                    _ => return Ok(None),
+                },
+                TextStage::Assign(f, rest, rhs) => {
+                    let Some(new) = rhs.eval(record.clone())? else {
+                        return Ok(None);
+                    };
+                    set_slot(&mut record, *f, rest, found[*f].is_some(), new)?;
+                }
+                TextStage::Update(f, rest, update) => {
+                    let old = get_path(&slot(&record, *f)?, rest)?;
+                    let new = update.eval(old)?.ok_or(Fallback)?;
+                    set_slot(&mut record, *f, rest, found[*f].is_some(), new)?;
+                }
+            }
+            // A field set once is present from then on.
+            if let TextStage::Assign(f, ..) | TextStage::Update(f, ..) = stage {
+                found[*f].get_or_insert(usize::MAX);
+            }
+        }
+        if self.writes.is_empty() {
+            return Ok(Some(text.clone()));
+        }
+        let mut buf = Vec::with_capacity(text.len() + 32);
+        // Written fields the text has, in place; the others copied as they are.
+        let mut places: Vec<(usize, usize)> = self
+            .writes
+            .iter()
+            .filter_map(|&f| found[f].filter(|&m| m != usize::MAX).map(|m| (m, f)))
+            .collect();
+        places.sort_unstable();
+        let mut at = 0;
+        for (m, f) in places {
+            let value = &members[m].1;
+            buf.extend_from_slice(&text[at..value.start]);
+            crate::pipeline::json::write_json(&slot(&record, f)?, &mut buf);
+            at = value.end;
+        }
+        buf.extend_from_slice(&text[at..close]);
+        // New fields last, as jaq adds them.
+        let mut first = members.is_empty();
+        for &f in &self.writes {
+            if found[f] != Some(usize::MAX) {
+                continue;
+            }
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            buf.extend_from_slice(&self.fields[f].prefix);
+            crate::pipeline::json::write_json(&slot(&record, f)?, &mut buf);
+        }
+        buf.extend_from_slice(&text[close..]);
+        Ok(Some(bytes::Bytes::from(buf)))
+    }
+}
+
+/// Slot `f` of a record run on text.
+fn slot(record: &Val, f: usize) -> Result<Val, Fallback> {
+    match record {
+        Val::Arr(slots) => slots.get(f).cloned().ok_or(Fallback),
+        _ => Err(Fallback),
+    }
+}
+
+/// Sets `.field.rest` of a record run on text to `new`, where jaq could (`present`: the
+/// field is in the record).
+fn set_slot(
+    record: &mut Val,
+    f: usize,
+    rest: &[Val],
+    present: bool,
+    new: Val,
+) -> Result<(), Fallback> {
+    let Val::Arr(slots) = record else {
+        return Err(Fallback);
+    };
+    let value = std::sync::Arc::make_mut(slots).get_mut(f).ok_or(Fallback)?;
+    if rest.is_empty() {
+        *value = new;
+        return Ok(());
+    }
+    // Deeper keys are set only inside a field the record has (as `settable` says).
+    if !present || !settable(value, rest) {
+        return Err(Fallback);
+    }
+    set_path(value, rest, new);
+    Ok(())
 }
 
 /// Sets `keys` in `input` to `new` if jaq could; else gives `input` back unchanged.
@@ -400,6 +517,7 @@ impl Expr {
     fn eval(&self, v: Val) -> R {
         match self {
             Expr::Id => Ok(Some(v)),
+            Expr::Slot(f) => slot(&v, *f).map(Some),
             Expr::Lit(x) => Ok(Some(x.clone())),
             Expr::Empty => Ok(None),
             Expr::Field(base, key) => match base.eval(v)? {

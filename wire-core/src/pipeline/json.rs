@@ -29,6 +29,24 @@ pub fn parse_strict(bytes: &[u8]) -> Option<Val> {
     (p.i == bytes.len()).then_some(v)
 }
 
+/// Parses one JSON value as [`crate::pipeline::jq::parse_json`] does, but a number or
+/// literal without first copying the text (which strings are kept as slices of).
+pub fn parse_value(bytes: &[u8]) -> Option<Val> {
+    if let Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') = bytes.first() {
+        let mut p = Parser {
+            s: bytes,
+            i: 0,
+            shared: bytes::Bytes::new(),
+        };
+        if let Some(v) = p.value(0) {
+            if p.i == bytes.len() {
+                return Some(v);
+            }
+        }
+    }
+    crate::pipeline::jq::parse_json(bytes).ok()
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
@@ -302,11 +320,11 @@ fn skip_ws(s: &[u8], mut i: usize) -> usize {
 fn string_end(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
-        match *s.get(j)? {
-            b'"' => return Some(j),
-            b'\\' => j += 2,
-            _ => j += 1,
+        j += memchr::memchr2(b'"', b'\\', s.get(j..)?)?;
+        if s[j] == b'"' {
+            return Some(j);
         }
+        j += 2;
     }
 }
 
