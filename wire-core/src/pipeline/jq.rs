@@ -7,6 +7,7 @@ use jaq_core::{data, unwrap_valr, Compiler, Ctx, Vars};
 use jaq_json::Val;
 
 use super::jq_fast::{Fallback, FastJq};
+pub use super::json::parse_json;
 
 /// A compiled jq program; cheap to share between partitions. Programs made only of what
 /// [`FastJq`] evaluates run natively, every other one (and every input the fast path does
@@ -123,14 +124,6 @@ fn expected<'a>(found: impl Iterator<Item = (&'a str, &'a str)>) -> String {
 fn excerpt(s: &str) -> &str {
     let end = s.char_indices().nth(20).map(|(i, _)| i).unwrap_or(s.len());
     &s[..end]
-}
-
-/// Parses one JSON value from bytes.
-pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
-    if let Some(v) = super::json::parse_strict(bytes) {
-        return Ok(v);
-    }
-    jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
 }
 
 #[cfg(test)]

@@ -29,7 +29,16 @@ pub fn parse_strict(bytes: &[u8]) -> Option<Val> {
     (p.i == bytes.len()).then_some(v)
 }
 
-/// Parses one JSON value as [`crate::pipeline::jq::parse_json`] does, but a number or
+/// Parses one JSON value from bytes: standard JSON by [`parse_strict`], anything else by
+/// jaq's parser, which takes what it allows beyond JSON or names the problem.
+pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
+    if let Some(v) = parse_strict(bytes) {
+        return Ok(v);
+    }
+    jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Parses one JSON value as [`parse_json`] does, but a number or
 /// literal without first copying the text (which strings are kept as slices of).
 pub fn parse_value(bytes: &[u8]) -> Option<Val> {
     if let Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') = bytes.first() {
@@ -44,7 +53,7 @@ pub fn parse_value(bytes: &[u8]) -> Option<Val> {
             }
         }
     }
-    crate::pipeline::jq::parse_json(bytes).ok()
+    parse_json(bytes).ok()
 }
 
 struct Parser<'a> {
@@ -269,7 +278,7 @@ impl Parser<'_> {
 /// key (the bytes between its quotes) and value as ranges of `text` to `out`, and gives the
 /// offset of the object's closing brace. `None` when `text` is not one object or a key has
 /// an escape (two spellings of one key could then not be told apart). The text is taken to
-/// be JSON, as a record's text is ([`crate::pipeline::transform::Record::raw`]): the values
+/// be JSON, as a record's text is (`Record::raw`): the values
 /// are skipped over, not checked.
 pub fn members(
     text: &[u8],
@@ -459,7 +468,6 @@ fn write_escaped(s: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::jq::parse_json;
 
     /// jaq's own parse, for comparison.
     fn jaq(text: &[u8]) -> Option<Val> {
