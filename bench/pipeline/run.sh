@@ -108,9 +108,10 @@ run_bytewax() { # fsync: 1 (FileSink) or 0
   check "bytewax fsync=$1" "$work/bw-out.jsonl" >&2
 }
 
-declare -A best_s best_rss
+declare -A best_s best_rss last_s
 keep() { # name "seconds rss"
   local s=${2% *} r=${2#* }
+  last_s[$1]=$s
   if [ -z "${best_s[$1]:-}" ] || (( $(echo "$s < ${best_s[$1]}" | bc -l) )); then
     best_s[$1]=$s; best_rss[$1]=$r
   fi
@@ -124,7 +125,7 @@ for round in $(seq "$ROUNDS"); do
   sync; keep loop_2t "$(run_loop 2)"
   sync; keep bytewax "$(run_bytewax 1)"
   sync; keep bytewax_nofsync "$(run_bytewax 0)"
-  echo "round $round: wire p1 ${best_s[wire_p1]}s  p2 ${best_s[wire_p2]}s  loop ${best_s[loop_1t]}s/${best_s[loop_2t]}s  bytewax ${best_s[bytewax]}s/${best_s[bytewax_nofsync]}s" >&2
+  echo "round $round: wire p1 ${last_s[wire_p1]}s  p2 ${last_s[wire_p2]}s  loop ${last_s[loop_1t]}s/${last_s[loop_2t]}s  bytewax ${last_s[bytewax]}s/${last_s[bytewax_nofsync]}s" >&2
 done
 
 declare -A durability=(

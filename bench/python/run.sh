@@ -55,9 +55,10 @@ run() { # kind -> "seconds rss"
   rm -rf "$out" "$out.jsonl"
 }
 
-declare -A best_s best_rss
+declare -A best_s best_rss last_s
 keep() { # name "seconds rss"
   local s=${2% *} r=${2#* }
+  last_s[$1]=$s
   if [ -z "$s" ]; then echo "bench: $1 did not report" >&2; exit 1; fi
   if [ -z "${best_s[$1]:-}" ] || (( $(echo "$s < ${best_s[$1]}" | bc -l) )); then
     best_s[$1]=$s; best_rss[$1]=$r
@@ -66,7 +67,7 @@ keep() { # name "seconds rss"
 kinds="wire-record wire-batch wire-arrow wire-polars bytewax plain orjson"
 for round in $(seq "$ROUNDS"); do
   for k in $kinds; do sync; keep "$k" "$(run "$k")"; done
-  echo "round $round: $(for k in $kinds; do printf '%s %ss  ' "$k" "${best_s[$k]}"; done)" >&2
+  echo "round $round: $(for k in $kinds; do printf '%s %ss  ' "$k" "${last_s[$k]}"; done)" >&2
 done
 
 declare -A durability=(

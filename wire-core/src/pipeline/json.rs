@@ -38,6 +38,14 @@ pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
     jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
 }
 
+/// Whether `text` is one JSON value in UTF-8 (checked without building it: skipping strings
+/// does not check their bytes, hence the UTF-8 check first). Text it refuses is parsed the
+/// usual way, which names the problem (or takes what it allows beyond JSON).
+pub fn is_json(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+}
+
 /// Parses one JSON value as [`parse_json`] does, but a number or
 /// literal without first copying the text (which strings are kept as slices of).
 pub fn parse_value(bytes: &[u8]) -> Option<Val> {

@@ -158,7 +158,7 @@ impl LineReader {
                 split: self.split.clone(),
                 offset: Offset::Num(self.offset),
             };
-            if self.columns.is_none() && self.raw && is_json(text) {
+            if self.columns.is_none() && self.raw && crate::pipeline::json::is_json(text) {
                 batch.records.push(Record {
                     raw: Some(line.slice_ref(text)),
                     ..Record::new(Val::Null, position)
@@ -211,14 +211,6 @@ impl LineReader {
             }
         }
     }
-}
-
-/// Whether `text` is one JSON value in UTF-8 (checked without building it: skipping strings
-/// does not check their bytes, hence the UTF-8 check first). Text it refuses is parsed the
-/// usual way, which names the problem (or takes what it allows beyond JSON).
-fn is_json(text: &[u8]) -> bool {
-    std::str::from_utf8(text).is_ok()
-        && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 fn trim_newline(mut text: &[u8]) -> &[u8] {
@@ -581,6 +573,7 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::json::is_json;
 
     #[test]
     fn only_json_in_utf8_is_handed_over_as_text() {

@@ -23,6 +23,8 @@ pub struct KafkaSource {
     splits: BTreeMap<(String, i32), Arc<str>>,
     positions: BTreeMap<String, u64>,
     format: Format,
+    /// JSON messages go out as text ([`Record::raw`]), checked but not parsed.
+    raw: bool,
     last_warning: Option<Instant>,
     last_commit: Instant,
 }
@@ -140,6 +142,7 @@ pub fn open(
         splits,
         positions,
         format: c.format,
+        raw: ctx.raw,
         last_warning: None,
         last_commit: Instant::now(),
     }))
@@ -208,10 +211,14 @@ impl Source for KafkaSource {
                 offset: offset.into(),
             };
             let payload = message.payload().unwrap_or_default();
-            let value = match self.format {
-                Format::Raw => jaq_json::Val::byte_str(payload.to_vec()),
+            let (value, raw) = match self.format {
+                Format::Raw => (jaq_json::Val::byte_str(payload.to_vec()), None),
+                Format::Json if self.raw && crate::pipeline::json::is_json(payload) => (
+                    jaq_json::Val::Null,
+                    Some(bytes::Bytes::copy_from_slice(payload)),
+                ),
                 Format::Json => match crate::pipeline::jq::parse_json(payload) {
-                    Ok(v) => v,
+                    Ok(v) => (v, None),
                     Err(reason) => {
                         bad.push(BadInput {
                             raw: payload.to_vec(),
@@ -237,7 +244,7 @@ impl Source for KafkaSource {
                 .unwrap_or_default();
             records.push(Record {
                 key: message.key().map(|k| k.to_vec()),
-                raw: None,
+                raw,
                 value,
                 event_time: message.timestamp().to_millis(),
                 headers,
