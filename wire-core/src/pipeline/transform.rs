@@ -66,7 +66,35 @@ impl Record {
         match &self.raw {
             Some(text) => std::borrow::Cow::Borrowed(text),
             None => {
-                std::borrow::Cow::Owned(crate::pipeline::json::to_json(&self.value).into_bytes())
+                let mut out = Vec::with_capacity(64);
+                self.write_json(&mut out);
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Appends the value's JSON text to `out`: `raw` as it is, or the value written out.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match &self.raw {
+            Some(text) => out.extend_from_slice(text),
+            None => crate::pipeline::json::write_json(&self.value, out),
+        }
+    }
+
+    /// Parses `raw` into `value` (nothing to do without it); text that does not parse is
+    /// kept, and the parser's reason returned.
+    pub fn parse(&mut self) -> Result<(), String> {
+        let Some(text) = self.raw.take() else {
+            return Ok(());
+        };
+        match super::jq::parse_json(&text) {
+            Ok(value) => {
+                self.value = value;
+                Ok(())
+            }
+            Err(reason) => {
+                self.raw = Some(text);
+                Err(reason)
             }
         }
     }
@@ -80,19 +108,9 @@ pub fn parse_raw(batch: Vec<Record>, failed: &mut Vec<(Record, String)>) -> Vec<
     }
     let mut parsed = Vec::with_capacity(batch.len());
     for mut r in batch {
-        let Some(text) = r.raw.take() else {
-            parsed.push(r);
-            continue;
-        };
-        match super::jq::parse_json(&text) {
-            Ok(value) => {
-                r.value = value;
-                parsed.push(r);
-            }
-            Err(reason) => {
-                r.raw = Some(text);
-                failed.push((r, reason));
-            }
+        match r.parse() {
+            Ok(()) => parsed.push(r),
+            Err(reason) => failed.push((r, reason)),
         }
     }
     parsed
@@ -197,14 +215,13 @@ impl Transform for JqTransform {
                         continue;
                     }
                     Ok(None) => continue,
-                    Err(_) => match super::jq::parse_json(&text) {
-                        Ok(value) => record.value = value,
-                        Err(reason) => {
-                            record.raw = Some(text);
+                    Err(_) => {
+                        record.raw = Some(text);
+                        if let Err(reason) = record.parse() {
                             rejected.push((record, reason));
                             continue;
                         }
-                    },
+                    }
                 }
             }
             // The program gets the value itself, not a copy: a native assignment then changes

@@ -266,10 +266,7 @@ impl PartWriter {
             }
             line.clear();
             match self.part.format {
-                FileFormat::Jsonl => match &record.raw {
-                    Some(text) => line.extend_from_slice(text),
-                    None => crate::pipeline::json::write_json(&record.value, &mut line),
-                },
+                FileFormat::Jsonl => record.write_json(&mut line),
                 FileFormat::Csv => {
                     if self.columns.is_none() {
                         let columns = object_keys(&record.value);

@@ -110,9 +110,8 @@ impl Sink for KafkaSink {
         for r in records {
             self.buf.clear();
             match (&r.raw, &r.value) {
-                (Some(text), _) => self.buf.extend_from_slice(text),
                 (None, jaq_json::Val::BStr(b)) => self.buf.extend_from_slice(b),
-                (None, v) => crate::pipeline::json::write_json(v, &mut self.buf),
+                _ => r.write_json(&mut self.buf),
             }
             let headers = (!r.headers.is_empty()).then(|| {
                 r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {

@@ -43,10 +43,7 @@ impl Sink for StdoutSink {
         let mut text: Vec<u8> = Vec::new();
         for r in records {
             text.extend_from_slice(self.prefix.as_bytes());
-            match &r.raw {
-                Some(json) => text.extend_from_slice(json),
-                None => crate::pipeline::json::write_json(&r.value, &mut text),
-            }
+            r.write_json(&mut text);
             text.push(b'\n');
         }
         let mut out = std::io::stdout().lock();
